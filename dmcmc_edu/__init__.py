@@ -1,0 +1,1 @@
+"""dmcmc_edu: Denoising MCMC for diffusion models."""

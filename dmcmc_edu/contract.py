@@ -1,0 +1,162 @@
+"""The one model contract of dmcmc_edu.
+
+A *denoiser* is any callable ``D(x, sigma)`` that returns an estimate of the
+clean data ``x0 = E[x0 | x_sigma = x]``:
+
+* ``x``      -- tensor of shape ``[B, ...]`` (a batch of noisy samples),
+* ``sigma``  -- tensor of shape ``[B]`` with one noise level per sample, ``> 0``.
+
+The score of the noised density follows from Tweedie's formula,
+``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source of a model
+(analytic mixture, trained net, pretrained checkpoint, VP model) is turned into
+this contract by a small adapter.
+
+NFE (number of function evaluations) is defined **per sample**: it is the
+number of times the network was evaluated on that sample.  A call on a batch
+of B rows adds one evaluation to each of those rows.  NFE is never computed by
+formula in this toolkit: :class:`CountingDenoiser` wraps a model and tallies
+the calls it actually receives.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+__all__ = [
+    "Denoiser",
+    "check_x",
+    "check_sigma",
+    "as_sigma_batch",
+    "score_from_denoiser",
+    "denoiser_from_score",
+    "ScoreFunction",
+    "CountingDenoiser",
+]
+
+
+def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
+    """Validate a batch of samples: a floating tensor with a batch dimension and finite values."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{name} must have shape [B, ...] with at least 2 dimensions, got shape {tuple(x.shape)}"
+        )
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
+        raise ValueError(
+            f"{name} has non-finite values (NaN or inf) in sample(s) {bad[:10].tolist()}"
+            + (" ..." if bad.numel() > 10 else "")
+        )
+    return x
+
+
+def check_sigma(sigma: torch.Tensor, batch: int, name: str = "sigma", allow_zero: bool = False) -> torch.Tensor:
+    """Validate per-sample noise levels: shape ``[batch]``, finite, ``> 0`` (or ``>= 0``)."""
+    if not isinstance(sigma, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [{batch}], got {type(sigma).__name__}")
+    if sigma.shape != (batch,):
+        raise ValueError(f"{name} must have shape [B] = [{batch}] (one level per sample), got {tuple(sigma.shape)}")
+    if not torch.isfinite(sigma).all():
+        raise ValueError(f"{name} has non-finite values: {sigma[~torch.isfinite(sigma)][:5].tolist()}")
+    if allow_zero:
+        if (sigma < 0).any():
+            raise ValueError(f"{name} must be >= 0, got min {sigma.min().item():.4g}")
+    elif (sigma <= 0).any():
+        raise ValueError(f"{name} must be > 0 for every sample, got min {sigma.min().item():.4g}")
+    return sigma
+
+
+def as_sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
+    """Turn a Python float, a 0-d tensor or a ``[B]`` tensor into a validated ``[B]`` tensor on x's device/dtype."""
+    if isinstance(sigma, (int, float)):
+        sigma = torch.full((x.shape[0],), float(sigma), dtype=x.dtype, device=x.device)
+    elif isinstance(sigma, torch.Tensor) and sigma.ndim == 0:
+        sigma = sigma.expand(x.shape[0])
+    elif not isinstance(sigma, torch.Tensor):
+        sigma = torch.as_tensor(sigma)
+    sigma = sigma.to(device=x.device, dtype=x.dtype)
+    return check_sigma(sigma, x.shape[0], name)
+
+
+def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return sigma.reshape(sigma.shape[0], *([1] * (x.ndim - 1)))
+
+
+def score_from_denoiser(denoiser: Denoiser) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Return ``score(x, sigma) = (D(x, sigma) - x) / sigma**2`` (Tweedie's formula)."""
+
+    def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return (denoiser(x, sigma) - x) / _bcast(sigma, x) ** 2
+
+    return score
+
+
+class ScoreFunction:
+    """Adapter from a score function ``s(x, sigma)`` to the denoiser contract: ``D = x + sigma**2 s``."""
+
+    def __init__(self, score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.score_fn = score_fn
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return x + _bcast(sigma, x) ** 2 * self.score_fn(x, sigma)
+
+
+def denoiser_from_score(score_fn) -> ScoreFunction:
+    """Return the denoiser ``D(x, sigma) = x + sigma**2 * score(x, sigma)``."""
+    return ScoreFunction(score_fn)
+
+
+class CountingDenoiser:
+    """Wrap a denoiser and count its evaluations, per sample.
+
+    ``nfe`` is the number of evaluations per sample, defined as the number of
+    rows passed through the model divided by the batch size ``n_samples`` the
+    counter was told about (``reset(n_samples)``); if every call receives the
+    whole batch it equals the number of calls.  ``calls`` is the raw number of
+    calls and ``rows`` the total number of rows evaluated.
+
+    The wrapper forwards any other attribute to the wrapped model, so e.g. the
+    ``log_prob`` of an analytic mixture stays reachable.  Counters nest: an
+    integrator may wrap an already-counting model and both tallies advance.
+    """
+
+    def __init__(self, model: Denoiser, n_samples: int | None = None):
+        self.model = model
+        self.calls = 0
+        self.rows = 0
+        self.n_samples = n_samples
+
+    def reset(self, n_samples: int | None = None) -> None:
+        self.calls = 0
+        self.rows = 0
+        self.n_samples = n_samples
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if sigma.ndim != 1 or sigma.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"denoiser called with sigma of shape {tuple(sigma.shape)} for x of shape {tuple(x.shape)}; "
+                "the contract is sigma of shape [B]"
+            )
+        self.calls += 1
+        self.rows += int(x.shape[0])
+        return self.model(x, sigma)
+
+    @property
+    def nfe(self) -> float:
+        """Evaluations per sample (rows / n_samples), or the number of calls if n_samples is unknown."""
+        if not self.n_samples:
+            return float(self.calls)
+        return self.rows / self.n_samples
+
+    def __getattr__(self, name):
+        # only called when normal lookup fails: forward to the wrapped model
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
