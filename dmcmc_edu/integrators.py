@@ -1,0 +1,365 @@
+"""The six reverse-S/ODE integrators of the paper, each started from a per-sample sigma.
+
+All integrators share one signature (in the spirit of k-diffusion's samplers)::
+
+    x_out, info = integrator(model, x, sigma_start, sigma_min, steps,
+                             generator=None, callback=None, **options)
+
+* ``model``       -- a denoiser ``D(x, sigma)`` (see :mod:`dmcmc_edu.contract`),
+* ``x``           -- ``[B, ...]`` samples, sample ``b`` at noise level ``sigma_start[b]``,
+* ``sigma_start`` -- ``[B]`` per-sample starting noise levels (a float is broadcast),
+* ``sigma_min``   -- the smallest non-zero level of the schedules,
+* ``steps``       -- the number of integration steps (not grid points),
+* ``generator``   -- a ``torch.Generator`` or a list of one generator per sample;
+  with a list, every sample's noise depends only on its own generator, so a
+  sample reproduces whatever the batch it is run in (as in EDM's sampler),
+* ``callback``    -- called after every step with a dict ``{i, x, sigma, denoised}``.
+
+Each returns the samples and an :class:`IntegratorInfo` whose ``nfe`` is
+*counted* by wrapping the model (:class:`~dmcmc_edu.contract.CountingDenoiser`).
+KAR1/KAR2 end at sigma = 0 (their last Euler step to 0 is a Tweedie step);
+the other integrators end at ``sigma_min`` and are normally followed by
+:func:`tweedie` (the paper's "+1" NFE).  :func:`sample_from_noise` runs the
+whole pipeline from ``sigma_max``.
+
+Every sample of a batch has the same number of steps, so network calls stay
+batched even though each sample follows its own schedule (shape ``[B, N]``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .contract import CountingDenoiser, as_sigma_batch, check_x
+from .schedules import geometric_sigmas, karras_sigmas
+
+__all__ = [
+    "IntegratorInfo",
+    "kar1",
+    "kar2",
+    "pf_euler",
+    "rk45",
+    "reverse_diffusion",
+    "euler_maruyama",
+    "langevin_corrector",
+    "tweedie",
+    "INTEGRATORS",
+    "get_integrator",
+    "sample_from_noise",
+    "randn",
+]
+
+# The paper's KAR2 churn settings (Karras et al. 2022, Alg. 2; the values the DMCMC code uses).
+KAR2_DEFAULTS = dict(s_churn=80.0, s_tmin=0.05, s_tmax=1.0, s_noise=1.007)
+
+
+@dataclass
+class IntegratorInfo:
+    """What an integrator did: its name, the counted NFE per sample, where it ended."""
+
+    name: str
+    nfe: float
+    steps: int
+    sigma_end: float
+    extra: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def randn(shape: Sequence[int], generator, dtype, device) -> torch.Tensor:
+    """Standard normal noise of ``shape`` drawn from one generator, or one generator per sample (dim 0)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} per-sample generators for a batch of {shape[0]}")
+        rows = [torch.randn(tuple(shape[1:]), generator=g, dtype=dtype, device=g.device) for g in generator]
+        return torch.stack(rows).to(device)
+    gdev = generator.device if generator is not None else device
+    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=gdev).to(device)
+
+
+def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-sample [B] tensor against x [B, ...]."""
+    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+
+
+def _prepare(model, x, sigma_start, sigma_min, steps, min_steps=1):
+    check_x(x)
+    sigma_start = as_sigma_batch(sigma_start, x, "sigma_start")
+    if not isinstance(sigma_min, (int, float)) or not math.isfinite(sigma_min) or sigma_min <= 0:
+        raise ValueError(f"sigma_min must be a finite float > 0, got {sigma_min!r}")
+    if (sigma_start < sigma_min * (1 - 1e-9)).any():
+        bad = (sigma_start < sigma_min * (1 - 1e-9)).nonzero().flatten()
+        raise ValueError(
+            f"sigma_start < sigma_min ({sigma_min}) for sample(s) {bad[:10].tolist()}: "
+            f"values {[round(v, 6) for v in sigma_start[bad[:5]].tolist()]}"
+        )
+    sigma_start = sigma_start.clamp(min=sigma_min)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < min_steps:
+        raise ValueError(f"steps must be an integer >= {min_steps}, got {steps!r}")
+    counter = CountingDenoiser(model, n_samples=x.shape[0])
+    return sigma_start, counter
+
+
+def _finite_check(x: torch.Tensor, name: str, i: int) -> None:
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
+        raise FloatingPointError(
+            f"{name}: non-finite state at step {i} in sample(s) {bad[:10].tolist()}; "
+            "the step size may be too large for this model/schedule"
+        )
+
+
+# ----------------------------------------------------------------------------- Karras et al. 2022
+
+
+def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0):
+    """KAR1: Karras et al. (2022) Algorithm 1, deterministic Heun on the probability-flow ODE.
+
+    Schedule: ``steps`` levels from ``sigma_start`` to ``sigma_min`` on the
+    rho-schedule, then 0; Heun's correction on every step but the last (an
+    Euler step to 0).  NFE = 2 * steps - 1.
+    """
+    sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
+    sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
+    for i in range(steps):
+        t_cur, t_next = sig[:, i], sig[:, i + 1]
+        denoised = D(x, t_cur)
+        d_cur = (x - denoised) / _b(t_cur, x)
+        x_next = x + _b(t_next - t_cur, x) * d_cur
+        if i < steps - 1:  # second-order correction, except for the step to sigma = 0
+            d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
+            x_next = x + _b(t_next - t_cur, x) * (0.5 * d_cur + 0.5 * d_next)
+        x = x_next
+        _finite_check(x, "kar1", i)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
+    return x, IntegratorInfo("kar1", D.nfe, steps, 0.0)
+
+
+def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0,
+         s_churn=KAR2_DEFAULTS["s_churn"], s_tmin=KAR2_DEFAULTS["s_tmin"], s_tmax=KAR2_DEFAULTS["s_tmax"],
+         s_noise=KAR2_DEFAULTS["s_noise"]):
+    """KAR2: Karras et al. (2022) Algorithm 2, stochastic Heun with "churn".
+
+    Defaults are the paper's settings: S_churn=80, S_tmin=0.05, S_tmax=1,
+    S_noise=1.007, gamma_i = min(S_churn/steps, sqrt(2)-1) for t_i in
+    [S_tmin, S_tmax] (per sample).  NFE = 2 * steps - 1.
+    """
+    sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
+    sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
+    gamma_max = min(s_churn / steps, math.sqrt(2.0) - 1.0)
+    for i in range(steps):
+        t_cur, t_next = sig[:, i], sig[:, i + 1]
+        # increase noise temporarily: t_hat = t_cur (1 + gamma)
+        gamma = torch.where((t_cur >= s_tmin) & (t_cur <= s_tmax), gamma_max, 0.0).to(x.dtype)
+        t_hat = t_cur + gamma * t_cur
+        eps = randn(x.shape, generator, x.dtype, x.device) * s_noise
+        x_hat = x + _b((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
+        # Euler step from t_hat to t_next
+        denoised = D(x_hat, t_hat)
+        d_cur = (x_hat - denoised) / _b(t_hat, x)
+        x_next = x_hat + _b(t_next - t_hat, x) * d_cur
+        if i < steps - 1:  # second-order correction
+            d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
+            x_next = x_hat + _b(t_next - t_hat, x) * (0.5 * d_cur + 0.5 * d_next)
+        x = x_next
+        _finite_check(x, "kar2", i)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
+    return x, IntegratorInfo("kar2", D.nfe, steps, 0.0, {"gamma": gamma_max, "s_churn": s_churn})
+
+
+# ----------------------------------------------------------------------------- Song et al. 2021 (VE SDE)
+
+
+def langevin_corrector(model, x, sigma, n_steps=1, *, snr=0.16, generator=None):
+    """Langevin corrector of Song et al. (2021), VE form, at fixed per-sample ``sigma``.
+
+    Step size: score_sde uses ``eps = 2 (snr ||z|| / ||score||)^2`` with the
+    norms averaged over a batch that shares one sigma.  With one sigma per
+    sample we use the scale-free quantity ``sigma^2 ||score||^2`` (about d at
+    every noise level), averaged over the batch:
+    ``eps_b = 2 snr^2 sigma_b^2 mean||z||^2 / mean(sigma^2 ||score||^2)``.
+    This equals score_sde's rule when all sigmas are equal (up to mean of
+    squares vs. square of means) and, unlike a per-sample ratio, stays stable
+    in low dimension.  ``x <- x + eps score + sqrt(2 eps) z``.
+    Returns the corrected x; evaluations are counted by the caller's wrapper.
+    """
+    sigma = as_sigma_batch(sigma, x)
+    for _ in range(n_steps):
+        score = (model(x, sigma) - x) / _b(sigma, x) ** 2
+        z = randn(x.shape, generator, x.dtype, x.device)
+        g2 = (score.reshape(x.shape[0], -1) ** 2).sum(dim=1) * sigma**2
+        z2 = (z.reshape(x.shape[0], -1) ** 2).sum(dim=1)
+        step = 2.0 * snr**2 * sigma**2 * z2.mean() / g2.mean().clamp(min=1e-30)
+        x = x + _b(step, x) * score + _b((2 * step).sqrt(), x) * z
+    return x
+
+
+def _ve_sde_loop(name, update, model, x, sigma_start, sigma_min, steps, generator, callback,
+                 corrector_steps, snr):
+    sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
+    sig = geometric_sigmas(sigma_start, sigma_min, steps).to(x.dtype)
+    for i in range(steps):
+        s_cur, s_next = sig[:, i], sig[:, i + 1]
+        if corrector_steps:
+            x = langevin_corrector(D, x, s_cur, corrector_steps, snr=snr, generator=generator)
+        denoised = D(x, s_cur)
+        x = update(x, denoised, s_cur, s_next)
+        _finite_check(x, name, i)
+        if callback is not None:
+            callback({"i": i, "x": x, "sigma": s_next, "denoised": denoised})
+    extra = {"corrector_steps": corrector_steps, "snr": snr} if corrector_steps else {}
+    return x, IntegratorInfo(name, D.nfe, steps, float(sigma_min), extra)
+
+
+def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None):
+    """Probability flow: Euler on the probability-flow ODE of the VE SDE (Song et al. 2021).
+
+    Time is score_sde's t, linear in log sigma (geometric levels), so a step
+    of h = log(sigma_i / sigma_{i+1}) reads ``x <- x + h (D(x, sigma_i) - x)``.
+    Ends at ``sigma_min``.  NFE = steps.
+    """
+
+    def update(x, den, s, s_next):
+        return x + _b(torch.log(s / s_next), x) * (den - x)
+
+    return _ve_sde_loop("pf_euler", update, model, x, sigma_start, sigma_min, steps, generator, callback, 0, 0.0)
+
+
+def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
+                      corrector_steps=0, snr=0.16):
+    """Reverse-diffusion predictor of Song et al. (2021) on geometric VE levels.
+
+    ``x <- x + (s_i^2 - s_{i+1}^2) score(x, s_i) + sqrt(s_i^2 - s_{i+1}^2) z``.
+    With ``corrector_steps > 0`` a Langevin corrector runs before each
+    predictor step (the PC sampler).  Ends at ``sigma_min``.  NFE = steps * (1 + corrector_steps).
+    """
+
+    def update(x, den, s, s_next):
+        var = (s**2 - s_next**2).clamp(min=0)
+        return x + _b(var / s**2, x) * (den - x) + _b(var.sqrt(), x) * randn(x.shape, generator, x.dtype, x.device)
+
+    return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, generator, callback,
+                        corrector_steps, snr)
+
+
+def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
+                   corrector_steps=0, snr=0.16):
+    """Euler-Maruyama on the VE reverse SDE (Song et al. 2021), time linear in log sigma.
+
+    With g(t)^2 dt = 2 sigma^2 h for a step of h in log sigma:
+    ``x <- x + 2 h (D(x, s_i) - x) + s_i sqrt(2 h) z``.  Ends at ``sigma_min``.  NFE = steps.
+    """
+
+    def update(x, den, s, s_next):
+        h = torch.log(s / s_next)
+        return x + _b(2 * h, x) * (den - x) + _b(s * (2 * h).sqrt(), x) * randn(x.shape, generator, x.dtype, x.device)
+
+    return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, generator, callback,
+                        corrector_steps, snr)
+
+
+def predictor_corrector(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
+                        corrector_steps=1, snr=0.16):
+    """Song et al. (2021) PC sampler: reverse-diffusion predictor + Langevin corrector (score_sde's default)."""
+    x, info = reverse_diffusion(model, x, sigma_start, sigma_min, steps, generator=generator, callback=callback,
+                                corrector_steps=corrector_steps, snr=snr)
+    info.name = "pc"
+    return x, info
+
+
+def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=None, rtol=1e-5, atol=1e-5):
+    """RK45: adaptive Runge-Kutta (scipy ``solve_ivp``) on the probability-flow ODE.
+
+    Per-sample start times through a shared time u in [0, 1]: sample b has
+    ``log sigma_b(u) = (1-u) log sigma_start_b + u log sigma_min``, so
+    ``dx/du = (D(x, sigma_b(u)) - x) log(sigma_start_b / sigma_min)``; one
+    solve over the whole batch (error control is joint, as in score_sde).
+    ``steps`` is unused (the solver chooses); NFE = the solver's nfev, which the
+    counting wrapper confirms.  Ends at ``sigma_min``.
+    """
+    from scipy.integrate import solve_ivp
+
+    sigma_start, D = _prepare(model, x, sigma_start, sigma_min, 1)
+    shape, dtype, device = x.shape, x.dtype, x.device
+    log_hi = torch.log(sigma_start).to(torch.float64)
+    log_lo = math.log(sigma_min)
+    rate = (log_hi - log_lo).cpu()  # [B]
+
+    def rhs(u, y):
+        xt = torch.from_numpy(y).reshape(shape).to(device=device, dtype=dtype)
+        sigma = torch.exp((1 - u) * log_hi + u * log_lo).to(device=device, dtype=dtype)
+        den = D(xt, sigma)
+        dx = (den - xt).to(torch.float64).cpu() * _b(rate, xt.cpu())
+        return dx.reshape(-1).numpy()
+
+    y0 = x.detach().to(torch.float64).cpu().reshape(-1).numpy()
+    sol = solve_ivp(rhs, (0.0, 1.0), y0, method="RK45", rtol=rtol, atol=atol)
+    if not sol.success:
+        raise RuntimeError(f"rk45: solve_ivp failed: {sol.message}")
+    out = torch.from_numpy(np.ascontiguousarray(sol.y[:, -1])).reshape(shape).to(device=device, dtype=dtype)
+    if callback is not None:
+        callback({"i": 0, "x": out, "sigma": torch.full_like(sigma_start, sigma_min), "denoised": None})
+    return out, IntegratorInfo("rk45", D.nfe, int(sol.t.size - 1), float(sigma_min),
+                               {"nfev": int(sol.nfev), "rtol": rtol, "atol": atol})
+
+
+def tweedie(model, x, sigma):
+    """The final Tweedie denoising step: ``x + sigma^2 score(x, sigma) = D(x, sigma)`` (one NFE).
+
+    The paper applies it at ``eps`` = 1e-2 (CIFAR10) / 1e-3 (CelebA-HQ) after
+    the integrator.
+    """
+    check_x(x)
+    return model(x, as_sigma_batch(sigma, x))
+
+
+INTEGRATORS: dict[str, Callable] = {
+    "kar1": kar1,
+    "kar2": kar2,
+    "pf_euler": pf_euler,
+    "rk45": rk45,
+    "reverse_diffusion": reverse_diffusion,
+    "euler_maruyama": euler_maruyama,
+    "pc": predictor_corrector,
+}
+"""Integrators by name (the six of the paper, plus the PC sampler)."""
+
+PAPER_INTEGRATORS = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama")
+
+
+def get_integrator(name: str) -> Callable:
+    """Look up an integrator of :data:`INTEGRATORS` by name (a clear error lists the known names)."""
+    try:
+        return INTEGRATORS[name]
+    except KeyError:
+        raise ValueError(f"unknown integrator {name!r}; known: {', '.join(INTEGRATORS)}") from None
+
+
+def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80.0, sigma_min=0.002,
+                      generator=None, final_tweedie=None, tweedie_sigma=None, dtype=torch.float64,
+                      device="cpu", callback=None, **options):
+    """Vanilla sampling: x = sigma_max z, run ``integrator`` to the end, then the Tweedie step if needed.
+
+    ``final_tweedie`` (default: only when the integrator ends at sigma_min > 0)
+    applies :func:`tweedie` at ``tweedie_sigma`` (default: the integrator's end
+    level).  Returns ``(samples, info)``; ``info.nfe`` counts every evaluation,
+    the Tweedie step included.
+    """
+    fn = get_integrator(integrator)
+    counter = CountingDenoiser(model, n_samples=shape[0])
+    x = randn(shape, generator, dtype, device) * sigma_max
+    x, info = fn(counter, x, sigma_max, sigma_min, steps, generator=generator, callback=callback, **options)
+    do_tweedie = final_tweedie if final_tweedie is not None else info.sigma_end > 0
+    if do_tweedie:
+        x = tweedie(counter, x, tweedie_sigma if tweedie_sigma is not None else max(info.sigma_end, sigma_min))
+    info.nfe = counter.nfe
+    info.extra["final_tweedie"] = bool(do_tweedie)
+    return x, info
