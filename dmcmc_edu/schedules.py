@@ -40,14 +40,15 @@ def _start(sigma_start, sigma_min: float, steps: int, min_steps: int = 1) -> tor
     return sigma_start
 
 
-def karras_sigmas(sigma_start, sigma_min: float, steps: int, rho: float = 7.0, append_zero: bool = True) -> torch.Tensor:
+def karras_sigmas(sigma_start, sigma_min: float, steps: int, rho: float = 7.0,
+                  append_zero: bool = True) -> torch.Tensor:
     """Karras et al. (2022), eq. 5: ``steps`` levels from ``sigma_start`` to ``sigma_min`` spaced in sigma^(1/rho).
 
     Returns shape ``[B, steps + 1]`` (trailing zero) or ``[B, steps]``.  With
     ``steps == 1`` the only level is ``sigma_start``.
     """
     s0 = _start(sigma_start, sigma_min, steps)
-    ramp = torch.linspace(0, 1, steps, dtype=s0.dtype, device=s0.device) if steps > 1 else torch.zeros(1, dtype=s0.dtype, device=s0.device)
+    ramp = torch.linspace(0, 1, steps, dtype=s0.dtype, device=s0.device)  # steps == 1 gives [0]
     hi = s0[:, None] ** (1.0 / rho)
     lo = torch.as_tensor(sigma_min, dtype=s0.dtype, device=s0.device) ** (1.0 / rho)
     sig = (hi + ramp[None, :] * (lo - hi)) ** rho

@@ -11,7 +11,6 @@ import torch
 
 from dmcmc_edu.contract import CountingDenoiser
 from dmcmc_edu.integrators import (
-    INTEGRATORS,
     PAPER_INTEGRATORS,
     get_integrator,
     kar1,
