@@ -1,0 +1,130 @@
+"""Plotting helpers for 2D mixtures, samples, trajectories, chains and NFE curves (matplotlib).
+
+Every function draws on a given ``ax`` (or creates one) and returns it, so
+notebooks compose figures without re-implementing anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["density_grid", "plot_density", "plot_score_field", "plot_samples", "plot_trajectories",
+           "plot_sigma_traces", "plot_metric_vs_nfe", "save_figure"]
+
+
+def _ax(ax):
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(4, 4))
+    return ax
+
+
+def _lim(mix, pad=1.5):
+    m = mix.means.cpu().numpy()
+    r = float(np.abs(m).max()) + pad
+    return (-r, r)
+
+
+def density_grid(mix, sigma: float, lim=None, n: int = 200):
+    """Evaluate p_sigma on an n x n grid of a 2D mixture; returns (X, Y, density)."""
+    if mix.d != 2:
+        raise ValueError(f"density plots need a 2D mixture, got d={mix.d}")
+    lo, hi = lim or _lim(mix)
+    xs = torch.linspace(lo, hi, n, dtype=torch.float64)
+    X, Y = torch.meshgrid(xs, xs, indexing="xy")
+    pts = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+    dens = mix.log_prob(pts, float(sigma)).exp().reshape(n, n)
+    return X.numpy(), Y.numpy(), dens.numpy()
+
+
+def plot_density(mix, sigma: float, ax=None, lim=None, cmap="viridis", title=True):
+    """Filled contour plot of the noised density p_sigma of a 2D mixture."""
+    ax = _ax(ax)
+    X, Y, D = density_grid(mix, sigma, lim)
+    ax.contourf(X, Y, D, levels=30, cmap=cmap)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(f"$p_\\sigma$, $\\sigma$ = {sigma:g}")
+    return ax
+
+
+def plot_score_field(mix, sigma: float, ax=None, lim=None, n: int = 20, color="white"):
+    """Quiver plot of the score field grad log p_sigma (arrows normalised, colour = log magnitude)."""
+    ax = _ax(ax)
+    lo, hi = lim or _lim(mix)
+    xs = torch.linspace(lo, hi, n, dtype=torch.float64)
+    X, Y = torch.meshgrid(xs, xs, indexing="xy")
+    pts = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+    s = mix.score(pts, float(sigma))
+    norm = s.norm(dim=1, keepdim=True).clamp(min=1e-12)
+    u = (s / norm).reshape(n, n, 2).numpy()
+    ax.quiver(X.numpy(), Y.numpy(), u[..., 0], u[..., 1], np.log(norm.reshape(n, n).numpy()), cmap="magma",
+              scale=30, width=0.004)
+    ax.set_aspect("equal")
+    return ax
+
+
+def plot_samples(x, ax=None, mix=None, title=None, s=2, alpha=0.4, color="C0", lim=None):
+    """Scatter of 2D samples, optionally over the clean density's contour lines."""
+    ax = _ax(ax)
+    x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if mix is not None:
+        X, Y, D = density_grid(mix, 0.0, lim, n=150)
+        ax.contour(X, Y, D, levels=6, colors="0.6", linewidths=0.5)
+        ax.set_xlim(*(lim or _lim(mix)))
+        ax.set_ylim(*(lim or _lim(mix)))
+    ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color=color, linewidths=0)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_trajectories(path, ax=None, color="C3", n_max=30, lw=0.6):
+    """Lines through the states of 2D trajectories; ``path`` is [T, B, 2]."""
+    ax = _ax(ax)
+    p = path.detach().cpu().numpy() if isinstance(path, torch.Tensor) else np.asarray(path)
+    for b in range(min(p.shape[1], n_max)):
+        ax.plot(p[:, b, 0], p[:, b, 1], color=color, lw=lw, alpha=0.7)
+        ax.plot(p[-1, b, 0], p[-1, b, 1], "o", color=color, ms=2)
+    return ax
+
+
+def plot_sigma_traces(trace, ax=None, n_chains=5, log=True):
+    """Sigma of a few chains over Gibbs steps; ``trace`` is [steps, C]."""
+    ax = _ax(ax)
+    t = trace.detach().cpu().numpy() if isinstance(trace, torch.Tensor) else np.asarray(trace)
+    for c in range(min(n_chains, t.shape[1])):
+        ax.plot(t[:, c], lw=0.8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("Gibbs step")
+    ax.set_ylabel(r"$\sigma$")
+    return ax
+
+
+def plot_metric_vs_nfe(rows, metric: str, ax=None, group: str = "method", floor=None, logx=True):
+    """Lines of ``metric`` against ``nfe`` for each value of ``group`` in a list of result dicts."""
+    ax = _ax(ax)
+    groups = sorted({r[group] for r in rows})
+    for gname in groups:
+        pts = sorted((r["nfe"], r[metric]) for r in rows if r[group] == gname)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=gname, ms=3)
+    if floor is not None:
+        ax.axhline(floor, color="k", ls="--", lw=0.8, label="exact samples")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel("NFE per sample")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def save_figure(fig, path) -> None:
+    """Save a figure (PNG, 130 dpi, tight) creating parent folders."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130, bbox_inches="tight")
