@@ -247,7 +247,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", required=True,
                    help="cifar10_ncsnpp_continuous | celebahq_256_ncsnpp_continuous | PATH to a config.json")
     c.set_defaults(func=cmd_inspect_checkpoint)
+
+    # commands of the other rungs live in their own modules, each with add_parsers(subparsers)
+    import importlib
+
+    for mod in EXTRA_COMMAND_MODULES:
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name == mod:
+                continue
+            raise
+        module.add_parsers(sub)
     return p
+
+
+EXTRA_COMMAND_MODULES = ("dmcmc_edu.cli_ladder", "dmcmc_edu.cli_mnist", "dmcmc_edu.cli_gpu")
+"""Modules that add sub-commands (ladder; MNIST training; GPU rung: fid, distributed sampling)."""
 
 
 def main(argv=None) -> int:
