@@ -49,6 +49,7 @@ __all__ = [
     "SIGMA_UPDATES",
     "make_sigma_update",
     "nearest_grid_index",
+    "run_chain",
 ]
 
 
@@ -258,6 +259,16 @@ def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_upd
     index = sigma_update(x_new, grid, generator)
     new = DLGState(x=x_new, index=index.to(state.index.device), grid=grid, step=state.step + 1)
     return new, DLGInfo(index=new.index, accepted=accepted)
+
+
+def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, generator=None, x_update="ula"):
+    """Run ``n_steps`` Gibbs steps and record them: returns ``(state, xs [T+1, C, ...], sigmas [T+1, C])``."""
+    xs, sig = [state.x.detach().clone()], [state.sigma.detach().clone()]
+    for _ in range(n_steps):
+        state, _ = dlg_step(model, state, sigma_update, eta=eta, generator=generator, x_update=x_update)
+        xs.append(state.x.detach().clone())
+        sig.append(state.sigma.detach().clone())
+    return state, torch.stack(xs), torch.stack(sig)
 
 
 def langevin_stability_bound(min_variance: float, sigma: float) -> float:

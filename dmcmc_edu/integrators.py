@@ -51,6 +51,7 @@ __all__ = [
     "INTEGRATORS",
     "get_integrator",
     "sample_from_noise",
+    "integrate_with_path",
     "randn",
 ]
 
@@ -341,6 +342,18 @@ def get_integrator(name: str) -> Callable:
         return INTEGRATORS[name]
     except KeyError:
         raise ValueError(f"unknown integrator {name!r}; known: {', '.join(INTEGRATORS)}") from None
+
+
+def integrate_with_path(integrator, model, x, sigma_start, sigma_min, steps, **options):
+    """Run an integrator by name and record its path: returns ``(x_out, info, path)``, path [steps + 1, B, ...].
+
+    (RK45 reports only its end point; its path has two entries.)
+    """
+    path = [x.detach().clone()]
+    fn = get_integrator(integrator)
+    out, info = fn(model, x, sigma_start, sigma_min, steps, callback=lambda d: path.append(d["x"].detach().clone()),
+                   **options)
+    return out, info, torch.stack(path)
 
 
 def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80.0, sigma_min=0.002,

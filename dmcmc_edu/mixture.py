@@ -605,6 +605,10 @@ class GaussianMixture:
             self._eig_range = (lo, float(lam.max()))
         return self._eig_range
 
+    def eigenvalue_range(self) -> tuple[float, float]:
+        """(smallest positive, largest) covariance eigenvalue over all components (finest, widest scale)."""
+        return self._eigen_extremes()
+
     def default_sigma_max(self) -> float:
         """Largest noise level, after Song & Ermon (2020), technique 1: sigma_max ≈ max pairwise data distance.
 

@@ -236,3 +236,22 @@ def test_mala_needs_log_prob():
     state = dlg_init(torch.zeros(2, 2, dtype=torch.float64), torch.zeros(2, dtype=torch.long), GRID)
     with pytest.raises(TypeError, match="log_prob"):
         dlg_step(lambda x, s: x, state, lambda x, g, gen: torch.zeros(2, dtype=torch.long), eta=0.1, x_update="mala")
+
+
+@pytest.mark.slow
+def test_default_settings_give_correct_mode_weights():
+    """Ring of 8 with weights 1..8 (8x ratio): DMCMCConfig.for_target defaults give a mode-weight TV within the
+    95% quantile of the TV of exact sample sets of the same size (2048 outputs; seeds 0 and 7; quantile from 200
+    exact sets)."""
+    from dmcmc_edu import metrics
+
+    mix = ring()
+    n = 2048
+    g = torch.Generator().manual_seed(7)
+    exact = np.quantile([metrics.mode_weight_tv(mix, mix.sample(n, g)) for _ in range(200)], 0.95)
+    cfg = DMCMCConfig.for_target(mix, n)
+    res = DMCMCSampler(mix, cfg, data_shape=(2,)).run()
+    assert res.samples.shape == (n, 2)
+    tv = metrics.mode_weight_tv(mix, res.samples)
+    assert tv <= exact, (tv, exact)
+    assert abs(metrics.spread(mix, res.samples) - 1) < 0.1
