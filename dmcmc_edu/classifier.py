@@ -575,7 +575,7 @@ def train_noise_level_classifier(
         ``within_levels``, ``steps``, ``rows`` (training samples seen),
         ``time_s``.  Training evaluations do not touch ``classifier.calls``.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     if not isinstance(classifier, NoiseLevelClassifier):
         raise TypeError(f"classifier must be a NoiseLevelClassifier, got {type(classifier).__name__}")

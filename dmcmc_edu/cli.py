@@ -55,7 +55,7 @@ def _sigma_range(args, mix) -> tuple[float, float]:
 
 def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     """Vanilla sampling in chunks; chunk k uses seed (seed, k), so an interrupted run resumes exactly."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     from .contract import CountingDenoiser
 

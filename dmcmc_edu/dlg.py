@@ -50,6 +50,7 @@ __all__ = [
     "make_sigma_update",
     "nearest_grid_index",
     "run_chain",
+    "step_size",
 ]
 
 
@@ -261,11 +262,21 @@ def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_upd
     return new, DLGInfo(index=new.index, accepted=accepted)
 
 
-def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, generator=None, x_update="ula"):
-    """Run ``n_steps`` Gibbs steps and record them: returns ``(state, xs [T+1, C, ...], sigmas [T+1, C])``."""
+def step_size(eta: float, eta_rel: float, sigma: torch.Tensor):
+    """Per-chain Langevin step ``eta + eta_rel * sigma^2`` (the paper's absolute eta when ``eta_rel = 0``)."""
+    return eta if not eta_rel else eta + eta_rel * sigma**2
+
+
+def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, eta_rel=0.0, generator=None,
+              x_update="ula"):
+    """Run ``n_steps`` Gibbs steps and record them: returns ``(state, xs [T+1, C, ...], sigmas [T+1, C])``.
+
+    The step of each chain is ``eta + eta_rel * sigma^2`` (see :func:`step_size`).
+    """
     xs, sig = [state.x.detach().clone()], [state.sigma.detach().clone()]
     for _ in range(n_steps):
-        state, _ = dlg_step(model, state, sigma_update, eta=eta, generator=generator, x_update=x_update)
+        state, _ = dlg_step(model, state, sigma_update, eta=step_size(eta, eta_rel, state.sigma), generator=generator,
+                            x_update=x_update)
         xs.append(state.x.detach().clone())
         sig.append(state.sigma.detach().clone())
     return state, torch.stack(xs), torch.stack(sig)

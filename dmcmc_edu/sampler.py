@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from .contract import CountingDenoiser
-from .dlg import dlg_init, dlg_step, make_sigma_update
+from .dlg import dlg_init, dlg_step, make_sigma_update, step_size
 from .integrators import get_integrator, kar2, randn, tweedie
 from .ledger import NFELedger
 from .schedules import noise_level_grid
@@ -199,9 +199,7 @@ class DMCMCSampler:
 
     def step_size(self, state, eta: float):
         """Per-chain Langevin step: ``eta + eta_rel * sigma^2`` (the paper's absolute eta when eta_rel = 0)."""
-        if not self.config.eta_rel:
-            return eta
-        return eta + self.config.eta_rel * state.sigma**2
+        return step_size(eta, self.config.eta_rel, state.sigma)
 
     def init_chains(self) -> None:
         """The paper's initialisation: KAR2 from sigma_max, a noise kick, a sigma-update, the burn-in."""
@@ -256,7 +254,7 @@ class DMCMCSampler:
 
     def run(self, rounds: int | None = None, progress: bool = False) -> DMCMCResult:
         """Run ``rounds`` output rounds (default ``outputs_per_chain``) in memory."""
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         rounds = self.config.outputs_per_chain if rounds is None else rounds
         outs, sigs = [], []
@@ -349,7 +347,7 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
     differences.  ``on_round(r)`` is called after each round (tests use it to
     simulate a kill).
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     out = Path(out_dir)
     (out / "rounds").mkdir(parents=True, exist_ok=True)
