@@ -294,7 +294,10 @@ def test_presets():
     assert (r.K, r.d) == (8, 2)
     assert_close(r.weights, torch.arange(1, 9, dtype=F64) / 36, **TIGHT)
     assert_close(r.means.norm(dim=1), torch.full((8,), 4.0, dtype=F64), **TIGHT)
-    assert r.default_sigma_max() == pytest.approx(8.0 + 6 * 0.25)
+    # ring: 20 x the RMS norm of the data dominates Song's max-distance rule (8 + 6 * 0.25)
+    mean, cov = r.moments(0.0)
+    assert r.default_sigma_max() == pytest.approx(20 * math.sqrt(mean.square().sum() + cov.trace()))
+    assert r.default_sigma_max() > 8.0 + 6 * 0.25
     assert r.default_sigma_min() == pytest.approx(0.01)
     gr = grid()
     assert (gr.K, gr.d) == (25, 2)
