@@ -255,3 +255,20 @@ def test_default_settings_give_correct_mode_weights():
     tv = metrics.mode_weight_tv(mix, res.samples)
     assert tv <= exact, (tv, exact)
     assert abs(metrics.spread(mix, res.samples) - 1) < 0.1
+
+
+def test_prior_over_the_grid_is_overridable():
+    """With a non-uniform prior pi_i ∝ i + 1 the exact/MALA chain's sigma marginal is that prior (chi-square, 0.1%)."""
+    g = torch.Generator().manual_seed(4)
+    prior = torch.arange(1, len(GRID) + 1, dtype=torch.float64)
+    upd = make_sigma_update("exact", model=MIX1D, log_prior=prior.log())
+    idx = torch.multinomial(prior / prior.sum(), 4000, replacement=True, generator=g)
+    x = MIX1D.sample(4000, g) + GRID[idx][:, None] * torch.randn(4000, 1, generator=g, dtype=torch.float64)
+    state = dlg_init(x, idx, GRID)
+    for _ in range(100):
+        state, _ = dlg_step(MIX1D, state, upd, eta=0.05, generator=g, x_update="mala")
+    counts = torch.bincount(state.index, minlength=len(GRID)).double()
+    expected = 4000 * prior / prior.sum()
+    assert (((counts - expected) ** 2) / expected).sum().item() < 24.3  # chi2_7 99.9%
+    with pytest.raises(ValueError, match="grid's shape"):
+        make_sigma_update("exact", model=MIX1D, log_prior=torch.zeros(3))(x, GRID)
