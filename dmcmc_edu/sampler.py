@@ -62,6 +62,8 @@ class DMCMCConfig:
     n_skip: int = 1  # Gibbs steps per output
     integrator: str = "kar1"  # denoising integrator (any name of the registry)
     steps: int = 4  # steps of the denoising integrator
+    integrator_options: dict = field(default_factory=dict)  # keyword options of the integrator (rho, rtol, ...)
+    steps_per_decade: float = 0.0  # > 0: a state picked at sigma gets max(steps, ceil(spd * log10(sigma/sigma_min)))
     sigma_update: str = "exact"  # exact | classifier-argmax | classifier-sample
     x_update: str = "ula"  # ula (paper) | mala
     n_chains: int = 256
@@ -87,6 +89,10 @@ class DMCMCConfig:
         if self.init_steps < 0 or self.n_levels < 2:
             raise ValueError("init_steps must be >= 0 and n_levels >= 2")
         get_integrator(self.integrator)
+        if not (self.steps_per_decade >= 0):
+            raise ValueError(f"steps_per_decade must be >= 0, got {self.steps_per_decade}")
+        if not isinstance(self.integrator_options, dict):
+            raise ValueError(f"integrator_options must be a dict, got {type(self.integrator_options).__name__}")
         if self.final_tweedie not in ("auto", "always", "never"):
             raise ValueError(f"final_tweedie must be auto|always|never, got {self.final_tweedie!r}")
         for pair in self.burn_in:
@@ -186,7 +192,8 @@ class DMCMCSampler:
         self.sigma_update = make_sigma_update(sigma_update or config.sigma_update, model=model,
                                               classifier=classifier, log_prior=log_prior)
         self.integrator = get_integrator(config.integrator)
-        self.generator = torch.Generator().manual_seed(config.seed)
+        # noise is drawn where the chains live (a CPU generator would copy every draw to the GPU)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.ledger = NFELedger(n_chains=config.n_chains)
         self.state = None
         self.rounds_done = 0
@@ -243,7 +250,7 @@ class DMCMCSampler:
         self.state = state
         sigma0 = self.grid[best_idx].to(self.dtype)
         den = CountingDenoiser(self.model, n_samples=C)
-        out, info = self.integrator(den, best_x, sigma0, cfg.sigma_min, cfg.steps, generator=self.generator)
+        out, info = self._denoise(den, best_x, sigma0)
         tw = CountingDenoiser(self.model, n_samples=C)
         if cfg.final_tweedie == "always" or (cfg.final_tweedie == "auto" and info.sigma_end > 0):
             out = tweedie(tw, out, cfg.tweedie_sigma or cfg.sigma_min)
@@ -251,6 +258,30 @@ class DMCMCSampler:
                         n_outputs=C)
         self.rounds_done += 1
         return out, sigma0
+
+    def denoising_steps(self, sigma: torch.Tensor) -> torch.Tensor:
+        """Integrator steps for states picked at ``sigma`` [C]: ``steps``, or with ``steps_per_decade > 0``
+        ``max(steps, ceil(steps_per_decade * log10(sigma / sigma_min)))`` (states at large sigma get more)."""
+        cfg = self.config
+        base = torch.full(sigma.shape, cfg.steps, dtype=torch.long, device=sigma.device)
+        if not cfg.steps_per_decade:
+            return base
+        dec = torch.log10((sigma / cfg.sigma_min).clamp(min=1.0))
+        return torch.maximum(base, torch.ceil(cfg.steps_per_decade * dec - 1e-9).long())
+
+    def _denoise(self, den, x, sigma0):
+        """Run the integrator from each chain's own sigma; with steps_per_decade, one batch per step count."""
+        cfg = self.config
+        steps = self.denoising_steps(sigma0)
+        if bool((steps == cfg.steps).all()):
+            return self.integrator(den, x, sigma0, cfg.sigma_min, cfg.steps, generator=self.generator,
+                                   **cfg.integrator_options)
+        out, info = torch.empty_like(x), None
+        for k in torch.unique(steps).tolist():
+            idx = (steps == k).nonzero().flatten()
+            out[idx], info = self.integrator(den, x[idx], sigma0[idx], cfg.sigma_min, int(k), generator=self.generator,
+                                             **cfg.integrator_options)
+        return out, info
 
     def run(self, rounds: int | None = None, progress: bool = False) -> DMCMCResult:
         """Run ``rounds`` output rounds (default ``outputs_per_chain``) in memory."""
