@@ -159,10 +159,11 @@ def cmd_train_classifier(args) -> int:
                                config={"target": args.target, "steps": args.steps, "seed": args.seed})
     g = torch.Generator().manual_seed(args.seed)
     train_noise_level_classifier(clf, mix.sample, steps=args.steps, batch_size=args.batch, generator=g,
-                                 progress=not args.quiet)
+                                 lr_schedule="cosine", progress=not args.quiet)
     clf.save(args.out)
     kl = kl_to_exact(clf, mix, n=2000, generator=torch.Generator().manual_seed(1))
-    print(json.dumps({"saved": args.out, "kl_to_exact": kl}, indent=1, default=float))
+    kl = {k: float(v) for k, v in kl.items() if not (isinstance(v, torch.Tensor) and v.numel() > 1)}
+    print(json.dumps({"saved": args.out, "kl_to_exact": kl}, indent=1))
     return 0
 
 

@@ -99,3 +99,20 @@ def test_killed_dlg_run_resumes_with_identical_outputs(tmp_path):
     assert np.array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "ref" / "samples.npy"))
     ref_ledger = json.loads((tmp_path / "ref" / "ledger.json").read_text())
     assert json.loads((out / "ledger.json").read_text())["per_output"] == ref_ledger["per_output"]
+
+
+def test_train_classifier_then_dlg_with_classifier(tmp_path, capsys):
+    clf = tmp_path / "clf.pt"
+    main(["train-classifier", "--target", "ring", "--out", str(clf), "--steps", "200", "--n-levels", "50", "--quiet"])
+    assert clf.exists()
+    report = json.loads(capsys.readouterr().out)
+    assert report["kl_to_exact"]["kl"] < report["kl_to_exact"]["kl_uniform"]
+    out = tmp_path / "dlg"
+    main(["sample", "--target", "ring", "--dlg", "--sigma-update", "classifier-sample", "--classifier", str(clf),
+          "--n-levels", "50", "--chains", "40", "--n", "80", "--steps", "3", "--out", str(out), "--quiet"])
+    ledger = json.loads((out / "ledger.json").read_text())
+    assert ledger["per_output"]["parts"]["classifier"] == 1.0  # one classifier call per Gibbs step (n_skip 1)
+    # a classifier trained on another grid is refused with a clear message
+    with pytest.raises(SystemExit, match="another noise-level grid"):
+        main(["sample", "--target", "ring", "--dlg", "--sigma-update", "classifier-argmax", "--classifier", str(clf),
+              "--sigma-max", "20", "--n", "10", "--out", str(tmp_path / "x"), "--quiet"])
