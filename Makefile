@@ -1,5 +1,5 @@
 # dmcmc_edu -- two commands for a fresh clone:
-#   make demo   creates .venv, installs the package with its extras, runs the 2D demo (figures + table in runs/demo)
+#   make demo   creates .venv, installs the package with its extras, runs the 2D demo and the fast ladder (runs/demo)
 #   make test   same venv; unit tests, then every notebook under nbval
 PYTHON ?= python3
 VENV ?= .venv
@@ -23,6 +23,7 @@ install: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(PY) -m dmcmc_edu demo --out runs/demo
+	$(PY) -m dmcmc_edu ladder --target ring --fast --out runs/demo/ladder
 
 test: unit notebooks
 

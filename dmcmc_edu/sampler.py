@@ -328,9 +328,11 @@ class DMCMCSampler:
 
 
 def _config_diff(a: dict, b: dict) -> list[str]:
+    # a setting missing on one side counts as its default (runs saved before an option existed still resume)
+    defaults = DMCMCConfig().to_dict()
     keys = sorted(set(a) | set(b))
     return [f"{k}: {a.get(k)!r} (saved) vs {b.get(k)!r} (now)"
-            for k in keys if _jsonable(a.get(k)) != _jsonable(b.get(k))]
+            for k in keys if _jsonable(a.get(k, defaults.get(k))) != _jsonable(b.get(k, defaults.get(k)))]
 
 
 def _jsonable(v):
