@@ -29,7 +29,6 @@ eta by the data's finest scale.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -51,6 +50,7 @@ __all__ = [
     "nearest_grid_index",
     "run_chain",
     "step_size",
+    "langevin_stability_bound",
 ]
 
 
@@ -285,8 +285,3 @@ def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, eta_re
 def langevin_stability_bound(min_variance: float, sigma: float) -> float:
     """Largest stable absolute Langevin step for a Gaussian of variance ``min_variance + sigma^2``: 4 (tau + s^2)."""
     return 4.0 * (min_variance + sigma**2)
-
-
-def check_eta(eta) -> None:
-    if not (isinstance(eta, (int, float)) and math.isfinite(eta) and eta > 0):
-        raise ValueError(f"eta must be a finite number > 0, got {eta!r}")
