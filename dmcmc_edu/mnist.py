@@ -16,13 +16,22 @@ techniques for training score-based generative models"): sigma_max should be
 about the largest Euclidean distance between two training images, so that
 the widest noise level mixes every pair of images and a chain started at
 ``sigma_max * z`` can reach every mode.  Measured with
-:func:`max_pairwise_distance` on the images in ``[0, 1]``: over the first
-10,000 training images the largest distance is 18.9 (pair of a "0" and a
-"1"-like stroke image; the median pairwise distance is 10.2); over the full
-60,000 it is about 19.2 (a 10k subset sees pairs up to 18.9, and the maximum
-can only grow with more images; 60k x 60k takes a minute on one core).  We round
-up to ``SIGMA_MAX = 20``.  For comparison, the paper uses 50 for CIFAR10
+:func:`max_pairwise_distance` on the images in ``[0, 1]`` (784 dimensions),
+exactly over all pairs: the largest distance is 16.00 over the first 10,000
+training images and 16.88 over all 60,000 (median 10.2 over the pairs of one block;
+the full computation takes about 3 minutes on one core).  We round up to
+``SIGMA_MAX = 20``, a margin for test images and for chains that overshoot.
+For comparison, the paper uses 50 for CIFAR10
 (3072 dimensions).
+
+The rung's helpers
+------------------
+:func:`load_shipped_models` (score U-Net, noise-level classifier, FID
+feature network and reference statistics from ``data/weights``),
+:func:`vanilla_samples` and :func:`dlg_samples` / :func:`dlg_config` (the two
+ways of sampling, NFE counted), :func:`plot_ladder` (FID against NFE, paper
+Figure 3 style) and :func:`image_grid`.  Notebook 05 and
+``bench/mnist_ladder.py`` are built from these calls.
 """
 
 from __future__ import annotations
@@ -127,3 +136,190 @@ def max_pairwise_distance(images: torch.Tensor, batch: int = 2000) -> dict:
             off = ~torch.eye(d2.shape[0], d2.shape[1], dtype=torch.bool)
             med = float(d2[off].sqrt().median())
     return {"max": best, "median": med, "n": int(x.shape[0])}
+
+
+# ----------------------------------------------------------------------------- the rung's models and samplers
+
+WEIGHT_FILES = {
+    "score": "mnist_score_unet.pt",  # + mnist_score_unet.json (config, training log)
+    "classifier": "mnist_noise_classifier.pt",  # + .json (training, test calibration)
+    "features": "mnist_feature_net.pt",  # + .json (test accuracy); statistics in mnist_fid_ref_test.pt
+}
+"""The shipped networks in ``data/weights`` (written by bench/train_mnist_gpu.sh or the train-* commands)."""
+
+
+def default_weights_dir() -> Path:
+    """The repository's ``data/weights`` folder."""
+    return Path(__file__).resolve().parents[1] / "data" / "weights"
+
+
+def load_shipped_models(weights_dir=None, device="cpu") -> dict:
+    """The shipped score model, noise-level classifier, FID feature network and reference statistics.
+
+    Returns ``{"score", "classifier", "feature_net", "reference", "info"}``;
+    ``info`` holds each network's JSON record (training, accuracy, calibration).
+    """
+    import json
+
+    from .classifier import NoiseLevelClassifier
+    from .fid import REFERENCE_NAME, load_feature_net, load_reference
+    from .unet import load_score_model
+
+    d = Path(weights_dir) if weights_dir is not None else default_weights_dir()
+    missing = [name for name in WEIGHT_FILES.values() if not (d / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"missing in {d}: {', '.join(missing)}; train them with bench/train_mnist_gpu.sh "
+                                "or the train-score / train-mnist-classifier / train-mnist-features commands")
+    score = load_score_model(d / WEIGHT_FILES["score"]).to(device)
+    clf = NoiseLevelClassifier.load(d / WEIGHT_FILES["classifier"], map_location=device).eval()
+    feat = load_feature_net(d / WEIGHT_FILES["features"])
+    ref = load_reference(d / REFERENCE_NAME, d / WEIGHT_FILES["features"])
+    info = {k: json.loads((d / v).with_suffix(".json").read_text()) for k, v in WEIGHT_FILES.items()}
+    return {"score": score, "classifier": clf, "feature_net": feat, "reference": ref, "info": info}
+
+
+@torch.no_grad()
+def vanilla_samples(model, n: int, *, integrator: str = "kar1", steps: int = 10, sigma_min: float = SIGMA_MIN,
+                    sigma_max: float = SIGMA_MAX, seed: int = 0, batch_size: int = 500, device="cpu",
+                    dtype=torch.float64, **options):
+    """``n`` images from noise at ``sigma_max`` with one integrator (:func:`~dmcmc_edu.integrators.sample_from_noise`).
+
+    Batches of ``batch_size``; batch ``k`` uses the generator seeded
+    ``seed * 1_000_003 + k``.  Returns ``(images [n, 1, 28, 28] float32 on the CPU,
+    clamped to [0, 1], info)`` with ``info["nfe"]`` the counted evaluations per sample.
+    """
+    from .integrators import sample_from_noise
+
+    outs, nfe = [], 0.0
+    for k, s in enumerate(range(0, n, batch_size)):
+        b = min(batch_size, n - s)
+        g = torch.Generator().manual_seed(seed * 1_000_003 + k)
+        x, info = sample_from_noise(model, (b, 1, 28, 28), integrator=integrator, steps=steps, sigma_max=sigma_max,
+                                    sigma_min=sigma_min, generator=g, dtype=dtype, device=device, **options)
+        outs.append(x.float().clamp(0, 1).cpu())
+        nfe += info.nfe * b
+    return torch.cat(outs), {"integrator": integrator, "steps": steps, "nfe": nfe / n, "n": n,
+                             **{k: v for k, v in options.items() if isinstance(v, (int, float, str))}}
+
+
+DLG_DEFAULTS = dict(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_levels=1000, eta=0.01, eta_rel=0.0, n_skip=1,
+                    integrator="kar1", steps=3, sigma_update="classifier-argmax", x_update="ula", init_steps=19,
+                    init_kick=0.5, burn_in=[[10, None], [10, None]], final_tweedie="auto")
+"""DLG settings of the MNIST rung: the paper's algorithm (ULA, absolute eta, classifier argmax, 37-NFE KAR2
+initialisation, kick 0.5, 20 burn-in steps) with eta = 0.01 chosen for MNIST by pilot runs (KAR1, 3 steps, 128
+outputs, one per chain, GPU-trained weights): MNIST-FID 68.2 / 67.8 / 64.8 / 65.0 / 79.4 for eta = 0.003 / 0.01 /
+0.05 / 0.2 / 0.5 -- flat up to 0.2 within the noise of 128 samples; at 0.5 the chains drift to sigma ~ 1.3."""
+
+
+def dlg_config(n_outputs: int, outputs_per_chain: int = 4, **overrides):
+    """A :class:`~dmcmc_edu.sampler.DMCMCConfig`: :data:`DLG_DEFAULTS`, ``ceil(n_outputs / outputs_per_chain)`` chains.
+
+    Outputs of one chain are correlated (a chain stays near one digit for many
+    steps), so few outputs per chain keep the outputs close to independent;
+    more outputs per chain amortise the initialisation and burn-in better.
+    """
+    from .sampler import DMCMCConfig
+
+    kw = dict(DLG_DEFAULTS)
+    kw.update(n_chains=-(-n_outputs // outputs_per_chain), outputs_per_chain=outputs_per_chain)
+    kw.update(overrides)
+    return DMCMCConfig(**kw)
+
+
+@torch.no_grad()
+def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = True, progress: bool = False,
+                integrator_options: dict | None = None):
+    """Run DLG (:class:`~dmcmc_edu.sampler.DMCMCSampler`) with a noise-level classifier.
+
+    ``integrator_options`` are passed to the denoising integrator (e.g.
+    ``{"rtol": 1e-3, "atol": 1e-3}`` for RK45).
+
+    Returns ``(images [n, 1, 28, 28] float32 CPU clamped to [0, 1], result, info)``;
+    ``result`` is the :class:`~dmcmc_edu.sampler.DMCMCResult` (chosen sigmas,
+    sigma trace, ledger); ``info`` has the per-output NFE of the paper's and
+    the full accounting and the ledger's parts.
+    """
+    from .sampler import DMCMCSampler
+
+    classifier.reset_counts()
+    sampler = DMCMCSampler(model, config, data_shape=(1, 28, 28), classifier=classifier, device=device,
+                           keep_trace=keep_trace)
+    if integrator_options:
+        import functools
+
+        sampler.integrator = functools.partial(sampler.integrator, **integrator_options)
+    res = sampler.run(progress=progress)
+    led = res.ledger.per_output()
+    info = {"nfe": led["full"], "nfe_paper": led["paper"], "nfe_score_evals": led["score_evals"],
+            "parts": led["parts"], "n": int(res.samples.shape[0]), **(integrator_options or {}),
+            "chosen_sigma_median": float(res.chosen_sigma.median()),
+            "chosen_sigma_mean": float(res.chosen_sigma.mean())}
+    return res.samples.float().clamp(0, 1).cpu(), res, info
+
+
+LADDER_STYLE = {"vanilla": ("k", "o", "without DLG"), "dlg-argmax": ("C0", "s", "DLG, classifier argmax"),
+                "dlg-sample": ("C3", "^", "DLG, classifier sample"),
+                "dlg-argmax-1pc": ("C2", "D", "DLG, argmax, 1 output per chain")}
+
+
+def plot_ladder(points: list, floor: float | None = None, title: str | None = None, integrators=None):
+    """Paper-Figure-3-style panels: MNIST-FID against NFE per integrator, without and with DLG.
+
+    ``points``: dicts with ``variant`` (a key of :data:`LADDER_STYLE`),
+    ``integrator``, ``nfe`` (full ledger), optionally ``nfe_paper``, and
+    ``fid`` (as written by bench/mnist_ladder.py).  DLG is placed by the full
+    ledger (filled markers, lines: every score and classifier evaluation, the
+    amortised initialisation and burn-in included); hollow markers show the
+    same points by the paper's accounting.  ``floor``: FID of real images at the same n (dotted).
+    Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    from .integrators import PAPER_INTEGRATORS
+
+    names = list(integrators or [i for i in PAPER_INTEGRATORS if any(p["integrator"] == i for p in points)])
+    cols = min(3, max(1, len(names)))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for variant, (color, marker, label) in LADDER_STYLE.items():
+            pts = sorted((p for p in points if p["integrator"] == name and p["variant"] == variant),
+                         key=lambda p: p["nfe"])
+            if not pts:
+                continue
+            ax.plot([p["nfe"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5, label=label)
+            if variant != "vanilla":
+                ax.plot([p["nfe_paper"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5,
+                        ls="none", mfc="none", alpha=0.6)
+        if floor is not None:
+            ax.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_title(name)
+        ax.set_xlabel("NFE per sample")
+        ax.set_ylabel("MNIST-FID")
+        ax.grid(alpha=0.3, which="both")
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, _ = axes.flat[0].get_legend_handles_labels()
+    handles.append(Line2D([], [], color="gray", marker="s", mfc="none", ls="none",
+                          label="DLG by the paper's count (hollow)"))
+    axes.flat[0].legend(handles=handles, fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2):
+    """A ``[H, W]`` array tiling ``images`` ``[n, 1, 28, 28]`` (clamped to [0, 1]) for ``plt.imshow(cmap="gray")``."""
+    from torchvision.utils import make_grid
+
+    g = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding, pad_value=1.0)
+    return g[0].numpy()

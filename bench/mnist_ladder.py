@@ -1,0 +1,189 @@
+"""MNIST ladder: MNIST-FID against NFE for the paper's six integrators, without and with DLG (paper Figure 3 style).
+
+For each integrator of ``dmcmc_edu.integrators.PAPER_INTEGRATORS`` and each
+setting of its sweep, three variants:
+
+* ``vanilla``       -- ``sample_from_noise`` from sigma_max (NFE counted);
+* ``dlg-argmax``    -- DMCMCSampler with the shipped noise-level classifier, the paper's argmax sigma-update;
+* ``dlg-sample``    -- the same with a draw from the classifier's softmax;
+* ``dlg-argmax-1pc`` -- argmax, but one output per chain (``--outputs-per-chain`` applies to the two above):
+  independent outputs, each paying the whole initialisation and burn-in.
+
+DLG points are placed on the x axis by the **full ledger** (Gibbs steps,
+denoising integrator, Tweedie step, the chains' initialisation and burn-in
+amortised over the outputs, and every classifier evaluation counted as one
+NFE); the paper's accounting (no burn-in, no classifier) is stored too and
+drawn as hollow markers.
+
+Every point is one JSON file under ``OUT/points`` (resumable: existing points
+are skipped; ``--max-minutes`` stops cleanly between points).  When run, the
+script writes ``OUT/results.json`` (all points + settings + the shipped
+weights' records + the FID floor of real images at the same n) and
+``OUT/fid_vs_nfe.png``.
+
+  python bench/mnist_ladder.py --fast            # a few hundred samples per point (CPU, minutes)
+  python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point
+
+MNIST-FID is not Inception FID (see dmcmc_edu.fid); compare only within this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# integrator -> (vanilla settings, DLG settings); a setting is steps, or rtol(=atol) for rk45
+SWEEPS = {
+    "fast": {
+        "kar1": ([3, 5, 10, 18], [2, 3, 5]),
+        "kar2": ([3, 5, 10, 18], [2, 3, 5]),
+        "pf_euler": ([10, 20, 50], [3, 10]),
+        "rk45": ([1e-2, 1e-3], [1e-2]),
+        "reverse_diffusion": ([10, 20, 50], [3, 10]),
+        "euler_maruyama": ([10, 20, 50], [3, 10]),
+    },
+    "full": {
+        "kar1": ([3, 5, 10, 18, 35], [2, 3, 5, 10]),
+        "kar2": ([3, 5, 10, 18, 35, 100], [2, 3, 5, 10]),
+        "pf_euler": ([10, 20, 50, 100, 200], [3, 5, 10, 20, 50]),
+        "rk45": ([1e-2, 1e-3, 1e-4, 1e-5], [1e-2, 1e-3, 1e-5]),
+        "reverse_diffusion": ([10, 20, 50, 100, 200, 500], [3, 5, 10, 20, 50]),
+        "euler_maruyama": ([10, 20, 50, 100, 200, 500], [3, 5, 10, 20, 50]),
+    },
+}
+VARIANTS = ("vanilla", "dlg-argmax", "dlg-sample", "dlg-argmax-1pc")
+"""dlg-argmax-1pc: the argmax sigma-update with one output per chain (independent outputs, no amortisation)."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _point_name(variant: str, integrator: str, setting) -> str:
+    return f"{variant}__{integrator}__{setting:g}"
+
+
+def _options(integrator: str, setting):
+    """(steps, options) of an integrator for one sweep setting."""
+    if integrator == "rk45":
+        return 1, {"rtol": float(setting), "atol": float(setting)}
+    return int(setting), {}
+
+
+def run_point(models, variant, integrator, setting, args) -> dict:
+    from dmcmc_edu.fid import mnist_fid
+    from dmcmc_edu.mnist import dlg_config, dlg_samples, vanilla_samples
+
+    steps, opts = _options(integrator, setting)
+    t0 = time.time()
+    if variant == "vanilla":
+        x, info = vanilla_samples(models["score"], args.n, integrator=integrator, steps=steps, seed=args.seed,
+                                  batch_size=args.batch, device=args.device, **opts)
+    else:
+        per_chain = 1 if variant.endswith("-1pc") else args.outputs_per_chain
+        cfg = dlg_config(args.n, outputs_per_chain=per_chain, integrator=integrator, steps=steps,
+                         sigma_update="classifier-" + variant.split("-")[1], eta=args.eta, n_skip=args.n_skip,
+                         seed=args.seed)
+        x, _, info = dlg_samples(models["score"], models["classifier"], cfg, device=args.device, keep_trace=False,
+                                 integrator_options=opts)
+        info["config"] = cfg.to_dict()
+        x = x[: args.n]
+    fid = mnist_fid(x, models["feature_net"], models["reference"])
+    return {"variant": variant, "integrator": integrator, "setting": setting, "steps": steps, **opts,
+            "fid": fid, "seconds": round(time.time() - t0, 2), **info}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--fast", action="store_true", help="few hundred samples per point and a short sweep")
+    p.add_argument("--n", type=int, default=None, help="samples per point (default: 256 fast, 5000 full)")
+    p.add_argument("--out", default=None, help="default: bench/results/mnist (fast) or bench/results/mnist_full")
+    p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
+    p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--eta", type=float, default=None, help="DLG Langevin step (default: dmcmc_edu.mnist.DLG_DEFAULTS)")
+    p.add_argument("--n-skip", type=int, default=1)
+    p.add_argument("--outputs-per-chain", type=int, default=4, help="DLG: n / this = number of chains")
+    p.add_argument("--batch", type=int, default=500, help="vanilla: samples per batch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly, between points) after this")
+    p.add_argument("--plot-only", action="store_true", help="only aggregate the existing points and plot")
+    args = p.parse_args(argv)
+
+    from dmcmc_edu.fid import real_data_fid
+    from dmcmc_edu.mnist import DLG_DEFAULTS, load_shipped_models, plot_ladder
+
+    torch.set_num_threads(args.threads)
+    mode = "fast" if args.fast else "full"
+    args.n = args.n or (256 if args.fast else 5000)
+    args.eta = args.eta if args.eta is not None else DLG_DEFAULTS["eta"]
+    out = Path(args.out or ROOT / "bench" / "results" / ("mnist" if args.fast else "mnist_full"))
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    models = load_shipped_models(args.weights, device=args.device)
+    weights = {k: {"file": v, "sha256_16": _sha256(Path(args.weights) / v)}
+               for k, v in {"score": "mnist_score_unet.pt", "classifier": "mnist_noise_classifier.pt",
+                            "features": "mnist_feature_net.pt"}.items()}
+    settings = {"mode": mode, "n": args.n, "eta": args.eta, "n_skip": args.n_skip,
+                "outputs_per_chain": args.outputs_per_chain, "seed": args.seed, "device": args.device,
+                "threads": args.threads, "weights": weights}
+
+    t_start = time.time()
+    todo = [(v, i, s) for i in args.integrators.split(",") for v in args.variants.split(",")
+            for s in SWEEPS[mode][i][0 if v == "vanilla" else 1]]
+    stopped = False
+    for variant, integrator, setting in ([] if args.plot_only else todo):
+        path = out / "points" / (_point_name(variant, integrator, setting) + ".json")
+        if path.exists():
+            saved = json.loads(path.read_text())
+            if saved.get("settings") == settings:
+                continue
+        if args.max_minutes is not None and time.time() - t_start > 60 * args.max_minutes:
+            stopped = True
+            break
+        res = run_point(models, variant, integrator, setting, args)
+        res["settings"] = settings
+        path.write_text(json.dumps(res, indent=1, default=float))
+        print(f"{variant:11s} {integrator:18s} {setting:<8g} NFE full {res['nfe']:7.1f}"
+              + (f" paper {res['nfe_paper']:6.1f}" if "nfe_paper" in res else " " * 13)
+              + f"  FID {res['fid']:8.3f}  ({res['seconds']:.0f} s)", flush=True)
+
+    points = [json.loads(f.read_text()) for f in sorted((out / "points").glob("*.json"))]
+    points = [q for q in points if q.get("settings") == settings]
+    floor_path = out / f"real_floor_n{args.n}.json"
+    if floor_path.exists():
+        floor = json.loads(floor_path.read_text())["fid"]
+    else:
+        floor = real_data_fid(args.n, seed=args.seed, feature_net=models["feature_net"],
+                              reference=models["reference"])
+        floor_path.write_text(json.dumps({"n": args.n, "fid": floor, "what": "n random training images"}))
+    done = {(q["variant"], q["integrator"], q["setting"]) for q in points}
+    complete = all(t in done for t in todo)
+    results = {"what": "MNIST-FID (not Inception FID) vs NFE; x = full ledger for DLG", "settings": settings,
+               "complete": complete, "real_data_fid_floor": floor,
+               "weights_info": {k: models["info"][k] for k in models["info"]},
+               "versions": {"python": platform.python_version(), "torch": torch.__version__},
+               "points": points}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = plot_ladder(points, floor=floor, title=f"MNIST-FID vs NFE ({mode}, n={args.n} per point)")
+    fig.savefig(out / "fid_vs_nfe.png", dpi=110, bbox_inches="tight")
+    print(f"{len(points)} points ({'complete' if complete else 'incomplete'}{', stopped by budget' if stopped else ''})"
+          f" -> {out / 'results.json'}, {out / 'fid_vs_nfe.png'}; real-data floor FID {floor:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

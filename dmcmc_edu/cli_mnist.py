@@ -1,0 +1,228 @@
+"""Sub-commands of the image rung (MNIST), added to ``python -m dmcmc_edu`` by :func:`add_parsers`.
+
+train-score             train the U-Net score model (EDM preconditioning and loss); resumable, budgeted
+train-mnist-classifier  train the paper's SimpleCNN noise-level classifier on MNIST
+train-mnist-features    train the MNIST-FID feature network and compute the test-set reference statistics
+
+Every command takes ``--device cpu|cuda`` and ``--max-minutes`` (a wall-clock
+budget: the command stops cleanly, saves what it has, and reports
+``stopped_by: budget``), and writes weights + a JSON config/log into ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .mnist import SIGMA_MAX, SIGMA_MIN
+
+__all__ = ["add_parsers", "CLASSIFIER_NAME"]
+
+CLASSIFIER_NAME = "mnist_noise_classifier.pt"
+
+
+def _device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda asked for, but torch.cuda.is_available() is False")
+    return torch.device(name)
+
+
+def _load(root: str, train: bool, labels: bool = False):
+    from .mnist import load_mnist
+
+    try:
+        return load_mnist(root, train=train, return_labels=labels)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    from .sampler import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=float)))
+
+
+def _threads(args) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+
+# ----------------------------------------------------------------------------- train-score
+
+
+def cmd_train_score(args) -> int:
+    from .train import WEIGHTS_NAME, ScoreTrainingConfig, train_score_model
+    from .unet import UNetConfig
+
+    _threads(args)
+    device = _device(args.device)
+    images = _load(args.data_root, train=True)
+    mcfg = UNetConfig(channels=[int(c) for c in args.channels.split(",")], blocks_per_level=args.blocks_per_level,
+                      attention=not args.no_attention, emb_dim=args.emb_dim)
+    tcfg = ScoreTrainingConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
+                               ema_decay=args.ema_decay, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                               sigma_sampling=args.sigma_sampling, seed=args.seed)
+    try:
+        summary = train_score_model(args.out, images, model_config=mcfg, config=tcfg, device=device,
+                                    max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every,
+                                    progress=not args.quiet, info={"dataset": args.dataset})
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if args.sample_grid:
+        summary["sample_grid"] = _sample_grid(Path(args.out) / WEIGHTS_NAME, Path(args.out) / "samples.png", device,
+                                              args.sigma_min, args.sigma_max, args.seed)
+    print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=1, default=float))
+    return 0
+
+
+def _sample_grid(weights: Path, png: Path, device, sigma_min: float, sigma_max: float, seed: int) -> str:
+    """64 KAR1 samples (18 steps, 35 NFE) of the saved EMA model, as a PNG grid."""
+    from torchvision.utils import save_image
+
+    from .integrators import sample_from_noise
+    from .unet import load_score_model
+
+    model = load_score_model(weights).to(device)
+    with torch.no_grad():
+        x, _ = sample_from_noise(model, (64, 1, 28, 28), integrator="kar1", steps=18, sigma_max=sigma_max,
+                                 sigma_min=sigma_min, generator=torch.Generator(device=device).manual_seed(seed),
+                                 dtype=torch.float32, device=device)
+    save_image(x.clamp(0, 1).cpu(), png, nrow=8)
+    return str(png)
+
+
+# ----------------------------------------------------------------------------- train-mnist-classifier
+
+
+def cmd_train_classifier(args) -> int:
+    from .classifier import NoiseLevelClassifier, calibration
+    from .train import train_mnist_noise_classifier
+
+    _threads(args)
+    device = _device(args.device)
+    out = Path(args.out)
+    path = out / CLASSIFIER_NAME
+    if path.exists() and not args.overwrite:
+        raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    images = _load(args.data_root, train=True)
+    clf, info = train_mnist_noise_classifier(images, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                                             n_levels=args.n_levels, steps=args.steps, batch_size=args.batch,
+                                             lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+                                             device=device, max_minutes=args.max_minutes, progress=not args.quiet)
+    clf.save(path)
+    clf = NoiseLevelClassifier.load(path)  # what is evaluated is what was written (weights_only load)
+    test = _load(args.data_root, train=False)
+    cal = calibration(clf, test, n=args.eval_n, generator=torch.Generator().manual_seed(12345))
+    metrics = {k: cal[k] for k in ("accuracy", "accuracy_within", "within_levels", "mean_abs_log_error")}
+    meta = {"format": "dmcmc_edu.noise_level_classifier/1", "arch": "simplecnn", "dataset": "mnist",
+            "grid": {"sigma_min": args.sigma_min, "sigma_max": args.sigma_max, "n_levels": args.n_levels},
+            "training": info,
+            "test_calibration": {**metrics, "n": args.eval_n, "seed": 12345,
+                                 "data": "MNIST test images + fresh noise, level uniform over the grid"}}
+    _write_json(path.with_suffix(".json"), meta)
+    print(json.dumps({"saved": str(path), **info, **metrics}, indent=1, default=float))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train-mnist-features
+
+
+def cmd_train_features(args) -> int:
+    from .fid import accuracy, real_data_fid, reference_stats, save_feature_net, train_feature_net
+
+    _threads(args)
+    device = _device(args.device)
+    x, y = _load(args.data_root, train=True, labels=True)
+    xt, yt = _load(args.data_root, train=False, labels=True)
+    net, info = train_feature_net(x, y, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                                  device=device, max_minutes=args.max_minutes, progress=not args.quiet)
+    net = net.cpu()
+    t0 = time.time()
+    info["test_accuracy"] = accuracy(net, xt, yt)
+    info["test_n"] = int(xt.shape[0])
+    ref = reference_stats(net, xt)
+    meta = save_feature_net(net, args.out, info={"training": info, "test_accuracy": info["test_accuracy"],
+                                                 "feature": "128-d penultimate layer (after ReLU)",
+                                                 "reference": "mnist_fid_ref_test.pt (MNIST test set, 10,000)"},
+                            ref=ref)
+    from .fid import FEATURE_NET_NAME, REFERENCE_NAME, load_feature_net, load_reference
+
+    net2 = load_feature_net(Path(args.out) / FEATURE_NET_NAME)
+    ref2 = load_reference(Path(args.out) / REFERENCE_NAME)
+    floors = {str(n): real_data_fid(n, root=args.data_root, feature_net=net2, reference=ref2) for n in (500, 5000)}
+    meta["real_data_fid_floor"] = floors
+    meta["eval_seconds"] = round(time.time() - t0, 2)
+    _write_json(Path(args.out) / Path(FEATURE_NET_NAME).with_suffix(".json"), meta)
+    print(json.dumps({"saved": args.out, "test_accuracy": info["test_accuracy"], "real_data_fid_floor": floors,
+                      **{k: v for k, v in info.items() if k != "test_accuracy"}}, indent=1, default=float))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _common(p, budget_default=None):
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--max-minutes", type=float, default=budget_default,
+                   help="wall-clock budget of this call; stops cleanly (and saves) when spent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (the repository's data/)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def add_parsers(sub) -> None:
+    """Add ``train-score``, ``train-mnist-classifier`` and ``train-mnist-features`` to an argparse sub-parser set."""
+    s = sub.add_parser("train-score", help="train the MNIST U-Net score model (EDM preconditioning/loss, EMA)",
+                       description="Denoising score matching with EDM's weighting; writes OUT/checkpoint.pt, "
+                                   "OUT/score_model.pt + .json (EMA weights + config), OUT/train_log.json, and "
+                                   "OUT/samples.png.  Re-running on the same OUT resumes (same settings; --steps "
+                                   "may be raised).")
+    s.add_argument("--dataset", default="mnist", choices=["mnist"])
+    _common(s)
+    s.add_argument("--steps", type=int, default=20000)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--warmup-steps", type=int, default=200)
+    s.add_argument("--ema-decay", type=float, default=0.999)
+    s.add_argument("--channels", default="24,48,96", help="U-Net channels per resolution 28,14,7 (comma list)")
+    s.add_argument("--blocks-per-level", type=int, default=1)
+    s.add_argument("--no-attention", action="store_true")
+    s.add_argument("--emb-dim", type=int, default=128)
+    s.add_argument("--sigma-sampling", default="mixed", choices=["lognormal", "loguniform", "mixed"])
+    s.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
+    s.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
+    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--no-sample-grid", dest="sample_grid", action="store_false",
+                   help="skip OUT/samples.png (64 KAR1 samples, 35 NFE)")
+    s.set_defaults(func=cmd_train_score)
+
+    c = sub.add_parser("train-mnist-classifier", help="train the SimpleCNN noise-level classifier on MNIST",
+                       description=f"Writes OUT/{CLASSIFIER_NAME} (NoiseLevelClassifier.save) and a .json with "
+                                   "the training log and a test-set calibration.")
+    _common(c)
+    c.add_argument("--steps", type=int, default=20000)
+    c.add_argument("--batch", type=int, default=100, help="paper: 100")
+    c.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
+    c.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"],
+                   help="paper: constant; cosine helps short runs")
+    c.add_argument("--n-levels", type=int, default=1000)
+    c.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
+    c.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
+    c.add_argument("--eval-n", type=int, default=2000, help="noisy test images for the calibration record")
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cmd_train_classifier)
+
+    f = sub.add_parser("train-mnist-features", help="train the MNIST-FID feature network + test-set statistics",
+                       description="Writes OUT/mnist_feature_net.pt + .json (test accuracy) and "
+                                   "OUT/mnist_fid_ref_test.pt (feature mean/covariance of the 10,000 test images).")
+    _common(f)
+    f.add_argument("--epochs", type=float, default=2.0)
+    f.add_argument("--batch", type=int, default=128)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.set_defaults(func=cmd_train_features)

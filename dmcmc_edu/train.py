@@ -1,0 +1,317 @@
+"""Training of the image rung's networks: the score model (denoising score matching), the noise-level classifier.
+
+:func:`train_score_model` trains a :class:`~dmcmc_edu.unet.ScoreUNet` by
+denoising score matching with EDM's loss weighting (Karras et al. 2022)::
+
+    loss = E_{x0, sigma, z} [ lambda(sigma) || D(x0 + sigma z, sigma) - x0 ||^2 ],
+    lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
+
+(mean over pixels), which gives the bare network F a target of unit variance
+at every sigma.  The noise levels are drawn, per sample, by
+``sigma_sampling``:
+
+* ``"lognormal"`` -- EDM's ``ln sigma ~ N(P_mean, P_std^2)``, with EDM's
+  P_mean = -1.2 moved to our units: ``P_mean = -1.2 + ln(sigma_data / 0.5)``
+  (EDM's sigma_data is 0.5), P_std = 1.2; this concentrates training where
+  samplers need precision (sigma around 0.05 .. 1);
+* ``"loguniform"`` -- uniform in ``ln sigma`` over ``[sigma_min, sigma_max]``,
+  the distribution of the noise-level grid DLG chains move on;
+* ``"mixed"`` (default) -- half of each batch from each: DLG needs the score
+  on the whole grid, the final integrator needs it precise at small sigma.
+
+The loop keeps an exponential moving average (EMA) of the weights (the EMA
+weights are the ones saved for sampling), draws every random number from
+seeded ``torch.Generator`` objects, writes an atomic checkpoint every
+``checkpoint_every`` steps and when it stops, and resumes from
+``out_dir/checkpoint.pt`` when called again on the same folder with the same
+settings.  ``max_minutes`` bounds the wall-clock time of one call: the loop
+stops cleanly, checkpoints, and writes the weights; a second call continues.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .sampler import atomic_write
+from .unet import ScoreUNet, UNetConfig, save_score_model
+
+__all__ = ["ScoreTrainingConfig", "sample_sigmas", "score_matching_loss", "train_score_model",
+           "train_mnist_noise_classifier", "CHECKPOINT_NAME", "WEIGHTS_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+WEIGHTS_NAME = "score_model.pt"
+_CKPT_FORMAT = "dmcmc_edu.score_training_checkpoint/1"
+
+
+@dataclass
+class ScoreTrainingConfig:
+    """Settings of :func:`train_score_model` that define a run (a resume must match them, except ``steps``)."""
+
+    steps: int = 20000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup_steps: int = 200  # linear learning-rate warm-up, then constant (the EMA does the averaging)
+    ema_decay: float = 0.999  # per step, with the warm-up min(decay, (1 + t) / (10 + t))
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    sigma_min: float = 0.01
+    sigma_max: float = 20.0
+    sigma_sampling: str = "mixed"  # lognormal | loguniform | mixed
+    p_std: float = 1.2
+    seed: int = 0
+
+    def validate(self) -> "ScoreTrainingConfig":
+        if self.sigma_sampling not in ("lognormal", "loguniform", "mixed"):
+            raise ValueError(f"sigma_sampling must be lognormal|loguniform|mixed, got {self.sigma_sampling!r}")
+        if not (0 < self.sigma_min < self.sigma_max):
+            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0 or not (0 <= self.ema_decay < 1):
+            raise ValueError("need steps >= 1, batch_size >= 1, lr > 0, 0 <= ema_decay < 1")
+        return self
+
+
+def sample_sigmas(n: int, cfg: ScoreTrainingConfig, sigma_data: float, generator: torch.Generator,
+                  device="cpu") -> torch.Tensor:
+    """Per-sample training noise levels ``[n]`` (see the module docstring for the three distributions)."""
+    gdev = generator.device
+    p_mean = -1.2 + math.log(sigma_data / 0.5)
+    lognormal = torch.exp(p_mean + cfg.p_std * torch.randn(n, generator=generator, device=gdev))
+    lo, hi = math.log(cfg.sigma_min), math.log(cfg.sigma_max)
+    loguniform = torch.exp(lo + (hi - lo) * torch.rand(n, generator=generator, device=gdev))
+    if cfg.sigma_sampling == "lognormal":
+        s = lognormal
+    elif cfg.sigma_sampling == "loguniform":
+        s = loguniform
+    else:  # first half log-normal, second half log-uniform (both always drawn: the stream does not depend on n)
+        s = torch.cat([lognormal[: n // 2], loguniform[n // 2:]])
+    return s.to(device)
+
+
+def score_matching_loss(model: ScoreUNet, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """EDM-weighted denoising score matching: ``mean_b lambda(sigma_b) mean_pixels (D(x0 + sigma z) - x0)^2``."""
+    x = x0 + sigma.reshape(-1, 1, 1, 1) * noise
+    err = (model(x, sigma) - x0) ** 2
+    return (model.loss_weight(sigma) * err.flatten(1).mean(1)).mean()
+
+
+def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
+    """``ema <- decay * ema + (1 - decay) * weights`` for floating tensors (one fused call); copy the others."""
+    with torch.no_grad():
+        state = model.state_dict()
+        keys = [k for k, v in state.items() if v.dtype.is_floating_point]
+        torch._foreach_lerp_([ema[k] for k in keys], [state[k].detach() for k in keys], 1.0 - decay)
+        for k, v in state.items():
+            if not v.dtype.is_floating_point:
+                ema[k].copy_(v)
+
+
+def _config_mismatch(saved: dict, now: dict, ignore=("steps",)) -> list[str]:
+    return [f"{k}: {saved.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)"
+            for k in sorted(set(saved) | set(now)) if k not in ignore and saved.get(k) != now.get(k)]
+
+
+def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig | dict | None = None,
+                      config: ScoreTrainingConfig | None = None, device="cpu", max_minutes: float | None = None,
+                      checkpoint_every: int = 500, log_every: int = 50, progress: bool = True,
+                      info: dict | None = None) -> dict:
+    """Train (or resume training) a score model on ``data`` (``[N, C, H, W]`` in [0, 1]) into ``out_dir``.
+
+    Writes ``checkpoint.pt`` (model, EMA, optimiser, generator states, log;
+    atomic), and when the call ends ``score_model.pt`` + ``score_model.json``
+    (the EMA weights and their config, loadable by
+    :func:`dmcmc_edu.unet.load_score_model`) and ``train_log.json``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder; if it holds a checkpoint, training resumes from it
+        (the settings must match, except ``steps``, which may be raised).
+    data : tensor ``[N, C, H, W]``
+        Clean training images in [0, 1] (moved to ``device`` once).
+    model_config : UNetConfig or dict
+        Architecture (ignored when resuming: the checkpoint's is used and must match).
+    config : ScoreTrainingConfig
+        Optimisation and noise settings.
+    device : str or torch.device
+    max_minutes : float, optional
+        Wall-clock budget of this call; the loop stops cleanly when it is spent.
+    checkpoint_every, log_every : int
+        Steps between checkpoints and between log records.
+
+    Returns
+    -------
+    dict
+        The summary written to ``score_model.json`` under ``"training"``:
+        ``steps_done``, ``stopped_by`` (``"steps"`` or ``"budget"``),
+        ``loss_last`` (mean of the last log interval), ``images_seen``,
+        ``seconds_this_call``, ``steps_per_second``, ...
+    """
+    from tqdm import tqdm
+
+    t_start = time.time()
+    cfg = (config or ScoreTrainingConfig()).validate()
+    device = torch.device(device)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT_NAME
+    mcfg = UNetConfig(**model_config) if isinstance(model_config, dict) else (model_config or UNetConfig())
+
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
+    if ckpt is not None:
+        if ckpt.get("format") != _CKPT_FORMAT:
+            raise ValueError(f"{ckpt_path} is not a score-training checkpoint (format {ckpt.get('format')!r})")
+        diff = _config_mismatch(ckpt["train_config"], asdict(cfg))
+        diff += _config_mismatch(ckpt["model_config"], asdict(mcfg), ignore=())
+        if diff:
+            raise ValueError(f"{out} holds a run with other settings: " + "; ".join(diff)
+                             + " -- use another output folder")
+
+    gen_init = torch.Generator().manual_seed(cfg.seed)  # weights initialisation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=gen_init)))
+        model = ScoreUNet(mcfg)
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    gen_data = torch.Generator().manual_seed(cfg.seed + 1)  # batch indices (CPU)
+    gen_noise = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # sigma and noise (on the device)
+    step, log, seconds_before = 0, [], 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
+        gen_data.set_state(ckpt["gen_data"])
+        gen_noise.set_state(ckpt["gen_noise"])
+        step, log, seconds_before = int(ckpt["step"]), list(ckpt["log"]), float(ckpt["seconds"])
+
+    data = data.to(device=device, dtype=torch.float32)
+    N = data.shape[0]
+
+    def save_checkpoint():
+        payload = {"format": _CKPT_FORMAT, "step": step, "model": model.state_dict(), "ema": ema,
+                   "opt": opt.state_dict(), "gen_data": gen_data.get_state(), "gen_noise": gen_noise.get_state(),
+                   "log": log, "seconds": seconds_before + time.time() - t_start,
+                   "train_config": asdict(cfg), "model_config": asdict(mcfg)}
+        atomic_write(ckpt_path, lambda tmp: torch.save(payload, tmp))
+
+    start_step = step
+    stopped_by = "steps"
+    running, n_running = 0.0, 0
+    bar = tqdm(total=cfg.steps, initial=step, desc="score model", disable=not progress)
+    while step < cfg.steps:
+        if max_minutes is not None and time.time() - t_start > 60.0 * max_minutes:
+            stopped_by = "budget"
+            break
+        idx = torch.randint(0, N, (cfg.batch_size,), generator=gen_data).to(device)
+        x0 = data[idx]
+        sigma = sample_sigmas(cfg.batch_size, cfg, mcfg.sigma_data, gen_noise, device)
+        noise = torch.randn(x0.shape, generator=gen_noise, device=gen_noise.device).to(device)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        loss = score_matching_loss(model, x0, sigma, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        _ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        running = running + loss.detach()  # no per-step device sync
+        n_running += 1
+        if step % log_every == 0 or step == cfg.steps:
+            log.append({"step": step, "loss": float(running) / n_running,
+                        "seconds": round(seconds_before + time.time() - t_start, 2)})
+            bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
+            running, n_running = 0.0, 0
+        if step % checkpoint_every == 0:
+            save_checkpoint()
+        bar.update(1)
+    bar.close()
+    if n_running:  # a partial interval at a budget stop
+        log.append({"step": step, "loss": float(running) / n_running,
+                    "seconds": round(seconds_before + time.time() - t_start, 2)})
+    save_checkpoint()
+
+    seconds = time.time() - t_start
+    summary = {
+        "steps_done": step, "steps_target": cfg.steps, "stopped_by": stopped_by,
+        "steps_this_call": step - start_step, "seconds_this_call": round(seconds, 2),
+        "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
+        "seconds_total": round(seconds_before + seconds, 2), "images_seen": step * cfg.batch_size,
+        "loss_last": log[-1]["loss"] if log else None, "device": str(device),
+        "torch": str(torch.__version__), "train_config": asdict(cfg), **(info or {}),
+    }
+    ema_model = copy.deepcopy(model).cpu()
+    ema_model.load_state_dict({k: v.cpu() for k, v in ema.items()})
+    save_score_model(ema_model, out / WEIGHTS_NAME, {"training": summary, "weights": "EMA"})
+    atomic_write(out / "train_log.json", lambda tmp: Path(tmp).write_text(json.dumps({"log": log, **summary},
+                                                                                      indent=1)))
+    return summary
+
+
+def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigma_max: float, n_levels: int = 1000,
+                                 steps: int = 20000, batch_size: int = 100, lr: float = 1e-3,
+                                 lr_schedule: str = "cosine", seed: int = 0, device="cpu",
+                                 max_minutes: float | None = None, probe_steps: int = 50, progress: bool = True):
+    """Train the paper's SimpleCNN noise-level classifier on 1x28x28 images, within a wall-clock budget.
+
+    Uses :func:`dmcmc_edu.classifier.train_noise_level_classifier` (paper:
+    cross-entropy, Adam lr 1e-3, batch 100, fresh noise every batch) on the
+    grid ``noise_level_grid(sigma_min, sigma_max, n_levels)``.  To honour
+    ``max_minutes`` without a clock inside that loop, a few warm-up steps and
+    a probe run of ``probe_steps`` steps (constant rate) measure the speed,
+    then one run of as many of the remaining steps as fit in 90% of the
+    remaining budget follows (``lr_schedule`` applies to it; the optimiser
+    restarts at each of the three runs).  (Without the warm-up, a GPU's
+    one-off start-up costs made the probe look slow: a 1-minute budget on an
+    H200 was stopped after 20 s.)
+
+    Returns ``(classifier, info)``; ``info`` has ``steps_done``,
+    ``stopped_by``, ``seconds``, the last training loss and accuracies.
+    """
+    from .classifier import NoiseLevelClassifier, SimpleCNN, train_noise_level_classifier
+    from .schedules import noise_level_grid
+
+    t0 = time.time()
+    grid = noise_level_grid(sigma_min, sigma_max, n_levels)
+    init = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=init)))
+        net = SimpleCNN(in_channels=images.shape[1], n_levels=n_levels, image_size=images.shape[-1])
+    clf = NoiseLevelClassifier(net, grid).to(device)
+    g = torch.Generator().manual_seed(seed + 1)
+    # untimed warm-up steps (one-off costs: CUDA kernels, allocator), then the timed probe
+    warm = min(max(probe_steps // 5, 1), steps)
+    h1 = train_noise_level_classifier(clf, images, steps=warm, batch_size=batch_size, lr=lr, generator=g,
+                                      progress=False)
+    probe = min(probe_steps, steps - warm)
+    rate = 0.0
+    if probe > 0:
+        h1 = train_noise_level_classifier(clf, images, steps=probe, batch_size=batch_size, lr=lr, generator=g,
+                                          progress=False)
+        rate = max(h1["time_s"], 1e-6) / probe
+    remaining = steps - warm - probe
+    stopped_by = "steps"
+    if max_minutes is not None and remaining > 0:
+        fit = int(max(0.0, 0.9 * (60.0 * max_minutes - (time.time() - t0))) / rate)
+        if fit < remaining:
+            remaining, stopped_by = fit, "budget"
+    hist = h1
+    if remaining > 0:
+        hist = train_noise_level_classifier(clf, images, steps=remaining, batch_size=batch_size, lr=lr,
+                                            lr_schedule=lr_schedule, generator=g, progress=progress)
+    w = min(200, len(hist["loss"]))
+    info = {"steps_done": warm + probe + remaining, "steps_target": steps, "stopped_by": stopped_by,
+            "seconds": round(time.time() - t0, 2), "batch_size": batch_size, "lr": lr, "lr_schedule": lr_schedule,
+            "seed": seed, "loss_last": sum(hist["loss"][-w:]) / w,
+            "train_accuracy_within_last": sum(hist["accuracy_within"][-w:]) / w,
+            "within_levels": hist["within_levels"], "device": str(device), "torch": str(torch.__version__)}
+    clf.config = {"dataset": "mnist", "sigma_min": sigma_min, "sigma_max": sigma_max, "n_levels": n_levels,
+                  "training": info}
+    return clf, info
