@@ -53,6 +53,11 @@ def _sigma_range(args, mix) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- sample
 
 
+def _save_npy(path, arr) -> None:
+    with open(path, "wb") as f:  # a file object: np.save would append ".npy" to a temporary name
+        np.save(f, arr)
+
+
 def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     """Vanilla sampling in chunks; chunk k uses seed (seed, k), so an interrupted run resumes exactly."""
     from tqdm import tqdm
@@ -78,7 +83,7 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
         if info.sigma_end > 0 or args.extra_tweedie:
             x = tweedie(c, x, smin)
         arr = x.numpy()
-        atomic_write(path, lambda tmp, arr=arr: np.save(open(tmp, "wb"), arr))
+        atomic_write(path, lambda tmp, arr=arr: _save_npy(tmp, arr))
         nfe[str(k)] = c.nfe
         atomic_write(nfe_file, lambda tmp: Path(tmp).write_text(json.dumps(nfe)))
     samples = np.concatenate([np.load(chunks / f"chunk_{k:05d}.npy") for k in range(n_chunks)])

@@ -119,6 +119,22 @@ def _finite_check(x: torch.Tensor, name: str, i: int) -> None:
 # ----------------------------------------------------------------------------- Karras et al. 2022
 
 
+def _heun_step(D, x, t_cur, t_next, correct: bool):
+    """One step of Karras et al.'s Heun scheme from t_cur to t_next (per-sample [B] levels).
+
+    Euler step along d = (x - D(x, t)) / t; with ``correct`` the second-order
+    correction averages d at both ends (skipped for the final step to sigma = 0).
+    Returns ``(x_next, denoised at t_cur)``.
+    """
+    denoised = D(x, t_cur)
+    d_cur = (x - denoised) / _b(t_cur, x)
+    x_next = x + _b(t_next - t_cur, x) * d_cur
+    if correct:
+        d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
+        x_next = x + _b(t_next - t_cur, x) * (0.5 * d_cur + 0.5 * d_next)
+    return x_next, denoised
+
+
 def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0):
     """KAR1: Karras et al. (2022) Algorithm 1, deterministic Heun on the probability-flow ODE.
 
@@ -130,13 +146,7 @@ def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
     sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
     for i in range(steps):
         t_cur, t_next = sig[:, i], sig[:, i + 1]
-        denoised = D(x, t_cur)
-        d_cur = (x - denoised) / _b(t_cur, x)
-        x_next = x + _b(t_next - t_cur, x) * d_cur
-        if i < steps - 1:  # second-order correction, except for the step to sigma = 0
-            d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
-            x_next = x + _b(t_next - t_cur, x) * (0.5 * d_cur + 0.5 * d_next)
-        x = x_next
+        x, denoised = _heun_step(D, x, t_cur, t_next, correct=i < steps - 1)
         _finite_check(x, "kar1", i)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
@@ -162,14 +172,8 @@ def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
         t_hat = t_cur + gamma * t_cur
         eps = randn(x.shape, generator, x.dtype, x.device) * s_noise
         x_hat = x + _b((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
-        # Euler step from t_hat to t_next
-        denoised = D(x_hat, t_hat)
-        d_cur = (x_hat - denoised) / _b(t_hat, x)
-        x_next = x_hat + _b(t_next - t_hat, x) * d_cur
-        if i < steps - 1:  # second-order correction
-            d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
-            x_next = x_hat + _b(t_next - t_hat, x) * (0.5 * d_cur + 0.5 * d_next)
-        x = x_next
+        # Heun step from t_hat to t_next
+        x, denoised = _heun_step(D, x_hat, t_hat, t_next, correct=i < steps - 1)
         _finite_check(x, "kar2", i)
         if callback is not None:
             callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
