@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     from dmcmc_edu import mixture
     from dmcmc_edu.integrators import PAPER_INTEGRATORS
-    from dmcmc_edu.ladder import LadderContext, SpectralMixture, _clean
+    from dmcmc_edu.ladder import LadderContext, _clean
+    from dmcmc_edu.mixture import SpectralMixture
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -317,6 +317,64 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     return fig
 
 
+def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None = None):
+    """Two panels for a DLG settings sweep (as written by bench/mnist_dlg_tuning.py).
+
+    Left: MNIST-FID against the **full** NFE per output, one colour per
+    ``eta``, one marker per ``nskip``, marker size growing with the outputs per
+    chain; vanilla KAR1 from noise as the black line, real images (same n)
+    dotted.  Right: how different consecutive outputs of one chain are -- the
+    class-switch rate (fraction whose predicted digit changes) against
+    ``nskip``, one line per ``eta`` (and outputs per chain).  Returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    van = sorted((p for p in points if p["kind"] == "vanilla"), key=lambda p: p["nfe"])
+    dlg = [p for p in points if p["kind"] == "dlg"]
+    etas = sorted({p["eta"] for p in dlg})
+    skips = sorted({p["nskip"] for p in dlg})
+    per = sorted({p["perchain"] for p in dlg})
+    colors = {e: plt.cm.viridis(i / max(1, len(etas) - 1)) for i, e in enumerate(etas)}
+    markers = dict(zip(skips, "osD^vP*X"))
+    sizes = {c: 25 + 25 * i for i, c in enumerate(per)}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    if van:
+        a.plot([p["nfe"] for p in van], [p["fid"] for p in van], "k-o", ms=4, label="KAR1 from noise")
+    for p in dlg:
+        a.scatter(p["nfe"], p["fid"], color=colors[p["eta"]], marker=markers[p["nskip"]], s=sizes[p["perchain"]],
+                  edgecolor="k", linewidth=0.4)
+    for e in etas:
+        a.scatter([], [], color=colors[e], marker="s", label=f"DLG eta={e:g}")
+    for k in skips:
+        a.scatter([], [], color="w", edgecolor="k", marker=markers[k], label=f"n_skip={k}")
+    if floor is not None:
+        a.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
+    a.set_xscale("log")
+    a.set_yscale("log")
+    a.set_xlabel("NFE per output (full ledger)")
+    a.set_ylabel("MNIST-FID")
+    a.grid(alpha=0.3, which="both")
+    a.legend(fontsize=7)
+    for e in etas:
+        for c in per:
+            pts = sorted((p for p in dlg if p["eta"] == e and p["perchain"] == c
+                          and p.get("class_switch_rate") is not None), key=lambda p: p["nskip"])
+            if pts:
+                b.plot([p["nskip"] for p in pts], [p["class_switch_rate"] for p in pts], "-o", color=colors[e],
+                       ms=3 + 2 * per.index(c), label=f"eta={e:g}, {c}/chain")
+    b.axhline(0.9, color="gray", ls=":", lw=1, label="independent samples (~0.9)")
+    b.set_xscale("log")
+    b.set_xlabel("n_skip (Gibbs steps between outputs)")
+    b.set_ylabel("consecutive outputs: digit changes")
+    b.set_ylim(0, 1)
+    b.grid(alpha=0.3)
+    b.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2):
     """A ``[H, W]`` array tiling ``images`` ``[n, 1, 28, 28]`` (clamped to [0, 1]) for ``plt.imshow(cmap="gray")``."""
     from torchvision.utils import make_grid

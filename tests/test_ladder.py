@@ -27,7 +27,7 @@ def _mixtures():
 
 @pytest.mark.parametrize("mix", _mixtures(), ids=["ring", "lowrank_iso", "full3", "lowrank_diag"])
 def test_spectral_oracle_equals_the_mixture(mix):
-    fast = ladder.SpectralMixture(mix)
+    fast = mix.spectral()
     g = torch.Generator().manual_seed(1)
     x0 = mix.sample(300, g)
     s = torch.exp(torch.randn(300, generator=g, dtype=torch.float64))
@@ -49,7 +49,7 @@ def test_integrator_options_reach_the_denoising_integrator():
     for tol in (1e-1, 1e-5):
         cfg = DMCMCConfig.for_target(mix, 40, integrator="rk45", steps=1, integrator_options={"rtol": tol, "atol": tol},
                                      init_steps=2, burn_in=[[1, None]])
-        res = DMCMCSampler(ladder.SpectralMixture(mix), cfg, data_shape=(2,)).run()
+        res = DMCMCSampler(mix.spectral(), cfg, data_shape=(2,)).run()
         nfe[tol] = res.ledger.per_output()["parts"]["denoise"]
     assert nfe[1e-1] < nfe[1e-5]
     with pytest.raises(ValueError, match="integrator_options"):
@@ -66,7 +66,7 @@ def test_steps_per_decade_gives_states_at_large_sigma_more_steps():
     """steps_per_decade: a state picked at sigma gets max(steps, ceil(spd log10(sigma / sigma_min))) steps."""
     mix = ring()
     cfg = DMCMCConfig.for_target(mix, 40, steps=2, steps_per_decade=3.0, init_steps=2, burn_in=[[1, None]])
-    sampler = DMCMCSampler(ladder.SpectralMixture(mix), cfg, data_shape=(2,))
+    sampler = DMCMCSampler(mix.spectral(), cfg, data_shape=(2,))
     sig = torch.tensor([cfg.sigma_min, 0.05, 1.0, 50.0], dtype=torch.float64)
     assert sampler.denoising_steps(sig).tolist() == [2, 3, 6, 12]
     res = sampler.run()
