@@ -21,8 +21,10 @@ script writes ``OUT/results.json`` (all points + settings + the shipped
 weights' records + the FID floor of real images at the same n) and
 ``OUT/fid_vs_nfe.png``.
 
-  python bench/mnist_ladder.py --fast            # a few hundred samples per point (CPU, minutes)
-  python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point
+  python bench/mnist_ladder.py --fast            # a few hundred samples per point (CPU, ~35 minutes)
+  python bench/mnist_ladder.py --sweep cpu --n 2000 --variants vanilla,dlg-argmax \
+      --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1 hour (bench/results/mnist_n2000)
+  python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point, the long sweep
 
 MNIST-FID is not Inception FID (see dmcmc_edu.fid); compare only within this file.
 """
@@ -50,6 +52,15 @@ SWEEPS = {
         "rk45": ([1e-2, 1e-3], [1e-2]),
         "reverse_diffusion": ([10, 20, 50], [3, 10]),
         "euler_maruyama": ([10, 20, 50], [3, 10]),
+    },
+    # CPU-sized: the fast vanilla sweep; DLG denoising steps for chains that sit at sigma ~ 1-3 (eta ~ 1)
+    "cpu": {
+        "kar1": ([3, 5, 10, 18], [3, 5, 8]),
+        "kar2": ([3, 5, 10, 18], [3, 5, 8]),
+        "pf_euler": ([10, 20, 50], [5, 10, 20]),
+        "rk45": ([1e-2, 1e-3], [1e-2]),
+        "reverse_diffusion": ([10, 20, 50], [5, 10, 20]),
+        "euler_maruyama": ([10, 20, 50], [5, 10, 20]),
     },
     "full": {
         "kar1": ([3, 5, 10, 18, 35], [2, 3, 5, 10]),
@@ -102,9 +113,30 @@ def run_point(models, variant, integrator, setting, args) -> dict:
             "fid": fid, "seconds": round(time.time() - t0, 2), **info}
 
 
+def markdown_table(points: list) -> str:
+    """The points as a Markdown table: one row per integrator, one column per variant, entries FID@NFE.
+
+    DLG entries are placed at the full ledger, with the paper's count in parentheses.
+    """
+    from dmcmc_edu.integrators import PAPER_INTEGRATORS
+
+    variants = [v for v in VARIANTS if any(p["variant"] == v for p in points)]
+    lines = ["| integrator | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
+    for name in PAPER_INTEGRATORS:
+        cells = []
+        for v in variants:
+            pts = sorted((p for p in points if p["integrator"] == name and p["variant"] == v), key=lambda p: p["nfe"])
+            cells.append(", ".join(f"{p['fid']:.1f}@{p['nfe']:.1f}" + (f" ({p['nfe_paper']:.0f})" if "nfe_paper" in p
+                                                                       else "") for p in pts) or "--")
+        if any(c != "--" for c in cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fast", action="store_true", help="few hundred samples per point and a short sweep")
+    p.add_argument("--sweep", choices=sorted(SWEEPS), default=None, help="default: fast with --fast, else full")
     p.add_argument("--n", type=int, default=None, help="samples per point (default: 256 fast, 5000 full)")
     p.add_argument("--out", default=None, help="default: bench/results/mnist (fast) or bench/results/mnist_full")
     p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
@@ -119,16 +151,18 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly, between points) after this")
     p.add_argument("--plot-only", action="store_true", help="only aggregate the existing points and plot")
+    p.add_argument("--table", action="store_true", help="also print the points as a Markdown table")
     args = p.parse_args(argv)
 
     from dmcmc_edu.fid import real_data_fid
     from dmcmc_edu.mnist import DLG_DEFAULTS, load_shipped_models, plot_ladder
 
     torch.set_num_threads(args.threads)
-    mode = "fast" if args.fast else "full"
+    mode = args.sweep or ("fast" if args.fast else "full")
     args.n = args.n or (256 if args.fast else 5000)
     args.eta = args.eta if args.eta is not None else DLG_DEFAULTS["eta"]
-    out = Path(args.out or ROOT / "bench" / "results" / ("mnist" if args.fast else "mnist_full"))
+    out = Path(args.out or ROOT / "bench" / "results" / {"fast": "mnist", "cpu": f"mnist_n{args.n}",
+                                                           "full": "mnist_full"}[mode])
     (out / "points").mkdir(parents=True, exist_ok=True)
     models = load_shipped_models(args.weights, device=args.device)
     weights = {k: {"file": v, "sha256_16": _sha256(Path(args.weights) / v)}
@@ -180,6 +214,8 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     fig = plot_ladder(points, floor=floor, title=f"MNIST-FID vs NFE ({mode}, n={args.n} per point)")
     fig.savefig(out / "fid_vs_nfe.png", dpi=110, bbox_inches="tight")
+    if args.table:
+        print(markdown_table(points))
     print(f"{len(points)} points ({'complete' if complete else 'incomplete'}{', stopped by budget' if stopped else ''})"
           f" -> {out / 'results.json'}, {out / 'fid_vs_nfe.png'}; real-data floor FID {floor:.3f}")
     return 0
