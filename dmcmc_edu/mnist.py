@@ -37,13 +37,16 @@ Figure 3 style) and :func:`image_grid`.  Notebook 05 and
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import shutil
 from pathlib import Path
 
 import torch
 
-__all__ = ["SIGMA_MIN", "SIGMA_MAX", "PIXEL_MEAN", "PIXEL_STD", "RAW_FILES", "load_mnist", "max_pairwise_distance"]
+__all__ = ["SIGMA_MIN", "SIGMA_MAX", "PIXEL_MEAN", "PIXEL_STD", "RAW_FILES", "load_mnist", "max_pairwise_distance",
+           "load_shipped_models", "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning",
+           "nfe_to_reach", "image_grid"]
 
 SIGMA_MIN = 0.01
 """Smallest noise level (the paper's CIFAR10 value; invisible on [0, 1] images)."""
@@ -315,6 +318,27 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def nfe_to_reach(points: list, fid: float) -> dict:
+    """The cheapest point of each (integrator, variant) whose MNIST-FID is at most ``fid``.
+
+    ``points`` as written by bench/mnist_ladder.py.  Returns
+    ``{integrator: {variant: {"nfe", "nfe_paper", "fid", "setting"} or None}}``
+    where ``nfe`` is the full ledger (the counted NFE for vanilla runs) and
+    ``nfe_paper`` the paper's count (equal to ``nfe`` for vanilla runs);
+    ``None`` where no point of the sweep reaches ``fid``.  For DLG the
+    cheapest point is chosen by the full ledger.
+    """
+    if not math.isfinite(fid):
+        raise ValueError(f"fid must be finite, got {fid}")
+    out: dict = {}
+    for p in points:
+        best = out.setdefault(p["integrator"], {}).setdefault(p["variant"], None)
+        if p["fid"] <= fid and (best is None or p["nfe"] < best["nfe"]):
+            out[p["integrator"]][p["variant"]] = {"nfe": p["nfe"], "nfe_paper": p.get("nfe_paper", p["nfe"]),
+                                                  "fid": p["fid"], "setting": p.get("setting")}
+    return out
 
 
 def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None = None):

@@ -1,0 +1,101 @@
+"""The MNIST measurement helpers: nfe_to_reach, the ladder's Markdown table, the tuning bench's decorrelation."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+from dmcmc_edu.fid import MNISTFeatureNet
+from dmcmc_edu.mnist import nfe_to_reach, plot_dlg_tuning
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_bench(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+POINTS = [
+    {"variant": "vanilla", "integrator": "kar1", "setting": 5, "nfe": 9.0, "fid": 30.0},
+    {"variant": "vanilla", "integrator": "kar1", "setting": 10, "nfe": 19.0, "fid": 21.0},
+    {"variant": "vanilla", "integrator": "kar1", "setting": 18, "nfe": 35.0, "fid": 20.0},
+    {"variant": "dlg-argmax", "integrator": "kar1", "setting": 3, "nfe": 30.0, "nfe_paper": 15.0, "fid": 24.0},
+    {"variant": "dlg-argmax", "integrator": "kar1", "setting": 5, "nfe": 34.0, "nfe_paper": 19.0, "fid": 22.0},
+    {"variant": "vanilla", "integrator": "pf_euler", "setting": 10, "nfe": 11.0, "fid": 900.0},
+]
+
+
+def test_nfe_to_reach_picks_the_cheapest_point_below_the_threshold():
+    r = nfe_to_reach(POINTS, 25.0)
+    assert r["kar1"]["vanilla"]["nfe"] == 19.0 and r["kar1"]["vanilla"]["setting"] == 10
+    assert r["kar1"]["dlg-argmax"] == {"nfe": 30.0, "nfe_paper": 15.0, "fid": 24.0, "setting": 3}
+    assert r["kar1"]["vanilla"]["nfe_paper"] == 19.0  # vanilla: the paper's count is the counted NFE
+    assert r["pf_euler"]["vanilla"] is None  # no point reaches it
+    assert nfe_to_reach(POINTS, 20.5)["kar1"]["dlg-argmax"] is None
+    assert nfe_to_reach(POINTS, 20.0)["kar1"]["vanilla"]["nfe"] == 35.0  # "at most" includes equality
+    with pytest.raises(ValueError, match="finite"):
+        nfe_to_reach(POINTS, float("nan"))
+
+
+def test_ladder_markdown_table_has_one_row_per_integrator_with_both_counts():
+    table = _load_bench("mnist_ladder").markdown_table(POINTS).splitlines()
+    assert table[0] == "| integrator | vanilla | dlg-argmax |"
+    kar1 = next(line for line in table if line.startswith("| kar1 "))
+    assert "30.0@9.0, 21.0@19.0, 20.0@35.0" in kar1 and "24.0@30.0 (15), 22.0@34.0 (19)" in kar1
+    assert "| pf_euler | 900.0@11.0 | -- |" in table
+
+
+def test_chain_decorrelation_separates_copies_from_independent_outputs():
+    bench = _load_bench("mnist_dlg_tuning")
+    torch.manual_seed(0)
+    net = MNISTFeatureNet().eval()
+    C, R = 8, 4
+    chain = torch.arange(C).repeat(R)  # round by round
+    base = torch.rand(C, 1, 28, 28)
+    copies = base.repeat(R, 1, 1, 1)
+    d = bench.chain_decorrelation(copies, chain, C, net)
+    assert d["feature_distance_ratio"] == pytest.approx(0.0, abs=1e-12) and d["class_switch_rate"] == 0.0
+    indep = torch.rand(C * R, 1, 28, 28)
+    d = bench.chain_decorrelation(indep, chain, C, net)
+    assert 0.8 < d["feature_distance_ratio"] < 1.2  # consecutive outputs as far apart as random pairs
+    with pytest.raises(AssertionError, match="order"):
+        bench.chain_decorrelation(indep, chain.flip(0), C, net)
+    assert bench.chain_decorrelation(base, torch.arange(C), C, net)["feature_distance_ratio"] is None  # one round
+
+
+def test_plot_dlg_tuning_draws_both_panels():
+    pts = [{"kind": "vanilla", "steps": 5, "nfe": 9.0, "fid": 30.0},
+           {"kind": "dlg", "eta": 0.5, "nskip": 1, "perchain": 16, "nfe": 12.0, "fid": 150.0, "class_switch_rate": 0.2},
+           {"kind": "dlg", "eta": 0.5, "nskip": 10, "perchain": 16, "nfe": 30.0, "fid": 60.0, "class_switch_rate": 0.6}]
+    fig = plot_dlg_tuning(pts, floor=19.0, title="t")
+    a, b = fig.axes[:2]
+    assert a.get_xscale() == "log" and len(b.lines) == 2  # one eta line + the "independent" reference
+    assert list(b.lines[0].get_xdata()) == [1, 10]
+
+
+def test_tuning_bench_runs_end_to_end_on_the_shipped_weights(tmp_path):
+    out = tmp_path / "tuning"
+    cmd = [sys.executable, str(ROOT / "bench" / "mnist_dlg_tuning.py"), "--n", "32", "--steps", "2", "--etas", "0.5",
+           "--n-skips", "2", "--per-chain", "8", "--vanilla-steps", "2", "--threads", "1", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    res = json.loads((out / "results.json").read_text())
+    dlg = next(p for p in res["points"] if p["kind"] == "dlg")
+    assert dlg["n"] == 32 and dlg["perchain"] == 8 and torch.isfinite(torch.tensor(dlg["fid"]))
+    # ledger: 2 Gibbs steps + 3 KAR1 NFE (2 steps) per output by the paper's count; the full one is larger
+    assert dlg["nfe_paper"] == pytest.approx(2 + 3) and dlg["nfe"] > dlg["nfe_paper"]
+    assert 0.0 <= dlg["class_switch_rate"] <= 1.0 and dlg["feature_distance_ratio"] > 0
+    assert (out / "tuning.png").stat().st_size > 10_000
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # resumable: nothing recomputed
+    assert again.returncode == 0 and "NFE full" not in again.stdout
