@@ -45,6 +45,7 @@ __all__ = [
     "train_noise_level_classifier",
     "calibration",
     "kl_to_exact",
+    "level_posterior_spread",
     "plot_calibration",
     "plot_confusion",
 ]
@@ -810,6 +811,42 @@ def kl_to_exact(classifier: NoiseLevelClassifier, mixture, n: int = 2000, genera
 
 
 # --------------------------------------------------------------------------- plots
+
+
+@torch.no_grad()
+def level_posterior_spread(classifier: NoiseLevelClassifier, data, sigmas, n: int = 256,
+                           generator: torch.Generator | None = None, batch_size: int = 1000) -> dict:
+    """How sharply the classifier pins the noise level: the spread of ``log sigma`` under ``q(i | x)``.
+
+    For each ``s`` in ``sigmas``: ``n`` clean samples from ``data`` (tensor or
+    sampler), ``x = x0 + s z``, and per sample the standard deviation of
+    ``log grid[i]`` under ``q(. | x)``.  Returns ``{"sigma": [...],
+    "std_log_sigma_median": [...], "std_log_sigma_q90": [...], "dim": d,
+    "chi2_std": 1 / sqrt(2 d)}``.  For Gaussian noise in ``d`` dimensions the
+    exact posterior of ``log sigma`` has a spread of about ``1 / sqrt(2 d)``
+    (``|x - x0|^2 / sigma^2`` is chi-square with ``d`` degrees of freedom), so a
+    Gibbs update of sigma moves ``log sigma`` by about that much: 0.025 on
+    MNIST (784 pixels), 0.5 on a 2-d toy.
+    """
+    g = _default_generator(generator)
+    sig = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)]
+    if not sig or min(sig) <= 0 or not all(math.isfinite(s) for s in sig):
+        raise ValueError(f"sigmas must be finite and > 0, got {sigmas!r}")
+    log_grid = torch.log(classifier.grid.double().cpu())
+    med, q90 = [], []
+    for s in sig:
+        x0 = _draw_clean(data, n, g)
+        if tuple(x0.shape[1:]) != tuple(classifier.input_shape):
+            raise ValueError(f"data gave shape {tuple(x0.shape)}, expected [n, *{classifier.input_shape}]")
+        x = x0 + s * torch.randn(x0.shape, generator=g, device=g.device, dtype=x0.dtype).to(x0.device)
+        p = _log_q(classifier, x, batch_size).exp()  # [n, L]
+        mean = p @ log_grid
+        std = ((p @ log_grid**2) - mean**2).clamp(min=0).sqrt()
+        med.append(float(std.median()))
+        q90.append(float(std.quantile(0.9)))
+    d = int(math.prod(classifier.input_shape))
+    return {"sigma": sig, "std_log_sigma_median": med, "std_log_sigma_q90": q90, "dim": d,
+            "chi2_std": 1.0 / math.sqrt(2 * d)}
 
 
 def plot_calibration(cal: dict, ax=None):
