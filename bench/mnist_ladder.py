@@ -21,9 +21,9 @@ script writes ``OUT/results.json`` (all points + settings + the shipped
 weights' records + the FID floor of real images at the same n) and
 ``OUT/fid_vs_nfe.png``.
 
-  python bench/mnist_ladder.py --fast            # a few hundred samples per point (CPU, ~35 minutes)
+  python bench/mnist_ladder.py --fast --eta 0.01 --n-skip 1 --outputs-per-chain 4   # 256 per point (CPU, ~35 min)
   python bench/mnist_ladder.py --sweep cpu --n 2000 --variants vanilla,dlg-argmax \
-      --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1 hour (bench/results/mnist_n2000)
+      --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1.5 hours (bench/results/mnist_n2000)
   python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point, the long sweep
 
 MNIST-FID is not Inception FID (see dmcmc_edu.fid); compare only within this file.
@@ -143,8 +143,8 @@ def main(argv=None) -> int:
     p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--eta", type=float, default=None, help="DLG Langevin step (default: dmcmc_edu.mnist.DLG_DEFAULTS)")
-    p.add_argument("--n-skip", type=int, default=1)
-    p.add_argument("--outputs-per-chain", type=int, default=4, help="DLG: n / this = number of chains")
+    p.add_argument("--n-skip", type=int, default=None, help="Gibbs steps per output (default: DLG_DEFAULTS)")
+    p.add_argument("--outputs-per-chain", type=int, default=16, help="DLG: n / this = number of chains")
     p.add_argument("--batch", type=int, default=500, help="vanilla: samples per batch")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
@@ -161,6 +161,7 @@ def main(argv=None) -> int:
     mode = args.sweep or ("fast" if args.fast else "full")
     args.n = args.n or (256 if args.fast else 5000)
     args.eta = args.eta if args.eta is not None else DLG_DEFAULTS["eta"]
+    args.n_skip = args.n_skip if args.n_skip is not None else DLG_DEFAULTS["n_skip"]
     out = Path(args.out or ROOT / "bench" / "results" / {"fast": "mnist", "cpu": f"mnist_n{args.n}",
                                                            "full": "mnist_full"}[mode])
     (out / "points").mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 train-score             train the U-Net score model (EDM preconditioning and loss); resumable, budgeted
 train-mnist-classifier  train the paper's SimpleCNN noise-level classifier on MNIST
 train-mnist-features    train the MNIST-FID feature network and compute the test-set reference statistics
+sample-mnist            draw digits with the shipped (or your) weights: vanilla from noise, or DLG (--dlg); resumable
 
 Every command takes ``--device cpu|cuda`` and ``--max-minutes`` (a wall-clock
 budget: the command stops cleanly, saves what it has, and reports
@@ -165,6 +166,104 @@ def cmd_train_features(args) -> int:
 # ----------------------------------------------------------------------------- parsers
 
 
+# ----------------------------------------------------------------------------- sample-mnist
+
+
+def _save_npy(path, arr) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:
+        np.save(f, arr)
+
+
+def _vanilla_chunks(args, score, out: Path, dev, options: dict) -> tuple[torch.Tensor, float]:
+    """Vanilla sampling in chunks of ``--batch``; chunk k uses seed ``seed * 100003 + k``, so a rerun resumes."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from .mnist import vanilla_samples
+    from .sampler import atomic_write
+
+    chunks = out / "chunks"
+    chunks.mkdir(parents=True, exist_ok=True)
+    nfe_file = chunks / "nfe.json"
+    nfe = json.loads(nfe_file.read_text()) if nfe_file.exists() else {}
+    n_chunks = -(-args.n // args.batch)
+    for k in tqdm(range(n_chunks), desc=f"{args.integrator} chunks", disable=args.quiet):
+        path = chunks / f"chunk_{k:05d}.npy"
+        if path.exists() and str(k) in nfe:
+            continue
+        b = min(args.batch, args.n - k * args.batch)
+        x, info = vanilla_samples(score, b, integrator=args.integrator, steps=args.steps, seed=args.seed * 100003 + k,
+                                  batch_size=b, device=dev, **options)
+        arr = x.numpy()
+        atomic_write(path, lambda tmp, arr=arr: _save_npy(tmp, arr))
+        nfe[str(k)] = info["nfe"]
+        _write_json(nfe_file, nfe)
+    x = torch.cat([torch.from_numpy(np.load(chunks / f"chunk_{k:05d}.npy")) for k in range(n_chunks)])
+    return x, sum(nfe[str(k)] * min(args.batch, args.n - k * args.batch) for k in range(n_chunks)) / args.n
+
+
+def cmd_sample_mnist(args) -> int:
+    import numpy as np
+
+    from .mnist import dlg_config, image_grid, load_shipped_models
+    from .sampler import DMCMCSampler, atomic_write, run_to_directory
+
+    _threads(args)
+    dev = _device(args.device)
+    if args.n < 1:
+        raise SystemExit(f"error: --n must be >= 1, got {args.n}")
+    try:
+        models = load_shipped_models(args.weights, device=dev)
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: {e}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"rtol": args.rtol, "atol": args.rtol} if args.integrator == "rk45" else {}
+    t0 = time.time()
+    if args.dlg:
+        cfg = dlg_config(args.n, outputs_per_chain=args.outputs_per_chain, integrator=args.integrator,
+                         steps=args.steps, sigma_update=args.sigma_update, seed=args.seed, integrator_options=options,
+                         **{k: v for k, v in (("eta", args.eta), ("n_skip", args.n_skip)) if v is not None})
+        sampler = DMCMCSampler(models["score"], cfg, data_shape=(1, 28, 28), classifier=models["classifier"],
+                               device=dev, keep_trace=False)
+        try:
+            res = run_to_directory(sampler, out, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
+                                   run_info={"command": "sample-mnist", "weights": str(args.weights)})
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
+        x = res.samples[: args.n].float().clamp(0, 1)
+        led = res.ledger.per_output()
+        result = {"nfe_per_output_full": led["full"], "nfe_per_output_paper": led["paper"],
+                  "nfe_per_output_score_evals": led["score_evals"], "n_chains": cfg.n_chains,
+                  "outputs_per_chain": cfg.outputs_per_chain, "eta": cfg.eta, "n_skip": cfg.n_skip}
+    else:
+        x, nfe = _vanilla_chunks(args, models["score"], out, dev, options)
+        result = {"nfe_per_sample": nfe}
+    atomic_write(out / "images.npy", lambda tmp: _save_npy(tmp, x.numpy().astype(np.float32)))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.imsave(out / "samples.png", image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1)
+    if args.fid:
+        from .fid import mnist_fid
+
+        result["mnist_fid"] = mnist_fid(x, models["feature_net"], models["reference"])
+        result["fid_note"] = ("MNIST-FID (not Inception FID); biased upwards at small n, compare only at equal n"
+                              + ("; with n < 256 (twice the 128 features) it is dominated by that bias"
+                                 if x.shape[0] < 256 else ""))
+    settings = {k: v for k, v in vars(args).items() if k != "func"}
+    summary = {"command": "sample-mnist", "settings": settings, "result": result, "n": int(x.shape[0]),
+               "wall_seconds_this_call": round(time.time() - t0, 2)}
+    _write_json(out / ("dlg_summary.json" if args.dlg else "run.json"), summary)
+    if not args.quiet:
+        print(json.dumps({"images": list(x.shape), **result}, indent=1, default=float))
+    return 0
+
+
 def _common(p, budget_default=None):
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -177,7 +276,7 @@ def _common(p, budget_default=None):
 
 
 def add_parsers(sub) -> None:
-    """Add ``train-score``, ``train-mnist-classifier`` and ``train-mnist-features`` to an argparse sub-parser set."""
+    """Add the image rung's commands (train-score, train-mnist-classifier/-features, sample-mnist) to a parser."""
     s = sub.add_parser("train-score", help="train the MNIST U-Net score model (EDM preconditioning/loss, EMA)",
                        description="Denoising score matching with EDM's weighting; writes OUT/checkpoint.pt, "
                                    "OUT/score_model.pt + .json (EMA weights + config), OUT/train_log.json, and "
@@ -226,3 +325,26 @@ def add_parsers(sub) -> None:
     f.add_argument("--batch", type=int, default=128)
     f.add_argument("--lr", type=float, default=1e-3)
     f.set_defaults(func=cmd_train_features)
+
+    m = sub.add_parser("sample-mnist", help="MNIST digits from the score model: vanilla, or DLG with --dlg",
+                       description="Writes OUT/images.npy (float32 [n, 1, 28, 28] in [0, 1]), OUT/samples.png (the "
+                                   "first 64) and the NFE per sample (DLG: the full ledger and the paper's count); "
+                                   "--fid adds the MNIST-FID.  Vanilla runs are written in chunks and DLG runs "
+                                   "checkpoint every round: re-running the same command on the same OUT resumes.")
+    _common(m)
+    m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
+    m.add_argument("--n", type=int, default=64, help="number of images")
+    m.add_argument("--integrator", default="kar1", help="any integrator of dmcmc_edu.integrators (kar1, kar2, "
+                   "pf_euler, rk45, reverse_diffusion, euler_maruyama, pc)")
+    m.add_argument("--steps", type=int, default=8, help="integrator steps (vanilla: from sigma_max; DLG: from the "
+                   "chain's sigma)")
+    m.add_argument("--rtol", type=float, default=1e-3, help="rk45: rtol = atol")
+    m.add_argument("--batch", type=int, default=256, help="vanilla: images per chunk")
+    m.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs with the noise-level classifier")
+    m.add_argument("--eta", type=float, default=None, help="DLG: absolute Langevin step (default: mnist.DLG_DEFAULTS)")
+    m.add_argument("--n-skip", type=int, default=None, help="DLG: Gibbs steps per output (default: DLG_DEFAULTS)")
+    m.add_argument("--outputs-per-chain", type=int, default=16)
+    m.add_argument("--sigma-update", default="classifier-argmax", choices=["classifier-argmax", "classifier-sample"])
+    m.add_argument("--checkpoint-every", type=int, default=1, help="DLG: output rounds between checkpoints")
+    m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
+    m.set_defaults(func=cmd_sample_mnist)

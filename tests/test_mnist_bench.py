@@ -149,3 +149,48 @@ def load_shipped_models_classifier():
     from dmcmc_edu.mnist import WEIGHT_FILES, default_weights_dir
 
     return NoiseLevelClassifier.load(default_weights_dir() / WEIGHT_FILES["classifier"]).eval()
+
+
+# ----------------------------------------------------------------------------- the sample-mnist command
+
+
+def _sample(out, *extra):
+    from dmcmc_edu.cli import main
+
+    return main(["sample-mnist", "--out", str(out), "--threads", "1", "--quiet", *extra])
+
+
+def test_sample_mnist_vanilla_counts_nfe_and_resumes_a_lost_chunk_exactly(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "van"
+    assert _sample(out, "--n", "10", "--batch", "4", "--steps", "2", "--seed", "3") == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["result"]["nfe_per_sample"] == 3.0  # KAR1 with 2 steps: Heun, then the Euler step to 0
+    first = np.load(out / "images.npy")
+    assert first.shape == (10, 1, 28, 28) and first.dtype == np.float32 and 0 <= first.min() and first.max() <= 1
+    (out / "chunks" / "chunk_00001.npy").unlink()  # as if killed before the chunk was written
+    assert _sample(out, "--n", "10", "--batch", "4", "--steps", "2", "--seed", "3") == 0
+    assert np.array_equal(np.load(out / "images.npy"), first)
+    assert (out / "samples.png").stat().st_size > 500
+
+
+def test_sample_mnist_dlg_writes_the_ledger_resumes_and_refuses_other_settings(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "dlg"
+    args = ["--n", "8", "--dlg", "--outputs-per-chain", "4", "--steps", "2", "--n-skip", "2", "--seed", "1"]
+    assert _sample(out, *args) == 0
+    res = json.loads((out / "dlg_summary.json").read_text())["result"]
+    assert res["n_chains"] == 2 and res["nfe_per_output_paper"] == pytest.approx(2 + 3)
+    assert res["nfe_per_output_full"] > res["nfe_per_output_score_evals"] > res["nfe_per_output_paper"]
+    first = np.load(out / "images.npy")
+    assert _sample(out, *args) == 0  # complete run: resumes to the same images
+    assert np.array_equal(np.load(out / "images.npy"), first)
+    with pytest.raises(SystemExit, match="different settings.*n_skip"):
+        _sample(out, *args[:-4], "--n-skip", "3", "--seed", "1")
+
+
+def test_sample_mnist_names_missing_weights(tmp_path):
+    with pytest.raises(SystemExit, match="missing in .*mnist_score_unet.pt"):
+        _sample(tmp_path / "x", "--weights", str(tmp_path))
