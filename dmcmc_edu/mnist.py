@@ -356,7 +356,8 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     chain; vanilla KAR1 from noise as the black line, real images (same n)
     dotted.  Right: how different consecutive outputs of one chain are -- the
     class-switch rate (fraction whose predicted digit changes) against
-    ``nskip``, one line per ``eta`` (and outputs per chain).  Returns the figure.
+    ``nskip``, one line per ``eta`` (and outputs per chain), averaged over
+    points that differ only in the denoising steps.  Returns the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -388,10 +389,13 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     a.legend(fontsize=7)
     for e in etas:
         for c in per:
-            pts = sorted((p for p in dlg if p["eta"] == e and p["perchain"] == c
-                          and p.get("class_switch_rate") is not None), key=lambda p: p["nskip"])
-            if pts:
-                b.plot([p["nskip"] for p in pts], [p["class_switch_rate"] for p in pts], "-o", color=colors[e],
+            by_skip: dict = {}  # the rate hardly depends on the denoising steps: average over them
+            for p in dlg:
+                if p["eta"] == e and p["perchain"] == c and p.get("class_switch_rate") is not None:
+                    by_skip.setdefault(p["nskip"], []).append(p["class_switch_rate"])
+            if by_skip:
+                ks = sorted(by_skip)
+                b.plot(ks, [sum(by_skip[k]) / len(by_skip[k]) for k in ks], "-o", color=colors[e],
                        ms=3 + 2 * per.index(c), label=f"eta={e:g}, {c}/chain")
     b.axhline(0.9, color="gray", ls=":", lw=1, label="independent samples (~0.9)")
     b.set_xscale("log")

@@ -194,3 +194,11 @@ def test_sample_mnist_dlg_writes_the_ledger_resumes_and_refuses_other_settings(t
 def test_sample_mnist_names_missing_weights(tmp_path):
     with pytest.raises(SystemExit, match="missing in .*mnist_score_unet.pt"):
         _sample(tmp_path / "x", "--weights", str(tmp_path))
+
+
+def test_plot_dlg_tuning_averages_the_switch_rate_over_denoising_steps():
+    pts = [{"kind": "dlg", "eta": 1.0, "nskip": 10, "perchain": 16, "steps": s, "nfe": 30.0 + s, "fid": 40.0,
+            "class_switch_rate": r} for s, r in ((5, 0.6), (8, 0.8))]
+    fig = plot_dlg_tuning(pts)
+    line = fig.axes[1].lines[0]
+    assert list(line.get_xdata()) == [10] and list(line.get_ydata()) == [pytest.approx(0.7)]
