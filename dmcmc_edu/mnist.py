@@ -360,6 +360,7 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     points that differ only in the denoising steps.  Returns the figure.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     van = sorted((p for p in points if p["kind"] == "vanilla"), key=lambda p: p["nfe"])
     dlg = [p for p in points if p["kind"] == "dlg"]
@@ -383,6 +384,10 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
         a.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
     a.set_xscale("log")
     a.set_yscale("log")
+    for axis in (a.xaxis, a.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     a.set_xlabel("NFE per output (full ledger)")
     a.set_ylabel("MNIST-FID")
     a.grid(alpha=0.3, which="both")
