@@ -338,8 +338,12 @@ def nfe_to_reach(points: list, fid: float) -> dict:
     ``None`` where no point of the sweep reaches ``fid``.  For DLG the
     cheapest point is chosen by the full ledger.
     """
+    from .integrators import PAPER_INTEGRATORS
+
     if not math.isfinite(fid):
         raise ValueError(f"fid must be finite, got {fid}")
+    order = {name: k for k, name in enumerate(PAPER_INTEGRATORS)}
+    points = sorted(points, key=lambda p: order.get(p["integrator"], len(order)))  # the paper's order first
     out: dict = {}
     for p in points:
         best = out.setdefault(p["integrator"], {}).setdefault(p["variant"], None)

@@ -204,3 +204,8 @@ def test_plot_dlg_tuning_averages_the_switch_rate_over_denoising_steps():
     fig = plot_dlg_tuning(pts)
     line = fig.axes[1].lines[0]
     assert list(line.get_xdata()) == [10] and list(line.get_ydata()) == [pytest.approx(0.7)]
+
+
+def test_nfe_to_reach_lists_integrators_in_the_papers_order():
+    pts = [dict(p, integrator=name) for name, p in zip(("rk45", "pf_euler", "kar2", "kar1"), POINTS)]
+    assert list(nfe_to_reach(pts, 1e9)) == ["kar1", "kar2", "pf_euler", "rk45"]
