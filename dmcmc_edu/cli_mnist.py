@@ -169,18 +169,12 @@ def cmd_train_features(args) -> int:
 # ----------------------------------------------------------------------------- sample-mnist
 
 
-def _save_npy(path, arr) -> None:
-    import numpy as np
-
-    with open(path, "wb") as f:
-        np.save(f, arr)
-
-
 def _vanilla_chunks(args, score, out: Path, dev, options: dict) -> tuple[torch.Tensor, float]:
     """Vanilla sampling in chunks of ``--batch``; chunk k uses seed ``seed * 100003 + k``, so a rerun resumes."""
     import numpy as np
     from tqdm import tqdm
 
+    from .cli import _save_npy
     from .mnist import vanilla_samples
     from .sampler import atomic_write
 
@@ -207,6 +201,7 @@ def _vanilla_chunks(args, score, out: Path, dev, options: dict) -> tuple[torch.T
 def cmd_sample_mnist(args) -> int:
     import numpy as np
 
+    from .cli import _save_npy
     from .mnist import dlg_config, image_grid, load_shipped_models
     from .sampler import DMCMCSampler, atomic_write, run_to_directory
 
