@@ -272,6 +272,20 @@ LADDER_STYLE = {"vanilla": ("k", "o", "without DLG"), "dlg-argmax": ("C0", "s", 
                 "dlg-argmax-1pc": ("C2", "D", "DLG, argmax, 1 output per chain")}
 
 
+def _fid_nfe_axes(ax, floor: float | None) -> None:
+    """Log-log FID-vs-NFE axes with plain tick labels (1, 2, 5 per decade) and the real-image floor dotted."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    if floor is not None:
+        ax.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+
+
 def plot_ladder(points: list, floor: float | None = None, title: str | None = None, integrators=None):
     """Paper-Figure-3-style panels: MNIST-FID against NFE per integrator, without and with DLG.
 
@@ -285,7 +299,6 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     from .integrators import PAPER_INTEGRATORS
 
@@ -303,14 +316,7 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
             if variant != "vanilla":
                 ax.plot([p["nfe_paper"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5,
                         ls="none", mfc="none", alpha=0.6)
-        if floor is not None:
-            ax.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        for axis in (ax.xaxis, ax.yaxis):
-            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(ScalarFormatter())
-            axis.set_minor_formatter(NullFormatter())
+        _fid_nfe_axes(ax, floor)
         ax.set_title(name)
         ax.set_xlabel("NFE per sample")
         ax.set_ylabel("MNIST-FID")
@@ -366,8 +372,6 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     points that differ only in the denoising steps.  Returns the figure.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
     van = sorted((p for p in points if p["kind"] == "vanilla"), key=lambda p: p["nfe"])
     dlg = [p for p in points if p["kind"] == "dlg"]
     etas = sorted({p["eta"] for p in dlg})
@@ -386,14 +390,7 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
         a.scatter([], [], color=colors[e], marker="s", label=f"DLG eta={e:g}")
     for k in skips:
         a.scatter([], [], color="w", edgecolor="k", marker=markers[k], label=f"n_skip={k}")
-    if floor is not None:
-        a.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
-    a.set_xscale("log")
-    a.set_yscale("log")
-    for axis in (a.xaxis, a.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
+    _fid_nfe_axes(a, floor)
     a.set_xlabel("NFE per output (full ledger)")
     a.set_ylabel("MNIST-FID")
     a.grid(alpha=0.3, which="both")
