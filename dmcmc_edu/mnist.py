@@ -252,12 +252,12 @@ def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = T
     from .sampler import DMCMCSampler
 
     classifier.reset_counts()
+    if integrator_options:  # the config's own mechanism; the caller's config is left as it is
+        import dataclasses
+
+        config = dataclasses.replace(config, integrator_options={**config.integrator_options, **integrator_options})
     sampler = DMCMCSampler(model, config, data_shape=(1, 28, 28), classifier=classifier, device=device,
                            keep_trace=keep_trace)
-    if integrator_options:
-        import functools
-
-        sampler.integrator = functools.partial(sampler.integrator, **integrator_options)
     res = sampler.run(progress=progress)
     led = res.ledger.per_output()
     info = {"nfe": led["full"], "nfe_paper": led["paper"], "nfe_score_evals": led["score_evals"],
