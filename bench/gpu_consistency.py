@@ -8,8 +8,8 @@ import sys
 
 import torch
 
-from dmcmc_edu import mixture
-from dmcmc_edu.integrators import PAPER_INTEGRATORS, sample_from_noise
+from dmcmc_edu.targets import mixture
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
 
 
 def main(out):

@@ -4,7 +4,7 @@
     python bench/gpu_throughput.py runs/bench_smoke --smoke        # seconds, CPU, tiny fixture configs
 
 What it measures, per model (CIFAR10 NCSN++ 32 px and CelebA-HQ NCSN++ 256 px,
-built from :data:`dmcmc_edu.pretrained.PRESETS` with random weights -- speed
+built from :data:`dmcmc_edu.models.score_sde.PRESETS` with random weights -- speed
 does not depend on the weights):
 
 * ``forward``: the latency of one network evaluation at the batch size, and
@@ -48,12 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from dmcmc_edu.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256  # noqa: E402
-from dmcmc_edu.contract import CountingDenoiser  # noqa: E402
-from dmcmc_edu.dlg import dlg_init, dlg_step  # noqa: E402
-from dmcmc_edu.integrators import kar1, kar2  # noqa: E402
-from dmcmc_edu.pretrained import ScoreSDEDenoiser, build_ncsnpp  # noqa: E402
-from dmcmc_edu.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256  # noqa: E402
+from dmcmc_edu.core.contract import CountingDenoiser  # noqa: E402
+from dmcmc_edu.core.dlg import dlg_init, dlg_step  # noqa: E402
+from dmcmc_edu.core.integrators import kar1, kar2  # noqa: E402
+from dmcmc_edu.models.score_sde import ScoreSDEDenoiser, build_ncsnpp  # noqa: E402
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "score_sde"
 

@@ -48,9 +48,9 @@ def chain_decorrelation(images: torch.Tensor, chain: torch.Tensor, n_chains: int
     """Class-switch rate and feature-distance ratio of consecutive outputs of each chain.
 
     ``images`` are ordered round by round (round r, chain c -> r * C + c), as
-    :class:`~dmcmc_edu.sampler.DMCMCResult` returns them.
+    :class:`~dmcmc_edu.core.sampler.DMCMCResult` returns them.
     """
-    from dmcmc_edu.fid import extract_features
+    from dmcmc_edu.evaluation.mnist_fid import extract_features
 
     n = images.shape[0] - images.shape[0] % n_chains
     rounds = n // n_chains
@@ -89,8 +89,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from dmcmc_edu.fid import mnist_fid, real_data_fid
-    from dmcmc_edu.mnist import dlg_config, dlg_samples, load_shipped_models, vanilla_samples
+    from dmcmc_edu.evaluation.mnist_fid import mnist_fid, real_data_fid
+    from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, load_shipped_models, vanilla_samples
 
     out = Path(args.out)
     (out / "points").mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from dmcmc_edu.mnist import plot_dlg_tuning
+    from dmcmc_edu.experiments.mnist import plot_dlg_tuning
 
     fig = plot_dlg_tuning(points, floor=floor, title=f"MNIST DLG settings (KAR1, n={args.n} per point)")
     fig.savefig(out / "tuning.png", dpi=110, bbox_inches="tight")

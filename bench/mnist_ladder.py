@@ -1,6 +1,6 @@
 """MNIST ladder: MNIST-FID against NFE for the paper's six integrators, without and with DLG (paper Figure 3 style).
 
-For each integrator of ``dmcmc_edu.integrators.PAPER_INTEGRATORS`` and each
+For each integrator of ``dmcmc_edu.core.integrators.PAPER_INTEGRATORS`` and each
 setting of its sweep, three variants:
 
 * ``vanilla``       -- ``sample_from_noise`` from sigma_max (NFE counted);
@@ -26,7 +26,7 @@ weights' records + the FID floor of real images at the same n) and
       --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1.5 hours (bench/results/mnist_n2000)
   python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point, the long sweep
 
-MNIST-FID is not Inception FID (see dmcmc_edu.fid); compare only within this file.
+MNIST-FID is not Inception FID (see dmcmc_edu.evaluation.mnist_fid); compare only within this file.
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def _options(integrator: str, setting):
 
 
 def run_point(models, variant, integrator, setting, args) -> dict:
-    from dmcmc_edu.fid import mnist_fid
-    from dmcmc_edu.mnist import dlg_config, dlg_samples, vanilla_samples
+    from dmcmc_edu.evaluation.mnist_fid import mnist_fid
+    from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, vanilla_samples
 
     steps, opts = _options(integrator, setting)
     t0 = time.time()
@@ -118,7 +118,7 @@ def markdown_table(points: list) -> str:
 
     DLG entries are placed at the full ledger, with the paper's count in parentheses.
     """
-    from dmcmc_edu.integrators import PAPER_INTEGRATORS
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
 
     variants = [v for v in VARIANTS if any(p["variant"] == v for p in points)]
     lines = ["| integrator | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
     p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--eta", type=float, default=None, help="DLG Langevin step (default: dmcmc_edu.mnist.DLG_DEFAULTS)")
+    p.add_argument("--eta", type=float, default=None, help="DLG Langevin step (default: dmcmc_edu.experiments.mnist.DLG_DEFAULTS)")
     p.add_argument("--n-skip", type=int, default=None, help="Gibbs steps per output (default: DLG_DEFAULTS)")
     p.add_argument("--outputs-per-chain", type=int, default=16, help="DLG: n / this = number of chains")
     p.add_argument("--batch", type=int, default=500, help="vanilla: samples per batch")
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
     p.add_argument("--table", action="store_true", help="also print the points as a Markdown table")
     args = p.parse_args(argv)
 
-    from dmcmc_edu.fid import real_data_fid
-    from dmcmc_edu.mnist import DLG_DEFAULTS, load_shipped_models, plot_ladder
+    from dmcmc_edu.evaluation.mnist_fid import real_data_fid
+    from dmcmc_edu.experiments.mnist import DLG_DEFAULTS, load_shipped_models, plot_ladder
 
     torch.set_num_threads(args.threads)
     mode = args.sweep or ("fast" if args.fast else "full")

@@ -77,8 +77,8 @@ def _steps_for_budget(evals_per_step: int, budget: int) -> int:
 
 
 def run_peer(kd, name, model, ctx, steps, seed):
-    from dmcmc_edu.contract import CountingDenoiser
-    from dmcmc_edu.schedules import karras_sigmas
+    from dmcmc_edu.core.contract import CountingDenoiser
+    from dmcmc_edu.core.schedules import karras_sigmas
 
     n, d = ctx.n, ctx.d
     sigmas = karras_sigmas(torch.tensor([ctx.sigma_max], dtype=torch.float64), ctx.sigma_min, steps)[0]
@@ -94,7 +94,7 @@ def run_peer(kd, name, model, ctx, steps, seed):
 
 
 def run_ours(name, model, ctx, budget, seed):
-    from dmcmc_edu.integrators import sample_from_noise
+    from dmcmc_edu.core.integrators import sample_from_noise
 
     if name == "rk45":
         best = None
@@ -117,7 +117,7 @@ def run_ours(name, model, ctx, budget, seed):
 
 
 def _row(ctx, sampler, family, budget, nfe, x, label, seconds):
-    from dmcmc_edu import metrics
+    from dmcmc_edu.evaluation import metrics
 
     if not torch.isfinite(x).all():
         return {"sampler": sampler, "family": family, "budget": budget, "nfe": nfe, "label": label,
@@ -131,7 +131,7 @@ def _row(ctx, sampler, family, budget, nfe, x, label, seconds):
 
 def dlg_rows(ladder_doc, budgets):
     """Best DLG points of a ladder result within each budget (per output, and per independent sample)."""
-    from dmcmc_edu.ladder import _failing, point_label
+    from dmcmc_edu.experiments.ladder import _failing, point_label
 
     floors = ladder_doc["meta"]["floors"]
     pts = [p for p in ladder_doc["points"] if p["kind"] == "dlg" and p.get("metrics")]
@@ -160,10 +160,10 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from dmcmc_edu import mixture
-    from dmcmc_edu.integrators import PAPER_INTEGRATORS
-    from dmcmc_edu.ladder import LadderContext, _clean
-    from dmcmc_edu.mixture import SpectralMixture
+    from dmcmc_edu.targets import mixture
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
+    from dmcmc_edu.experiments.ladder import LadderContext, _clean
+    from dmcmc_edu.targets.mixture import SpectralMixture
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .integrators import INTEGRATORS, get_integrator, randn, tweedie
-from .sampler import atomic_write
+from dmcmc_edu.core.integrators import INTEGRATORS, get_integrator
+from dmcmc_edu.core.random import normal
+from dmcmc_edu.core.tweedie import tweedie
+from dmcmc_edu.runs import atomic_write
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
 
@@ -34,7 +36,7 @@ def _versions() -> dict:
 
 
 def _load_target(spec: str):
-    from .mixture import load_target
+    from dmcmc_edu.targets.mixture import load_target
 
     try:
         return load_target(spec)
@@ -62,7 +64,7 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     """Vanilla sampling in chunks; chunk k uses seed (seed, k), so an interrupted run resumes exactly."""
     from tqdm import tqdm
 
-    from .contract import CountingDenoiser
+    from dmcmc_edu.core.contract import CountingDenoiser
 
     fn = get_integrator(args.integrator)
     chunks = out / "chunks"
@@ -78,7 +80,7 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
         b = min(args.batch, args.n - k * args.batch)
         g = torch.Generator().manual_seed(args.seed * 100003 + k)
         c = CountingDenoiser(counter, n_samples=b)
-        x = randn((b, mix.d), g, torch.float64, "cpu") * smax
+        x = normal((b, mix.d), g, torch.float64, "cpu") * smax
         x, info = fn(c, x, smax, smin, args.steps, generator=g)
         if info.sigma_end > 0 or args.extra_tweedie:
             x = tweedie(c, x, smin)
@@ -92,14 +94,15 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
 
 
 def _sample_dlg(args, mix, smin, smax, out: Path) -> dict:
-    from .sampler import DMCMCConfig, DMCMCSampler, run_to_directory
+    from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+    from dmcmc_edu.runs import run_to_directory
 
     classifier = None
     if args.sigma_update.startswith("classifier"):
         if not args.classifier:
             raise SystemExit(f"error: --sigma-update {args.sigma_update} needs --classifier PATH "
                              "(train one with: python -m dmcmc_edu train-classifier --target ... --out PATH)")
-        from .classifier import NoiseLevelClassifier
+        from dmcmc_edu.models.classifier import NoiseLevelClassifier
 
         classifier = NoiseLevelClassifier.load(args.classifier)
     outputs_per_chain = args.outputs_per_chain or max(1, -(-args.n // args.chains))
@@ -109,7 +112,7 @@ def _sample_dlg(args, mix, smin, smax, out: Path) -> dict:
                       outputs_per_chain=outputs_per_chain, seed=args.seed,
                       final_tweedie="always" if args.extra_tweedie else "auto")
     if classifier is not None:
-        from .schedules import noise_level_grid
+        from dmcmc_edu.core.schedules import noise_level_grid
 
         cfg.n_levels = classifier.n_levels
         if not torch.allclose(classifier.grid.double(), noise_level_grid(smin, smax, cfg.n_levels), rtol=1e-6):
@@ -141,7 +144,7 @@ def cmd_sample(args) -> int:
     atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run, indent=2, default=str)))
     samples = np.load(out / "samples.npy")
     if not args.quiet:
-        from . import metrics
+        from dmcmc_edu.evaluation import metrics
 
         summ = metrics.summary(mix, torch.from_numpy(samples))
         print(json.dumps({"samples": list(samples.shape), **result, **{k: round(v, 4) for k, v in summ.items()}},
@@ -153,8 +156,8 @@ def cmd_sample(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
-    from .classifier import MLPClassifier, NoiseLevelClassifier, kl_to_exact, train_noise_level_classifier
-    from .schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier, kl_to_exact, train_noise_level_classifier
+    from dmcmc_edu.core.schedules import noise_level_grid
 
     mix = _load_target(args.target)
     smin, smax = _sigma_range(args, mix)
@@ -176,7 +179,7 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_inspect_checkpoint(args) -> int:
-    from .pretrained import format_inspection, inspect_checkpoint
+    from dmcmc_edu.models.score_sde import format_inspection, inspect_checkpoint
 
     print(format_inspection(inspect_checkpoint(args.path, args.config)))
     return 0
@@ -186,7 +189,7 @@ def cmd_inspect_checkpoint(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from dmcmc_edu.experiments.demo import run_demo
 
     run_demo(args.out, fast=args.fast, progress=not args.quiet)
     return 0

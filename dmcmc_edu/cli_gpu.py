@@ -115,8 +115,8 @@ class EpochSampler:
 
 
 def cmd_train_image_classifier(args) -> int:
-    from .classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256, train_noise_level_classifier
-    from .schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256, train_noise_level_classifier
+    from dmcmc_edu.core.schedules import noise_level_grid
 
     size = args.image_size
     smin, smax = GRIDS.get(size, (0.01, None))
@@ -158,7 +158,7 @@ def _load_samples(path) -> np.ndarray:
     path = Path(path)
     if path.is_dir():
         if (path / "manifest.json").is_file():
-            from .distributed import load_distributed_samples
+            from dmcmc_edu.experiments.distributed import load_distributed_samples
 
             return load_distributed_samples(path)
         if (path / "samples.npy").is_file():
@@ -170,7 +170,7 @@ def _load_samples(path) -> np.ndarray:
 
 
 def cmd_save_images(args) -> int:
-    from .images import save_images
+    from dmcmc_edu.evaluation.images import save_images
 
     x = torch.from_numpy(_load_samples(args.samples))
     if x.ndim != 4:
@@ -191,7 +191,7 @@ def cmd_save_images(args) -> int:
 
 
 def cmd_fid(args) -> int:
-    from .fid_inception import InceptionWeightsUnavailable, compute_fid, save_fid_stats
+    from dmcmc_edu.evaluation.inception_fid import InceptionWeightsUnavailable, compute_fid, save_fid_stats
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -265,7 +265,7 @@ def add_parsers(sub) -> None:
     f.add_argument("--save-stats", action="store_true", help="write the statistics of path_a to path_b (.npz)")
     f.set_defaults(func=cmd_fid)
 
-    from .distributed import add_arguments, cmd_sample_distributed
+    from dmcmc_edu.experiments.distributed import add_arguments, cmd_sample_distributed
 
     d = sub.add_parser("sample-distributed", help="DLG across processes (launch with torchrun)",
                        description="Launch with: torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ... "

@@ -29,7 +29,7 @@ def ladder_command(args) -> str:
 
 
 def cmd_ladder(args) -> int:
-    from .ladder import run_ladder, target_stem
+    from dmcmc_edu.experiments.ladder import run_ladder, target_stem
 
     command = ladder_command(args)
     try:

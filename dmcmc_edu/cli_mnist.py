@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .mnist import SIGMA_MAX, SIGMA_MIN
+from dmcmc_edu.experiments.mnist import SIGMA_MAX, SIGMA_MIN
 
 __all__ = ["add_parsers", "CLASSIFIER_NAME"]
 
@@ -32,7 +32,7 @@ def _device(name: str) -> torch.device:
 
 
 def _load(root: str, train: bool, labels: bool = False):
-    from .mnist import load_mnist
+    from dmcmc_edu.datasets import load_mnist
 
     try:
         return load_mnist(root, train=train, return_labels=labels)
@@ -41,7 +41,7 @@ def _load(root: str, train: bool, labels: bool = False):
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    from .sampler import atomic_write
+    from dmcmc_edu.runs import atomic_write
 
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2, default=float)))
 
@@ -55,8 +55,8 @@ def _threads(args) -> None:
 
 
 def cmd_train_score(args) -> int:
-    from .train import WEIGHTS_NAME, ScoreTrainingConfig, train_score_model
-    from .unet import UNetConfig
+    from dmcmc_edu.training.score import WEIGHTS_NAME, ScoreTrainingConfig, train_score_model
+    from dmcmc_edu.models.unet import UNetConfig
 
     _threads(args)
     device = _device(args.device)
@@ -83,8 +83,8 @@ def _sample_grid(weights: Path, png: Path, device, sigma_min: float, sigma_max: 
     """64 KAR1 samples (18 steps, 35 NFE) of the saved EMA model, as a PNG grid."""
     from torchvision.utils import save_image
 
-    from .integrators import sample_from_noise
-    from .unet import load_score_model
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.models.unet import load_score_model
 
     model = load_score_model(weights).to(device)
     with torch.no_grad():
@@ -99,8 +99,8 @@ def _sample_grid(weights: Path, png: Path, device, sigma_min: float, sigma_max: 
 
 
 def cmd_train_classifier(args) -> int:
-    from .classifier import NoiseLevelClassifier, calibration
-    from .train import train_mnist_noise_classifier
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, calibration
+    from dmcmc_edu.training.score import train_mnist_noise_classifier
 
     _threads(args)
     device = _device(args.device)
@@ -133,7 +133,7 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_train_features(args) -> int:
-    from .fid import accuracy, real_data_fid, reference_stats, save_feature_net, train_feature_net
+    from dmcmc_edu.evaluation.mnist_fid import accuracy, real_data_fid, reference_stats, save_feature_net, train_feature_net
 
     _threads(args)
     device = _device(args.device)
@@ -150,7 +150,7 @@ def cmd_train_features(args) -> int:
                                                  "feature": "128-d penultimate layer (after ReLU)",
                                                  "reference": "mnist_fid_ref_test.pt (MNIST test set, 10,000)"},
                             ref=ref)
-    from .fid import FEATURE_NET_NAME, REFERENCE_NAME, load_feature_net, load_reference
+    from dmcmc_edu.evaluation.mnist_fid import FEATURE_NET_NAME, REFERENCE_NAME, load_feature_net, load_reference
 
     net2 = load_feature_net(Path(args.out) / FEATURE_NET_NAME)
     ref2 = load_reference(Path(args.out) / REFERENCE_NAME)
@@ -175,8 +175,8 @@ def _vanilla_chunks(args, score, out: Path, dev, options: dict) -> tuple[torch.T
     from tqdm import tqdm
 
     from .cli import _save_npy
-    from .mnist import vanilla_samples
-    from .sampler import atomic_write
+    from dmcmc_edu.experiments.mnist import vanilla_samples
+    from dmcmc_edu.runs import atomic_write
 
     chunks = out / "chunks"
     chunks.mkdir(parents=True, exist_ok=True)
@@ -202,8 +202,9 @@ def cmd_sample_mnist(args) -> int:
     import numpy as np
 
     from .cli import _save_npy
-    from .mnist import dlg_config, image_grid, load_shipped_models
-    from .sampler import DMCMCSampler, atomic_write, run_to_directory
+    from dmcmc_edu.experiments.mnist import dlg_config, image_grid, load_shipped_models
+    from dmcmc_edu.core.sampler import DMCMCSampler
+    from dmcmc_edu.runs import atomic_write, run_to_directory
 
     _threads(args)
     dev = _device(args.device)
@@ -244,7 +245,7 @@ def cmd_sample_mnist(args) -> int:
 
     plt.imsave(out / "samples.png", image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1)
     if args.fid:
-        from .fid import mnist_fid
+        from dmcmc_edu.evaluation.mnist_fid import mnist_fid
 
         result["mnist_fid"] = mnist_fid(x, models["feature_net"], models["reference"])
         result["fid_note"] = ("MNIST-FID (not Inception FID); biased upwards at small n, compare only at equal n"
@@ -329,7 +330,7 @@ def add_parsers(sub) -> None:
     _common(m)
     m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
     m.add_argument("--n", type=int, default=64, help="number of images")
-    m.add_argument("--integrator", default="kar1", help="any integrator of dmcmc_edu.integrators (kar1, kar2, "
+    m.add_argument("--integrator", default="kar1", help="any integrator of dmcmc_edu.core.integrators (kar1, kar2, "
                    "pf_euler, rk45, reverse_diffusion, euler_maruyama, pc)")
     m.add_argument("--steps", type=int, default=8, help="integrator steps (vanilla: from sigma_max; DLG: from the "
                    "chain's sigma)")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu.diagnostics import autocorrelation, chain_report, effective_sample_size, mode_switch_rate
-from dmcmc_edu.mixture import ring
-from dmcmc_edu.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.evaluation.diagnostics import autocorrelation, chain_report, effective_sample_size, mode_switch_rate
+from dmcmc_edu.targets.mixture import ring
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 
 
 def ar1(phi, T, C, seed=0):

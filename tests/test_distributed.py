@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu.classifier import NoiseLevelClassifier, SimpleCNN
-from dmcmc_edu.distributed import (
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN
+from dmcmc_edu.experiments.distributed import (
     DistEnv,
     build_config,
     derive_seed,
     load_distributed_samples,
     sample_distributed,
 )
-from dmcmc_edu.mixture import load_target
-from dmcmc_edu.sampler import DMCMCSampler
-from dmcmc_edu.schedules import noise_level_grid
+from dmcmc_edu.targets.mixture import load_target
+from dmcmc_edu.core.sampler import DMCMCSampler
+from dmcmc_edu.core.schedules import noise_level_grid
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def test_relaunch_resumes_and_other_world_sizes_are_refused(ring_run):
     with pytest.raises(ValueError, match="world_size"):
         sample_distributed({"kind": "mixture", "target": "ring"}, cfg, ring_run, env=DistEnv(), progress=False)
     # relaunching a rank on its finished shard recomputes nothing and returns the same outputs
-    from dmcmc_edu.sampler import run_to_directory
+    from dmcmc_edu.runs import run_to_directory
 
     sampler = DMCMCSampler(load_target("ring"), dataclasses.replace(cfg, seed=derive_seed(3, 1)), data_shape=(2,))
     res = run_to_directory(sampler, ring_run / "rank_1", progress=False)

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu.contract import CountingDenoiser
-from dmcmc_edu.dlg import (
-    ClassifierArgmaxUpdate,
-    dlg_init,
-    dlg_step,
-    make_sigma_update,
-)
-from dmcmc_edu.mixture import GaussianMixture, ring
-from dmcmc_edu.sampler import DMCMCConfig, DMCMCSampler, pick_smallest_sigma, run_to_directory
-from dmcmc_edu.schedules import noise_level_grid
+from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.core.dlg import dlg_init, dlg_step
+from dmcmc_edu.core.sigma_updates import ClassifierArgmaxUpdate, make_sigma_update
+from dmcmc_edu.targets.mixture import GaussianMixture, ring
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.core.pick import pick_smallest_sigma
+from dmcmc_edu.runs import run_to_directory
+from dmcmc_edu.core.schedules import noise_level_grid
 
 # a small 1D two-component mixture and a coarse grid: the joint p(x, sigma_i) is easy to compute exactly
 MIX1D = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-1.0], [1.5]]), torch.tensor([[[0.09]], [[0.25]]]))
@@ -243,7 +241,7 @@ def test_default_settings_give_correct_mode_weights():
     """Ring of 8 with weights 1..8 (8x ratio): DMCMCConfig.for_target defaults give a mode-weight TV within the
     95% quantile of the TV of exact sample sets of the same size (2048 outputs; seeds 0 and 7; quantile from 200
     exact sets)."""
-    from dmcmc_edu import metrics
+    from dmcmc_edu.evaluation import metrics
 
     mix = ring()
     n = 2048

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dmcmc_edu.images import list_images, load_images, save_images, to_uint8
+from dmcmc_edu.evaluation.images import list_images, load_images, save_images, to_uint8
 
 torch.set_num_threads(1)
 
@@ -70,13 +70,13 @@ def test_grayscale_images(tmp_path):
 
 pytest.importorskip("pytorch_fid", reason="optional extra 'fid' not installed (pip install 'dmcmc_edu[fid]')")
 
-from dmcmc_edu import fid_inception  # noqa: E402
+from dmcmc_edu.evaluation import inception_fid  # noqa: E402
 from dmcmc_edu.cli import main as cli_main  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    return fid_inception.save_random_inception_weights(tmp_path_factory.mktemp("w") / "fid_inception_random.pth")
+    return inception_fid.save_random_inception_weights(tmp_path_factory.mktemp("w") / "fid_inception_random.pth")
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +100,12 @@ def test_random_weights_have_pytorch_fids_layout(weights):
 @pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning", "ignore:Matrix is singular")
 def test_fid_same_folder_is_zero_and_different_folders_positive(tmp_path, capsys, weights, folders):
     a, b = folders
-    stats = fid_inception.save_fid_stats(a, tmp_path / "a.npz", inception_weights=weights, dims=64, batch_size=20)
+    stats = inception_fid.save_fid_stats(a, tmp_path / "a.npz", inception_weights=weights, dims=64, batch_size=20)
     with np.load(stats) as f:
         assert f["mu"].shape == (64,) and f["sigma"].shape == (64, 64)
     with pytest.raises(FileExistsError):
-        fid_inception.save_fid_stats(a, stats, inception_weights=weights, dims=64)
-    same = fid_inception.compute_fid(a, stats, inception_weights=weights, dims=64, batch_size=20)
+        inception_fid.save_fid_stats(a, stats, inception_weights=weights, dims=64)
+    same = inception_fid.compute_fid(a, stats, inception_weights=weights, dims=64, batch_size=20)
     # through the command line: folder B against the statistics of A
     capsys.readouterr()
     rc = cli_main(["fid", str(b), str(stats), "--inception-weights", str(weights), "--dims", "64",
@@ -124,11 +124,11 @@ def test_no_network_gives_instructions(monkeypatch, tmp_path, folders):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(pytorch_fid.inception, "load_state_dict_from_url", offline)
-    with pytest.raises(fid_inception.InceptionWeightsUnavailable) as info:
-        fid_inception.build_fid_inception(64)
+    with pytest.raises(inception_fid.InceptionWeightsUnavailable) as info:
+        inception_fid.build_fid_inception(64)
     msg = str(info.value)
-    assert fid_inception.FID_WEIGHTS_FILENAME in msg and "--inception-weights" in msg
-    assert str(fid_inception.default_weights_path().parent) in msg
+    assert inception_fid.FID_WEIGHTS_FILENAME in msg and "--inception-weights" in msg
+    assert str(inception_fid.default_weights_path().parent) in msg
     a, b = folders
     with pytest.raises(SystemExit, match="pt_inception-2015-12-05"):
         cli_main(["fid", str(a), str(b), "--dims", "64"])
@@ -137,9 +137,9 @@ def test_no_network_gives_instructions(monkeypatch, tmp_path, folders):
 def test_fid_argument_errors(tmp_path, weights, folders):
     a, _ = folders
     with pytest.raises(FileNotFoundError, match="inception-weights"):
-        fid_inception.build_fid_inception(64, inception_weights=tmp_path / "missing.pth")
+        inception_fid.build_fid_inception(64, inception_weights=tmp_path / "missing.pth")
     with pytest.raises(ValueError, match="dims"):
-        fid_inception.build_fid_inception(100)
+        inception_fid.build_fid_inception(100)
     (tmp_path / "one").mkdir()
     save_images(torch.rand(1, 3, 8, 8), tmp_path / "one")
     with pytest.raises(SystemExit, match="at least 2"):
@@ -149,4 +149,4 @@ def test_fid_argument_errors(tmp_path, weights, folders):
 def test_missing_pytorch_fid_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "pytorch_fid", None)
     with pytest.raises(ImportError, match=r"dmcmc_edu\[fid\]"):
-        fid_inception.require_pytorch_fid()
+        inception_fid.require_pytorch_fid()

@@ -9,17 +9,9 @@ import math
 import pytest
 import torch
 
-from dmcmc_edu.contract import CountingDenoiser
-from dmcmc_edu.integrators import (
-    PAPER_INTEGRATORS,
-    get_integrator,
-    kar1,
-    langevin_corrector,
-    pf_euler,
-    rk45,
-    sample_from_noise,
-    tweedie,
-)
+from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, get_integrator, kar1, langevin_corrector, pf_euler, rk45, sample_from_noise
+from dmcmc_edu.core.tweedie import tweedie
 
 TAU = 0.5
 MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -171,8 +163,8 @@ def test_unknown_integrator():
 @pytest.fixture(scope="module")
 def ring_floor():
     """The ring, two exact reference sets (n = 1000) and the W2 / mode-TV of 10 further exact sets against them."""
-    from dmcmc_edu import metrics
-    from dmcmc_edu.mixture import ring
+    from dmcmc_edu.evaluation import metrics
+    from dmcmc_edu.targets.mixture import ring
 
     mix = ring()
     g = torch.Generator().manual_seed(1)
@@ -191,7 +183,7 @@ def test_every_integrator_recovers_the_ring(name, ring_floor):
     Steps: KAR 100; reverse diffusion and Euler-Maruyama 400; probability-flow Euler (the slowest to converge) 1000;
     RK45 adaptive.  W2 (mean over 2 reference sets, n = 1000, seed 0) and mode-weight TV must be no larger than
     the largest of 10 exact sample sets (within the noise floor at about the 90% level)."""
-    from dmcmc_edu import metrics
+    from dmcmc_edu.evaluation import metrics
 
     mix, refs, w2_floor, tv_floor = ring_floor
     steps = {"kar1": 100, "kar2": 100, "pf_euler": 1000}.get(name, 400)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from dmcmc_edu import ladder
+from dmcmc_edu.experiments import ladder
 from dmcmc_edu.cli import main
-from dmcmc_edu.mixture import GaussianMixture, lowrank, ring
-from dmcmc_edu.sampler import DMCMCConfig, DMCMCSampler
-from dmcmc_edu.schedules import noise_level_grid
+from dmcmc_edu.targets.mixture import GaussianMixture, lowrank, ring
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.core.schedules import noise_level_grid
 
 
 def _mixtures():
@@ -55,7 +55,7 @@ def test_integrator_options_reach_the_denoising_integrator():
     with pytest.raises(ValueError, match="integrator_options"):
         DMCMCConfig(integrator_options=[1]).validate()
     # settings saved before these options existed still match (a missing key counts as its default)
-    from dmcmc_edu.sampler import _config_diff
+    from dmcmc_edu.runs import _config_diff
 
     old = {k: v for k, v in DMCMCConfig().to_dict().items() if k not in ("integrator_options", "steps_per_decade")}
     assert _config_diff(old, DMCMCConfig().to_dict()) == []

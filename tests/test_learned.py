@@ -3,7 +3,7 @@
 import torch
 from torch.testing import assert_close
 
-from dmcmc_edu.learned import (
+from dmcmc_edu.models.learned import (
     FrozenDenoiser,
     MLPDenoiser,
     denoiser_error,
@@ -12,7 +12,7 @@ from dmcmc_edu.learned import (
     quick_denoiser,
     save_denoiser,
 )
-from dmcmc_edu.mixture import ring
+from dmcmc_edu.targets.mixture import ring
 
 
 def test_contract_shape_dtype_and_preconditioning_limits():

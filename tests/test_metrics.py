@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu import metrics
-from dmcmc_edu.mixture import GaussianMixture, lowrank, ring
+from dmcmc_edu.evaluation import metrics
+from dmcmc_edu.targets.mixture import GaussianMixture, lowrank, ring
 
 
 def gaussian(mean, cov):

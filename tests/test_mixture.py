@@ -1,4 +1,4 @@
-"""Tests of dmcmc_edu.mixture: the exact Gaussian-mixture target.
+"""Tests of dmcmc_edu.targets.mixture: the exact Gaussian-mixture target.
 
 Tolerances: closed-form identities are checked to ~1e-9 relative in float64;
 Monte Carlo checks state their tolerance next to the assertion.
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from dmcmc_edu.contract import CountingDenoiser, score_from_denoiser
-from dmcmc_edu.mixture import GaussianMixture, grid, load_target, lowrank, preset, ring
+from dmcmc_edu.core.contract import CountingDenoiser, score_from_denoiser
+from dmcmc_edu.targets.mixture import GaussianMixture, grid, load_target, lowrank, preset, ring
 
 F64 = torch.float64
 TIGHT = dict(rtol=1e-9, atol=1e-9)

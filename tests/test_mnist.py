@@ -1,4 +1,4 @@
-"""Tests of the image rung: dmcmc_edu.mnist (data), unet (score model), train, fid, cli_mnist, shipped weights."""
+"""Tests of the image rung: dmcmc_edu.experiments.mnist (data), unet (score model), train, fid, cli_mnist, shipped weights."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu.contract import CountingDenoiser
-from dmcmc_edu.fid import (
+from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.evaluation.mnist_fid import (
     MNISTFeatureNet,
     accuracy,
     frechet_distance,
@@ -21,10 +21,11 @@ from dmcmc_edu.fid import (
     reference_stats,
     save_feature_net,
 )
-from dmcmc_edu.integrators import sample_from_noise
-from dmcmc_edu.mnist import RAW_FILES, SIGMA_MAX, SIGMA_MIN, load_mnist, load_shipped_models
-from dmcmc_edu.train import ScoreTrainingConfig, score_matching_loss, train_score_model
-from dmcmc_edu.unet import ScoreUNet, UNetConfig, load_score_model
+from dmcmc_edu.core.integrators import sample_from_noise
+from dmcmc_edu.datasets import RAW_FILES, load_mnist
+from dmcmc_edu.experiments.mnist import SIGMA_MAX, SIGMA_MIN, load_shipped_models
+from dmcmc_edu.training.score import ScoreTrainingConfig, score_matching_loss, train_score_model
+from dmcmc_edu.models.unet import ScoreUNet, UNetConfig, load_score_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -161,8 +162,8 @@ def test_training_is_reproducible(tmp_path, test_set):
 
 
 def test_noise_classifier_training_saves_a_loadable_classifier(tmp_path, test_set):
-    from dmcmc_edu.classifier import NoiseLevelClassifier
-    from dmcmc_edu.train import train_mnist_noise_classifier
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+    from dmcmc_edu.training.score import train_mnist_noise_classifier
 
     clf, info = train_mnist_noise_classifier(test_set[0][:64], sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX, n_levels=50,
                                              steps=3, batch_size=8, probe_steps=2, progress=False)
@@ -245,7 +246,7 @@ def test_shipped_feature_net_reproduces_its_recorded_accuracy(shipped, test_set)
 
 def test_shipped_noise_classifier_reproduces_its_recorded_calibration(shipped, test_set):
     """The recorded test calibration (2,000 noisy test images, seed 12345) within 0.02."""
-    from dmcmc_edu.classifier import calibration
+    from dmcmc_edu.models.classifier import calibration
 
     rec = shipped["info"]["classifier"]["test_calibration"]
     clf = shipped["classifier"]

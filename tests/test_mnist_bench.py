@@ -12,8 +12,8 @@ import matplotlib
 import pytest
 import torch
 
-from dmcmc_edu.fid import MNISTFeatureNet
-from dmcmc_edu.mnist import nfe_to_reach, plot_dlg_tuning
+from dmcmc_edu.evaluation.mnist_fid import MNISTFeatureNet
+from dmcmc_edu.experiments.mnist import nfe_to_reach, plot_dlg_tuning
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,8 +118,8 @@ class _ExactForZeroData(torch.nn.Module):
 
 
 def test_level_posterior_spread_matches_the_chi_square_width():
-    from dmcmc_edu.classifier import NoiseLevelClassifier, level_posterior_spread
-    from dmcmc_edu.schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, level_posterior_spread
+    from dmcmc_edu.core.schedules import noise_level_grid
 
     grid = noise_level_grid(0.01, 20.0, 1000)
     clf = NoiseLevelClassifier(_ExactForZeroData(grid, (1, 28, 28)), grid)
@@ -136,8 +136,8 @@ def test_level_posterior_spread_matches_the_chi_square_width():
 
 def test_shipped_noise_classifier_is_nearly_as_sharp_as_the_exact_posterior():
     """Measured 0.040 / 0.036 / 0.041 at sigma 0.5 / 1 / 2.5 against 1/sqrt(2*784) = 0.025 (seed 0, n 256)."""
-    from dmcmc_edu.classifier import level_posterior_spread
-    from dmcmc_edu.mnist import load_mnist
+    from dmcmc_edu.models.classifier import level_posterior_spread
+    from dmcmc_edu.datasets import load_mnist
 
     clf = load_shipped_models_classifier()
     x = load_mnist(ROOT / "data", train=False)
@@ -147,8 +147,8 @@ def test_shipped_noise_classifier_is_nearly_as_sharp_as_the_exact_posterior():
 
 
 def load_shipped_models_classifier():
-    from dmcmc_edu.classifier import NoiseLevelClassifier
-    from dmcmc_edu.mnist import WEIGHT_FILES, default_weights_dir
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+    from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
 
     return NoiseLevelClassifier.load(default_weights_dir() / WEIGHT_FILES["classifier"]).eval()
 

@@ -22,8 +22,8 @@ import pytest
 import torch
 from torch import nn
 
-from dmcmc_edu.contract import CountingDenoiser, score_from_denoiser
-from dmcmc_edu.ncsnpp import (
+from dmcmc_edu.core.contract import CountingDenoiser, score_from_denoiser
+from dmcmc_edu.models.ncsnpp import (
     BigGANResBlock,
     FIRConvDownsample,
     GaussianFourierFeatures,
@@ -34,7 +34,7 @@ from dmcmc_edu.ncsnpp import (
     fir_downsample_2x,
     fir_upsample_2x,
 )
-from dmcmc_edu.pretrained import (
+from dmcmc_edu.models.score_sde import (
     NUMPY_SAFE_GLOBALS,
     PRESETS,
     CheckpointError,

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from dmcmc_edu.schedules import check_grid, geometric_sigmas, karras_sigmas, noise_level_grid
+from dmcmc_edu.core.schedules import check_grid, geometric_sigmas, karras_sigmas, noise_level_grid
 
 
 def test_karras_per_sample_shape_endpoints_and_rho_spacing():

@@ -1,7 +1,7 @@
 """An honest NFE ledger for a DMCMC run.
 
 Every entry is *counted* (rows passed through the model or the classifier by a
-:class:`~dmcmc_edu.contract.CountingDenoiser` or the classifier's own counter),
+:class:`~dmcmc_edu.core.contract.CountingDenoiser` or the classifier's own counter),
 never computed by formula.  Units are evaluations of one sample: a call on a
 batch of C chains adds C.  Per-output figures divide by the number of outputs.
 

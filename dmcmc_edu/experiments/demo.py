@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from . import metrics
-from .integrators import PAPER_INTEGRATORS, sample_from_noise
-from .mixture import ring
-from .sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.evaluation import metrics
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
+from dmcmc_edu.targets.mixture import ring
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 
 __all__ = ["run_demo", "DEMO_DLG"]
 
@@ -35,7 +35,7 @@ def run_demo(out="runs/demo", *, fast: bool = False, progress: bool = True) -> l
     import matplotlib.pyplot as plt
     from tqdm import tqdm
 
-    from .plotting import plot_metric_vs_nfe, plot_samples, save_figure
+    from dmcmc_edu.plotting import plot_metric_vs_nfe, plot_samples, save_figure
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

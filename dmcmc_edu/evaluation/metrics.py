@@ -33,7 +33,7 @@ Each metric says what it catches and what it misses.  Per-sample-set metrics:
   misses fine structure much smaller than the bandwidth (e.g. a slightly
   wrong width of a thin component).
 
-Chain metrics (outputs of persistent chains, via :mod:`dmcmc_edu.diagnostics`)
+Chain metrics (outputs of persistent chains, via :mod:`dmcmc_edu.evaluation.diagnostics`)
 live in :func:`chain_metrics`: lag-k autocorrelation of the component label
 and of log sigma, effective sample size per output, mode-switch rate, and
 :func:`decorrelation` of consecutive outputs of a chain.
@@ -270,7 +270,7 @@ def chain_metrics(mixture, samples, chosen_sigma, n_chains: int, max_lag: int = 
     outputs per chain the autocorrelations rest on one or two lags only.  With one output
     per chain every entry says "independent" (chains start independently).
     """
-    from .diagnostics import (
+    from dmcmc_edu.evaluation.diagnostics import (
         _ess_from_rho,
         _label_ess,
         as_chains,

@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .contract import check_sigma
+from dmcmc_edu.core.contract import check_sigma
 
 __all__ = ["UNetConfig", "ScoreUNet", "save_score_model", "load_score_model", "WEIGHTS_FORMAT"]
 
@@ -229,7 +229,7 @@ class ScoreUNet(nn.Module):
 
 def save_score_model(model: ScoreUNet, path: str | os.PathLike, info: dict | None = None) -> None:
     """Write ``path`` (a weights-only state dict, ``torch.save``) and ``path`` with suffix ``.json`` (config, info)."""
-    from .sampler import atomic_write
+    from dmcmc_edu.runs import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

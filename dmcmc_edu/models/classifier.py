@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .schedules import check_grid
+from dmcmc_edu.core.schedules import check_grid
 
 __all__ = [
     "MLPClassifier",
@@ -267,7 +267,7 @@ class NoiseLevelClassifier(nn.Module):
         ``input_shape``.
     grid : tensor [L]
         Noise levels, strictly decreasing (index 0 = sigma_max), e.g.
-        :func:`dmcmc_edu.schedules.noise_level_grid`.  Kept as a buffer.
+        :func:`dmcmc_edu.core.schedules.noise_level_grid`.  Kept as a buffer.
     config : dict, optional
         Plain-data metadata saved with the classifier (training settings, data
         set name, ...).
@@ -771,7 +771,7 @@ def kl_to_exact(classifier: NoiseLevelClassifier, mixture, n: int = 2000, genera
     classifier : NoiseLevelClassifier
     mixture : object
         With ``sample(n, generator)`` and ``sigma_log_posterior(x, grid) -> [B, L]``
-        (e.g. :class:`dmcmc_edu.mixture.GaussianMixture`).
+        (e.g. :class:`dmcmc_edu.targets.mixture.GaussianMixture`).
     n : int
         Number of samples ``x``.
     generator : torch.Generator, optional

@@ -10,7 +10,7 @@ is again a mixture,
 so the log-density, the score ``grad_x log p_sigma`` and the optimal denoiser
 ``E[x_0 | x_sigma = x]`` are all available in closed form.  This makes
 :class:`GaussianMixture` the ground-truth target of the toolkit: it *is* a
-denoiser of the model contract (:mod:`dmcmc_edu.contract`), so every sampler
+denoiser of the model contract (:mod:`dmcmc_edu.core.contract`), so every sampler
 can be run on it and checked against the exact density.
 
 Two covariance parametrisations are supported:
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from .contract import check_sigma
+from dmcmc_edu.core.contract import check_sigma
 
 __all__ = ["GaussianMixture", "SpectralMixture", "ring", "grid", "lowrank", "preset", "load_target", "PRESETS"]
 
@@ -833,7 +833,7 @@ def load_target(spec, **kw) -> GaussianMixture:
 
 
 class SpectralMixture:
-    """A :class:`~dmcmc_edu.mixture.GaussianMixture` evaluated through each component's eigenbasis (exact, fast).
+    """A :class:`~dmcmc_edu.targets.mixture.GaussianMixture` evaluated through each component's eigenbasis (exact, fast).
 
     Component ``k`` is ``Sigma_k = V_k diag(lam_k) V_k^T + c_k (I - V_k V_k^T)``:
     ``m`` orthonormal directions ``V_k`` ([d, m]) with their variances

@@ -10,7 +10,7 @@ paper (Kim & Ye, arXiv 2209.14593) builds on:
 
 The layer graph, the parameter names and the state_dict order follow the
 public reference implementation (``yang-song/score_sde_pytorch``) so that its
-``.pth`` checkpoints load directly (see :mod:`dmcmc_edu.pretrained`), but the
+``.pth`` checkpoints load directly (see :mod:`dmcmc_edu.models.score_sde`), but the
 code here is our own.  Only plain PyTorch operators are used; in particular
 the StyleGAN2-style FIR resampling (``upfirdn2d`` in the reference) is written
 with ordinary (transposed) depthwise convolutions.
@@ -27,7 +27,7 @@ Call convention of :class:`NCSNpp` (identical to the reference network):
   tensor is then the score estimate ``grad_x log p_sigma(x)``.
 
 The denoiser adapter ``D(x, sigma) = x + sigma**2 * score`` lives in
-:mod:`dmcmc_edu.pretrained`.
+:mod:`dmcmc_edu.models.score_sde`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The two VE models of Song et al. (2021) that Denoising MCMC (Kim & Ye, arXiv
 2209.14593) samples from are distributed as score_sde ``.pth`` files
 (``checkpoint_24.pth`` for CIFAR-10, ``checkpoint_48.pth`` for CelebA-HQ-256).
 This module loads them into our own clean-room network
-(:class:`dmcmc_edu.ncsnpp.NCSNpp`) and wraps the result as a denoiser.
+(:class:`dmcmc_edu.models.ncsnpp.NCSNpp`) and wraps the result as a denoiser.
 
 Checkpoint layout (what score_sde's ``save_checkpoint`` writes)::
 
@@ -51,8 +51,8 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from .contract import as_sigma_batch, check_x
-from .ncsnpp import NCSNpp, NCSNppConfig
+from dmcmc_edu.core.contract import as_sigma_batch, check_x
+from dmcmc_edu.models.ncsnpp import NCSNpp, NCSNppConfig
 
 __all__ = [
     "PRESETS",

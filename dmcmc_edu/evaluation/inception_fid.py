@@ -2,7 +2,7 @@
 
 The paper reports FID computed with pytorch-fid (``pytorch_fid``) on 50k
 CIFAR10 / 10k CelebA-HQ samples written as JPEG files
-(:func:`dmcmc_edu.images.save_images`).  This module calls pytorch-fid's own
+(:func:`dmcmc_edu.evaluation.images.save_images`).  This module calls pytorch-fid's own
 network, activations and Frechet distance; it adds only
 
 * **offline weights**: pytorch-fid downloads its Inception weights
@@ -127,7 +127,7 @@ def build_fid_inception(dims: int = 2048, *, inception_weights=None, device="cpu
 
 def _check_folder(path) -> int:
     """Number of images in a folder (0 for a ``.npz``); errors for a missing path or fewer than 2 images."""
-    from .images import list_images
+    from dmcmc_edu.evaluation.images import list_images
 
     if str(path).endswith(".npz"):
         if not Path(path).is_file():

@@ -1,10 +1,6 @@
-"""MNIST for the image rung: a loader for the idx files shipped with the repository, and the noise range.
+"""The MNIST rung: its noise range, the shipped models, and the two ways of sampling digits.
 
-The four original idx files (LeCun et al.) are shipped gzipped in
-``data/MNIST/raw/`` (about 11.6 MB).  :func:`load_mnist` gunzips them next to
-themselves on first use (torchvision's ``MNIST`` class reads the uncompressed
-files) and returns the images as a float32 tensor ``[N, 1, 28, 28]`` scaled to
-``[0, 1]`` -- the data range of the paper's variance-exploding (VE) setting.
+The data and the weights folder are read by :mod:`dmcmc_edu.datasets`.
 
 Noise range
 -----------
@@ -16,7 +12,7 @@ techniques for training score-based generative models"): sigma_max should be
 about the largest Euclidean distance between two training images, so that
 the widest noise level mixes every pair of images and a chain started at
 ``sigma_max * z`` can reach every mode.  Measured with
-:func:`max_pairwise_distance` on the images in ``[0, 1]`` (784 dimensions),
+:func:`dmcmc_edu.datasets.max_pairwise_distance` on the images in ``[0, 1]`` (784 dimensions),
 exactly over all pairs: the largest distance is 16.00 over the first 10,000
 training images and 16.88 over all 60,000 (median 10.2 over the pairs of one block;
 the full computation takes about 3 minutes on one core).  We round up to
@@ -36,16 +32,15 @@ Figure 3 style) and :func:`image_grid`.  Notebook 05 and
 
 from __future__ import annotations
 
-import gzip
 import math
-import os
-import shutil
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
-__all__ = ["SIGMA_MIN", "SIGMA_MAX", "PIXEL_MEAN", "PIXEL_STD", "RAW_FILES", "load_mnist", "max_pairwise_distance",
-           "load_shipped_models", "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning",
+from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
+
+__all__ = ["SIGMA_MIN", "SIGMA_MAX", "load_shipped_models", "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning",
            "nfe_to_reach", "image_grid"]
 
 SIGMA_MIN = 0.01
@@ -54,107 +49,7 @@ SIGMA_MIN = 0.01
 SIGMA_MAX = 20.0
 """Largest noise level: about the largest pairwise distance of training images (see the module docstring)."""
 
-PIXEL_MEAN = 0.1307
-"""Mean pixel value of the MNIST training images in [0, 1] (used to centre the data inside the score model)."""
-
-PIXEL_STD = 0.3081
-"""Standard deviation of the MNIST training pixels in [0, 1] (the score model's sigma_data)."""
-
-RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-"""The idx files torchvision's MNIST needs (it checks all four, whichever split is read); shipped as ``<name>.gz``."""
-
-
-def _ensure_raw(root: Path) -> None:
-    """Gunzip ``root/MNIST/raw/<name>.gz`` next to itself where ``<name>`` is missing; clear error if neither exists."""
-    raw = root / "MNIST" / "raw"
-    missing = []
-    for name in RAW_FILES:
-        target, packed = raw / name, raw / (name + ".gz")
-        if target.exists():
-            continue
-        if packed.exists():
-            tmp = raw / f".{name}.{os.getpid()}.tmp"
-            with gzip.open(packed, "rb") as src, open(tmp, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
-        else:
-            missing.append(name)
-    if missing:
-        raise FileNotFoundError(
-            f"MNIST files missing in {raw}: {', '.join(m + '[.gz]' for m in missing)}. "
-            "Get them either from the repository (its data/ folder ships data/MNIST/raw/*.gz; pass "
-            "root='<repo>/data'), or with internet access by load_mnist(root, download=True)."
-        )
-
-
-def load_mnist(root: str | os.PathLike = "data", train: bool = True, *, download: bool = False,
-               return_labels: bool = False):
-    """MNIST images as float32 ``[N, 1, 28, 28]`` in ``[0, 1]`` (and labels ``[N]`` int64 if asked).
-
-    Parameters
-    ----------
-    root : path
-        The folder that holds ``MNIST/raw/`` (torchvision's layout); the
-        repository's ``data/`` by default.
-    train : bool
-        The 60,000 training images, or the 10,000 test images.
-    download : bool
-        Let torchvision download the files into ``root`` (needs internet).
-        Without it, the gzipped files shipped in ``root/MNIST/raw`` are
-        unpacked next to themselves if needed, and nothing is fetched.
-
-    Raises
-    ------
-    FileNotFoundError
-        Naming the missing files and the two ways to get them.
-    """
-    from torchvision.datasets import MNIST
-
-    root = Path(root)
-    if not download:
-        _ensure_raw(root)
-    ds = MNIST(str(root), train=train, download=download)
-    images = ds.data.unsqueeze(1).to(torch.float32) / 255.0
-    if return_labels:
-        return images, ds.targets.clone().long()
-    return images
-
-
-@torch.no_grad()
-def max_pairwise_distance(images: torch.Tensor, batch: int = 2000) -> dict:
-    """Largest and median Euclidean distance between the rows of ``images`` ([N, ...]); exact over all pairs.
-
-    Song & Ermon (2020), technique 1: choose sigma_max about the largest
-    distance.  Cost is N^2 d; 10,000 MNIST images take a few seconds.
-    Returns ``{"max", "median", "n"}`` (the median over a 2,000-row block).
-    """
-    x = images.reshape(images.shape[0], -1).to(torch.float64)
-    sq = (x * x).sum(1)
-    best = 0.0
-    med = None
-    for s in range(0, x.shape[0], batch):
-        d2 = (sq[s:s + batch, None] + sq[None, :] - 2 * x[s:s + batch] @ x.T).clamp(min=0)
-        best = max(best, float(d2.max().sqrt()))
-        if med is None:
-            off = ~torch.eye(d2.shape[0], d2.shape[1], dtype=torch.bool)
-            med = float(d2[off].sqrt().median())
-    return {"max": best, "median": med, "n": int(x.shape[0])}
-
-
 # ----------------------------------------------------------------------------- the rung's models and samplers
-
-WEIGHT_FILES = {
-    "score": "mnist_score_unet.pt",  # + mnist_score_unet.json (config, training log)
-    "classifier": "mnist_noise_classifier.pt",  # + .json (training, test calibration)
-    "features": "mnist_feature_net.pt",  # + .json (test accuracy); statistics in mnist_fid_ref_test.pt
-}
-"""The shipped networks in ``data/weights`` (written by bench/train_mnist_gpu.sh or the train-* commands)."""
-
-
-def default_weights_dir() -> Path:
-    """The repository's ``data/weights`` folder."""
-    return Path(__file__).resolve().parents[1] / "data" / "weights"
-
 
 def load_shipped_models(weights_dir=None, device="cpu") -> dict:
     """The shipped score model, noise-level classifier, FID feature network and reference statistics.
@@ -164,9 +59,9 @@ def load_shipped_models(weights_dir=None, device="cpu") -> dict:
     """
     import json
 
-    from .classifier import NoiseLevelClassifier
-    from .fid import REFERENCE_NAME, load_feature_net, load_reference
-    from .unet import load_score_model
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+    from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, load_reference
+    from dmcmc_edu.models.unet import load_score_model
 
     d = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     missing = [name for name in WEIGHT_FILES.values() if not (d / name).exists()]
@@ -185,13 +80,13 @@ def load_shipped_models(weights_dir=None, device="cpu") -> dict:
 def vanilla_samples(model, n: int, *, integrator: str = "kar1", steps: int = 10, sigma_min: float = SIGMA_MIN,
                     sigma_max: float = SIGMA_MAX, seed: int = 0, batch_size: int = 500, device="cpu",
                     dtype=torch.float64, **options):
-    """``n`` images from noise at ``sigma_max`` with one integrator (:func:`~dmcmc_edu.integrators.sample_from_noise`).
+    """``n`` images from noise at ``sigma_max`` with one integrator (:func:`~dmcmc_edu.core.integrators.sample_from_noise`).
 
     Batches of ``batch_size``; batch ``k`` uses the generator seeded
     ``seed * 1_000_003 + k``.  Returns ``(images [n, 1, 28, 28] float32 on the CPU,
     clamped to [0, 1], info)`` with ``info["nfe"]`` the counted evaluations per sample.
     """
-    from .integrators import sample_from_noise
+    from dmcmc_edu.core.integrators import sample_from_noise
 
     outs, nfe = [], 0.0
     for k, s in enumerate(range(0, n, batch_size)):
@@ -222,13 +117,13 @@ the paper's count).  Vanilla KAR1 reaches FID 28.7 with 9 NFE at the same sample
 
 
 def dlg_config(n_outputs: int, outputs_per_chain: int = 16, **overrides):
-    """A :class:`~dmcmc_edu.sampler.DMCMCConfig`: :data:`DLG_DEFAULTS`, ``ceil(n_outputs / outputs_per_chain)`` chains.
+    """A :class:`~dmcmc_edu.core.sampler.DMCMCConfig`: :data:`DLG_DEFAULTS`, ``ceil(n_outputs / outputs_per_chain)`` chains.
 
     Outputs of one chain are correlated (a chain stays near one digit for many
     steps), so few outputs per chain keep the outputs close to independent;
     more outputs per chain amortise the initialisation and burn-in better.
     """
-    from .sampler import DMCMCConfig
+    from dmcmc_edu.core.sampler import DMCMCConfig
 
     kw = dict(DLG_DEFAULTS)
     kw.update(n_chains=-(-n_outputs // outputs_per_chain), outputs_per_chain=outputs_per_chain)
@@ -239,17 +134,17 @@ def dlg_config(n_outputs: int, outputs_per_chain: int = 16, **overrides):
 @torch.no_grad()
 def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = True, progress: bool = False,
                 integrator_options: dict | None = None):
-    """Run DLG (:class:`~dmcmc_edu.sampler.DMCMCSampler`) with a noise-level classifier.
+    """Run DLG (:class:`~dmcmc_edu.core.sampler.DMCMCSampler`) with a noise-level classifier.
 
     ``integrator_options`` are passed to the denoising integrator (e.g.
     ``{"rtol": 1e-3, "atol": 1e-3}`` for RK45).
 
     Returns ``(images [n, 1, 28, 28] float32 CPU clamped to [0, 1], result, info)``;
-    ``result`` is the :class:`~dmcmc_edu.sampler.DMCMCResult` (chosen sigmas,
+    ``result`` is the :class:`~dmcmc_edu.core.sampler.DMCMCResult` (chosen sigmas,
     sigma trace, ledger); ``info`` has the per-output NFE of the paper's and
     the full accounting and the ledger's parts.
     """
-    from .sampler import DMCMCSampler
+    from dmcmc_edu.core.sampler import DMCMCSampler
 
     classifier.reset_counts()
     if integrator_options:  # the config's own mechanism; the caller's config is left as it is
@@ -258,7 +153,7 @@ def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = T
         config = dataclasses.replace(config, integrator_options={**config.integrator_options, **integrator_options})
     sampler = DMCMCSampler(model, config, data_shape=(1, 28, 28), classifier=classifier, device=device,
                            keep_trace=keep_trace)
-    res = sampler.run(progress=progress)
+    res = sampler.run(progress=tqdm if progress else None)
     led = res.ledger.per_output()
     info = {"nfe": led["full"], "nfe_paper": led["paper"], "nfe_score_evals": led["score_evals"],
             "parts": led["parts"], "n": int(res.samples.shape[0]), **(integrator_options or {}),
@@ -300,7 +195,7 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    from .integrators import PAPER_INTEGRATORS
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
 
     names = list(integrators or [i for i in PAPER_INTEGRATORS if any(p["integrator"] == i for p in points)])
     cols = min(3, max(1, len(names)))
@@ -344,7 +239,7 @@ def nfe_to_reach(points: list, fid: float) -> dict:
     ``None`` where no point of the sweep reaches ``fid``.  For DLG the
     cheapest point is chosen by the full ledger.
     """
-    from .integrators import PAPER_INTEGRATORS
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
 
     if not math.isfinite(fid):
         raise ValueError(f"fid must be finite, got {fid}")

@@ -14,7 +14,7 @@ the mixture component that each denoised output falls in -- and say how many
   about ``C`` when every chain repeats itself.
 * :func:`mode_switch_rate` -- fraction of consecutive outputs of a chain that
   land in a different component.
-* :func:`chain_report` -- all of the above for a :class:`~dmcmc_edu.sampler.DMCMCResult`.
+* :func:`chain_report` -- all of the above for a :class:`~dmcmc_edu.core.sampler.DMCMCResult`.
 """
 
 from __future__ import annotations

@@ -24,30 +24,29 @@ weights of the outputs are set by the *initialisation* of the chains.  The
 effective sample size is then about ``n_chains``, not ``n_chains *
 outputs_per_chain``.  The defaults therefore favour many chains with few
 outputs each (``outputs_per_chain=4``); ask for more outputs by raising
-``n_chains`` first.  :mod:`dmcmc_edu.diagnostics` measures the
+``n_chains`` first.  :mod:`dmcmc_edu.evaluation.diagnostics` measures the
 autocorrelation and effective sample size of a run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .contract import CountingDenoiser
-from .dlg import dlg_init, dlg_step, make_sigma_update, step_size
-from .integrators import get_integrator, kar2, randn, tweedie
-from .ledger import NFELedger
-from .schedules import noise_level_grid
+from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.core.dlg import dlg_init, dlg_step
+from dmcmc_edu.core.integrators import get_integrator, kar2
+from dmcmc_edu.core.langevin import step_size
+from dmcmc_edu.core.ledger import NFELedger
+from dmcmc_edu.core.pick import pick_smallest_sigma
+from dmcmc_edu.core.random import normal
+from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.core.sigma_updates import make_sigma_update
+from dmcmc_edu.core.tweedie import finish_with_tweedie
 
-__all__ = ["pick_smallest_sigma", "DMCMCConfig", "DMCMCSampler", "DMCMCResult", "PRESETS", "run_to_directory",
-           "atomic_write"]
+__all__ = ["DMCMCConfig", "DMCMCSampler", "DMCMCResult", "PRESETS"]
 
 
 @dataclass
@@ -153,22 +152,6 @@ class DMCMCResult:
     sigma_trace: torch.Tensor | None = None  # [n_gibbs_steps, C] sigma of every chain after each Gibbs step
 
 
-def pick_smallest_sigma(xs, indices):
-    """Per chain, the state with the smallest sigma of a block (the first one wins ties).
-
-    ``xs``: list of ``[C, ...]`` states after each Gibbs step of the block;
-    ``indices``: list of ``[C]`` grid indices (a larger index is a smaller
-    sigma).  A later state replaces the current pick only if its sigma is
-    strictly smaller, as in the authors' code.  Returns ``(x [C, ...], index [C])``.
-    """
-    best_x, best_idx = xs[0].clone(), indices[0].clone()
-    for x, idx in zip(xs[1:], indices[1:]):
-        better = idx > best_idx
-        best_x = torch.where(better.reshape(-1, *([1] * (x.ndim - 1))), x, best_x)
-        best_idx = torch.where(better, idx, best_idx)
-    return best_x, best_idx
-
-
 class DMCMCSampler:
     """Persistent DLG chains that stream denoised outputs (see the module docstring)."""
 
@@ -213,10 +196,10 @@ class DMCMCSampler:
         cfg, C = self.config, self.config.n_chains
         counter = CountingDenoiser(self.model, n_samples=C)
         c0 = self._classifier_rows()
-        x = randn((C, *self.data_shape), self.generator, self.dtype, self.device) * cfg.sigma_max
+        x = normal((C, *self.data_shape), self.generator, self.dtype, self.device) * cfg.sigma_max
         if cfg.init_steps > 0:
             x, _ = kar2(counter, x, cfg.sigma_max, cfg.sigma_min, cfg.init_steps, generator=self.generator)
-        x = x + cfg.init_kick * randn(x.shape, self.generator, self.dtype, self.device)
+        x = x + cfg.init_kick * normal(x.shape, self.generator, self.dtype, self.device)
         index = self.sigma_update(x, self.grid, self.generator)
         state = dlg_init(x, index, self.grid)
         for n_steps, eta in cfg.burn_in:
@@ -252,8 +235,7 @@ class DMCMCSampler:
         den = CountingDenoiser(self.model, n_samples=C)
         out, info = self._denoise(den, best_x, sigma0)
         tw = CountingDenoiser(self.model, n_samples=C)
-        if cfg.final_tweedie == "always" or (cfg.final_tweedie == "auto" and info.sigma_end > 0):
-            out = tweedie(tw, out, cfg.tweedie_sigma or cfg.sigma_min)
+        out, _ = finish_with_tweedie(tw, out, info.sigma_end, cfg.tweedie_sigma or cfg.sigma_min, cfg.final_tweedie)
         self.ledger.add(gibbs=gibbs.rows, denoise=den.rows, tweedie=tw.rows, classifier=self._classifier_rows() - c0,
                         n_outputs=C)
         self.rounds_done += 1
@@ -283,147 +265,17 @@ class DMCMCSampler:
                                              **cfg.integrator_options)
         return out, info
 
-    def run(self, rounds: int | None = None, progress: bool = False) -> DMCMCResult:
-        """Run ``rounds`` output rounds (default ``outputs_per_chain``) in memory."""
-        from tqdm import tqdm
+    def run(self, rounds: int | None = None, progress=None) -> DMCMCResult:
+        """Run ``rounds`` output rounds (default ``outputs_per_chain``) in memory.
 
+        ``progress``: ``None``, or a wrapper of an iterable that shows progress (e.g. ``tqdm.tqdm``).
+        """
         rounds = self.config.outputs_per_chain if rounds is None else rounds
         outs, sigs = [], []
-        for _ in tqdm(range(rounds), desc="DLG rounds", disable=not progress):
+        for _ in (progress or iter)(range(rounds)):
             o, s = self.next_round()
             outs.append(o)
             sigs.append(s)
-        C = self.config.n_chains
-        chain = torch.arange(C).repeat(rounds)
+        chain = torch.arange(self.config.n_chains).repeat(rounds)
         trace = torch.stack(self.trace) if self.trace else None
         return DMCMCResult(torch.cat(outs), torch.cat(sigs), chain, self.ledger, trace)
-
-    # -- checkpointing
-    def state_dict(self) -> dict:
-        return {
-            "format": "dmcmc_edu.dmcmc_checkpoint/1",
-            "config": self.config.to_dict(),
-            "rounds_done": self.rounds_done,
-            "x": None if self.state is None else self.state.x.cpu(),
-            "index": None if self.state is None else self.state.index.cpu(),
-            "step": 0 if self.state is None else self.state.step,
-            "generator": self.generator.get_state(),
-            "ledger": self.ledger.to_dict(),
-            "trace": torch.stack(self.trace) if self.trace else None,
-        }
-
-    def load_state_dict(self, d: dict) -> None:
-        if d.get("format") != "dmcmc_edu.dmcmc_checkpoint/1":
-            raise ValueError(f"not a DMCMC checkpoint (format {d.get('format')!r})")
-        diff = _config_diff(d["config"], self.config.to_dict())
-        if diff:
-            raise ValueError("checkpoint was made with different settings: " + "; ".join(diff))
-        self.rounds_done = int(d["rounds_done"])
-        if d["x"] is not None:
-            self.state = dlg_init(d["x"].to(self.device, self.dtype), d["index"].to(self.device), self.grid)
-            self.state.step = int(d["step"])
-        self.generator.set_state(d["generator"])
-        self.ledger = NFELedger.from_dict(d["ledger"])
-        self.trace = list(d["trace"]) if d.get("trace") is not None else []
-
-
-def _config_diff(a: dict, b: dict) -> list[str]:
-    # a setting missing on one side counts as its default (runs saved before an option existed still resume)
-    defaults = DMCMCConfig().to_dict()
-    keys = sorted(set(a) | set(b))
-    return [f"{k}: {a.get(k)!r} (saved) vs {b.get(k)!r} (now)"
-            for k in keys if _jsonable(a.get(k, defaults.get(k))) != _jsonable(b.get(k, defaults.get(k)))]
-
-
-def _jsonable(v):
-    return json.loads(json.dumps(v))
-
-
-def atomic_write(path: Path, write_fn) -> None:
-    """Write a file atomically: ``write_fn(tmp_path)`` then ``os.replace`` (a kill never leaves a half file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write_fn(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _save_new(path: Path, array: np.ndarray) -> None:
-    """Save an output file once; if it exists (an interrupted earlier run), it must hold the same data."""
-    if path.exists():
-        old = np.load(path)
-        if old.shape != array.shape or not np.array_equal(old, array):
-            raise RuntimeError(f"{path} exists with different content; refusing to overwrite user outputs")
-        return
-
-    def w(tmp):
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-
-    atomic_write(path, w)
-
-
-def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 1, progress: bool = True,
-                     run_info: dict | None = None, on_round=None) -> DMCMCResult:
-    """Run (or resume) a DMCMC sampler into ``out_dir``, checkpointing atomically every ``checkpoint_every`` rounds.
-
-    Layout: ``run.json`` (settings), ``checkpoint.pt`` (chain state, RNG state,
-    ledger), ``rounds/round_XXXXXX.npy`` and ``rounds/sigma_XXXXXX.npy`` (one
-    file per output round, never overwritten), and when complete
-    ``samples.npy`` (float64, [n_outputs, ...]) and ``ledger.json``.  Re-running
-    the same call resumes from the checkpoint and produces exactly the outputs
-    of an uninterrupted run; different settings are refused with the list of
-    differences.  ``on_round(r)`` is called after each round (tests use it to
-    simulate a kill).
-    """
-    from tqdm import tqdm
-
-    out = Path(out_dir)
-    (out / "rounds").mkdir(parents=True, exist_ok=True)
-    info = {"config": sampler.config.to_dict(), **(run_info or {})}
-    run_json = out / "run.json"
-    if run_json.exists():
-        saved = json.loads(run_json.read_text())
-        diff = _config_diff(saved.get("config", {}), info["config"])
-        if diff:
-            raise ValueError(f"{out} holds a run with different settings: " + "; ".join(diff)
-                             + " -- choose another --out directory")
-    else:
-        atomic_write(run_json, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2)))
-    ckpt = out / "checkpoint.pt"
-    if ckpt.exists():
-        sampler.load_state_dict(torch.load(ckpt, weights_only=True))
-
-    def save_ckpt():
-        atomic_write(ckpt, lambda tmp: torch.save(sampler.state_dict(), tmp))
-
-    total = sampler.config.outputs_per_chain
-    bar = tqdm(total=total, initial=sampler.rounds_done, desc="DLG output rounds", disable=not progress)
-    while sampler.rounds_done < total:
-        r = sampler.rounds_done
-        o, s = sampler.next_round()
-        _save_new(out / "rounds" / f"round_{r:06d}.npy", o.detach().cpu().numpy())
-        _save_new(out / "rounds" / f"sigma_{r:06d}.npy", s.detach().cpu().numpy())
-        if sampler.rounds_done % checkpoint_every == 0 or sampler.rounds_done == total:
-            save_ckpt()
-        bar.update(1)
-        if on_round is not None:
-            on_round(r)
-    bar.close()
-    if sampler.rounds_done == 0:
-        save_ckpt()
-    samples = np.concatenate([np.load(out / "rounds" / f"round_{r:06d}.npy") for r in range(total)])
-    sig = np.concatenate([np.load(out / "rounds" / f"sigma_{r:06d}.npy") for r in range(total)])
-    _save_new(out / "samples.npy", samples.astype(np.float64))
-    ledger = sampler.ledger.to_dict()
-    ledger["config"] = {k: sampler.config.to_dict()[k] for k in ("n_skip", "integrator", "steps", "n_chains",
-                                                                   "outputs_per_chain", "sigma_update", "x_update")}
-    atomic_write(out / "ledger.json", lambda tmp: Path(tmp).write_text(json.dumps(ledger, indent=2)))
-    C = sampler.config.n_chains
-    trace = torch.stack(sampler.trace) if sampler.trace else None
-    return DMCMCResult(torch.from_numpy(samples), torch.from_numpy(sig), torch.arange(C).repeat(total),
-                       sampler.ledger, trace)

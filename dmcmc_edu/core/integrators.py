@@ -5,7 +5,7 @@ All integrators share one signature (in the spirit of k-diffusion's samplers)::
     x_out, info = integrator(model, x, sigma_start, sigma_min, steps,
                              generator=None, callback=None, **options)
 
-* ``model``       -- a denoiser ``D(x, sigma)`` (see :mod:`dmcmc_edu.contract`),
+* ``model``       -- a denoiser ``D(x, sigma)`` (see :mod:`dmcmc_edu.core.contract`),
 * ``x``           -- ``[B, ...]`` samples, sample ``b`` at noise level ``sigma_start[b]``,
 * ``sigma_start`` -- ``[B]`` per-sample starting noise levels (a float is broadcast),
 * ``sigma_min``   -- the smallest non-zero level of the schedules,
@@ -16,10 +16,10 @@ All integrators share one signature (in the spirit of k-diffusion's samplers)::
 * ``callback``    -- called after every step with a dict ``{i, x, sigma, denoised}``.
 
 Each returns the samples and an :class:`IntegratorInfo` whose ``nfe`` is
-*counted* by wrapping the model (:class:`~dmcmc_edu.contract.CountingDenoiser`).
+*counted* by wrapping the model (:class:`~dmcmc_edu.core.contract.CountingDenoiser`).
 KAR1/KAR2 end at sigma = 0 (their last Euler step to 0 is a Tweedie step);
 the other integrators end at ``sigma_min`` and are normally followed by
-:func:`tweedie` (the paper's "+1" NFE).  :func:`sample_from_noise` runs the
+:func:`~dmcmc_edu.core.tweedie.tweedie` (the paper's "+1" NFE).  :func:`sample_from_noise` runs the
 whole pipeline from ``sigma_max``.
 
 Every sample of a batch has the same number of steps, so network calls stay
@@ -35,8 +35,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .contract import CountingDenoiser, as_sigma_batch, check_x
-from .schedules import geometric_sigmas, karras_sigmas
+from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x
+from dmcmc_edu.core.random import normal
+from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
+from dmcmc_edu.core.tweedie import finish_with_tweedie
 
 __all__ = [
     "IntegratorInfo",
@@ -47,12 +49,10 @@ __all__ = [
     "reverse_diffusion",
     "euler_maruyama",
     "langevin_corrector",
-    "tweedie",
     "INTEGRATORS",
     "get_integrator",
     "sample_from_noise",
     "integrate_with_path",
-    "randn",
 ]
 
 # The paper's KAR2 churn settings (Karras et al. 2022, Alg. 2; the values the DMCMC code uses).
@@ -71,17 +71,6 @@ class IntegratorInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def randn(shape: Sequence[int], generator, dtype, device) -> torch.Tensor:
-    """Standard normal noise of ``shape`` drawn from one generator, or one generator per sample (dim 0)."""
-    if isinstance(generator, (list, tuple)):
-        if len(generator) != shape[0]:
-            raise ValueError(f"got {len(generator)} per-sample generators for a batch of {shape[0]}")
-        rows = [torch.randn(tuple(shape[1:]), generator=g, dtype=dtype, device=g.device) for g in generator]
-        return torch.stack(rows).to(device)
-    gdev = generator.device if generator is not None else device
-    return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=gdev).to(device)
 
 
 def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -170,7 +159,7 @@ def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
         # increase noise temporarily: t_hat = t_cur (1 + gamma)
         gamma = torch.where((t_cur >= s_tmin) & (t_cur <= s_tmax), gamma_max, 0.0).to(x.dtype)
         t_hat = t_cur + gamma * t_cur
-        eps = randn(x.shape, generator, x.dtype, x.device) * s_noise
+        eps = normal(x.shape, generator, x.dtype, x.device) * s_noise
         x_hat = x + _b((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
         # Heun step from t_hat to t_next
         x, denoised = _heun_step(D, x_hat, t_hat, t_next, correct=i < steps - 1)
@@ -199,7 +188,7 @@ def langevin_corrector(model, x, sigma, n_steps=1, *, snr=0.16, generator=None):
     sigma = as_sigma_batch(sigma, x)
     for _ in range(n_steps):
         score = (model(x, sigma) - x) / _b(sigma, x) ** 2
-        z = randn(x.shape, generator, x.dtype, x.device)
+        z = normal(x.shape, generator, x.dtype, x.device)
         g2 = (score.reshape(x.shape[0], -1) ** 2).sum(dim=1) * sigma**2
         z2 = (z.reshape(x.shape[0], -1) ** 2).sum(dim=1)
         step = 2.0 * snr**2 * sigma**2 * z2.mean() / g2.mean().clamp(min=1e-30)
@@ -249,7 +238,7 @@ def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None
 
     def update(x, den, s, s_next):
         var = (s**2 - s_next**2).clamp(min=0)
-        return x + _b(var / s**2, x) * (den - x) + _b(var.sqrt(), x) * randn(x.shape, generator, x.dtype, x.device)
+        return x + _b(var / s**2, x) * (den - x) + _b(var.sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
 
     return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -265,7 +254,7 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
 
     def update(x, den, s, s_next):
         h = torch.log(s / s_next)
-        return x + _b(2 * h, x) * (den - x) + _b(s * (2 * h).sqrt(), x) * randn(x.shape, generator, x.dtype, x.device)
+        return x + _b(2 * h, x) * (den - x) + _b(s * (2 * h).sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
 
     return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -316,16 +305,6 @@ def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=
                                {"nfev": int(sol.nfev), "rtol": rtol, "atol": atol})
 
 
-def tweedie(model, x, sigma):
-    """The final Tweedie denoising step: ``x + sigma^2 score(x, sigma) = D(x, sigma)`` (one NFE).
-
-    The paper applies it at ``eps`` = 1e-2 (CIFAR10) / 1e-3 (CelebA-HQ) after
-    the integrator.
-    """
-    check_x(x)
-    return model(x, as_sigma_batch(sigma, x))
-
-
 INTEGRATORS: dict[str, Callable] = {
     "kar1": kar1,
     "kar2": kar2,
@@ -366,17 +345,17 @@ def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80
     """Vanilla sampling: x = sigma_max z, run ``integrator`` to the end, then the Tweedie step if needed.
 
     ``final_tweedie`` (default: only when the integrator ends at sigma_min > 0)
-    applies :func:`tweedie` at ``tweedie_sigma`` (default: the integrator's end
+    applies :func:`~dmcmc_edu.core.tweedie.tweedie` at ``tweedie_sigma`` (default: the integrator's end
     level).  Returns ``(samples, info)``; ``info.nfe`` counts every evaluation,
     the Tweedie step included.
     """
     fn = get_integrator(integrator)
     counter = CountingDenoiser(model, n_samples=shape[0])
-    x = randn(shape, generator, dtype, device) * sigma_max
+    x = normal(shape, generator, dtype, device) * sigma_max
     x, info = fn(counter, x, sigma_max, sigma_min, steps, generator=generator, callback=callback, **options)
-    do_tweedie = final_tweedie if final_tweedie is not None else info.sigma_end > 0
-    if do_tweedie:
-        x = tweedie(counter, x, tweedie_sigma if tweedie_sigma is not None else max(info.sigma_end, sigma_min))
+    mode = {None: "auto", True: "always", False: "never"}[final_tweedie]
+    at = tweedie_sigma if tweedie_sigma is not None else max(info.sigma_end, sigma_min)
+    x, applied = finish_with_tweedie(counter, x, info.sigma_end, at, mode)
     info.nfe = counter.nfe
-    info.extra["final_tweedie"] = bool(do_tweedie)
+    info.extra["final_tweedie"] = applied
     return x, info

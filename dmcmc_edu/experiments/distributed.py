@@ -2,7 +2,7 @@
 
 Launch with ``torchrun`` (one process per GPU, or several on a CPU)::
 
-    torchrun --nproc_per_node 8 -m dmcmc_edu.distributed --score-sde checkpoint_24.pth \\
+    torchrun --nproc_per_node 8 -m dmcmc_edu.experiments.distributed --score-sde checkpoint_24.pth \\
         --config cifar10_ncsnpp_continuous --preset paper-cifar10 --classifier cifar10_clf.pt \\
         --eta 0.5 --n-skip 1 --steps 5 --chains 500 --outputs-per-chain 13 --out runs/cifar10_dlg
 
@@ -18,7 +18,7 @@ What each rank does:
   ``derive_seed(seed, rank)`` -- ``numpy.random.SeedSequence([seed, rank])``,
   so shards are independent and a rank's stream does not depend on the
   world size;
-* samples into ``OUT/rank_{r}`` with :func:`dmcmc_edu.sampler.run_to_directory`,
+* samples into ``OUT/rank_{r}`` with :func:`dmcmc_edu.core.sampler.run_to_directory`,
   so each shard checkpoints atomically and an interrupted job resumes where
   it stopped when relaunched with the same command;
 * when every shard is complete (a barrier), rank 0 writes
@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .sampler import PRESETS, DMCMCConfig, DMCMCSampler, atomic_write, run_to_directory
+from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig, DMCMCSampler
+from dmcmc_edu.runs import atomic_write, run_to_directory
 
 __all__ = [
     "MANIFEST_FORMAT",
@@ -149,21 +150,21 @@ def build_model(spec: dict, device) -> tuple[object, tuple[int, ...], dict]:
     """
     kind = spec["kind"]
     if kind == "mixture":
-        from .mixture import load_target
+        from dmcmc_edu.targets.mixture import load_target
 
         mix = load_target(spec["target"])
         return mix, (mix.d,), {"sigma_min": mix.default_sigma_min(), "sigma_max": mix.default_sigma_max(),
                                "exact": True, "dtype": torch.float64}
     if kind == "score_sde":
-        from .pretrained import load_score_sde
+        from dmcmc_edu.models.score_sde import load_score_sde
 
         model = load_score_sde(spec["checkpoint"], spec["config"], map_location=device)
     elif kind == "diffusers-ve":
-        from .diffusers_adapters import load_diffusers_ve
+        from dmcmc_edu.models.diffusers_adapters import load_diffusers_ve
 
         model = load_diffusers_ve(spec["path"], device=device)
     elif kind == "diffusers-vp":
-        from .diffusers_adapters import load_diffusers_vp
+        from dmcmc_edu.models.diffusers_adapters import load_diffusers_vp
 
         model = load_diffusers_vp(spec["path"], device=device, data_range=tuple(spec.get("data_range", (0, 1))))
     else:
@@ -229,7 +230,7 @@ def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, ch
     model, data_shape, info = build_model(model_spec, env.device)
     classifier = None
     if classifier_path is not None:
-        from .classifier import NoiseLevelClassifier
+        from dmcmc_edu.models.classifier import NoiseLevelClassifier
 
         classifier = NoiseLevelClassifier.load(classifier_path, map_location=env.device)
         if classifier.n_levels != config.n_levels or not torch.allclose(
@@ -318,7 +319,7 @@ def _burn_in(text: str):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The arguments of ``sample-distributed`` (shared by ``python -m dmcmc_edu`` and ``-m dmcmc_edu.distributed``)."""
+    """The arguments of ``sample-distributed`` (shared by ``python -m dmcmc_edu`` and ``-m dmcmc_edu.experiments.distributed``)."""
     m = p.add_argument_group("model (exactly one)").add_mutually_exclusive_group(required=True)
     m.add_argument("--target", help="a mixture target: ring | grid | lowrank | PATH.json")
     m.add_argument("--score-sde", metavar="CHECKPOINT", help="a score_sde NCSN++ checkpoint (needs --config)")
@@ -379,7 +380,7 @@ def cmd_sample_distributed(args) -> int:
         n_levels = args.n_levels
         smin, smax = args.sigma_min, args.sigma_max
         if args.classifier and n_levels is None:
-            from .classifier import NoiseLevelClassifier
+            from dmcmc_edu.models.classifier import NoiseLevelClassifier
 
             clf = NoiseLevelClassifier.load(args.classifier)
             n_levels = clf.n_levels
@@ -437,7 +438,7 @@ def classifier_sigma_range(classifier) -> tuple[float, float]:
 def _sigma_info(spec: dict) -> dict:
     """The sigma range a network model states, without building it on a device (score_sde configs only)."""
     if spec["kind"] == "score_sde":
-        from .pretrained import resolve_config
+        from dmcmc_edu.models.score_sde import resolve_config
 
         cfg, _ = resolve_config(spec["config"])
         return {"sigma_min": float(cfg.sigma_min), "sigma_max": float(cfg.sigma_max)}
@@ -446,7 +447,7 @@ def _sigma_info(spec: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="torchrun ... -m dmcmc_edu.distributed",
+    p = argparse.ArgumentParser(prog="torchrun ... -m dmcmc_edu.experiments.distributed",
                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return cmd_sample_distributed(p.parse_args(argv))

@@ -38,11 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmcmc_edu.datasets import default_weights_dir, load_mnist
+
 __all__ = ["frechet_distance", "gaussian_stats", "MNISTFeatureNet", "train_feature_net", "extract_features",
            "reference_stats", "save_feature_net", "load_feature_net", "load_reference", "mnist_fid",
-           "real_data_fid", "DEFAULT_WEIGHTS_DIR", "FEATURE_NET_NAME", "REFERENCE_NAME"]
+           "real_data_fid", "FEATURE_NET_NAME", "REFERENCE_NAME"]
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "weights"
 """The repository's ``data/weights`` folder (the shipped networks and statistics)."""
 
 FEATURE_NET_NAME = "mnist_feature_net.pt"
@@ -200,7 +201,7 @@ def save_feature_net(net: MNISTFeatureNet, out_dir, *, info: dict, ref: dict) ->
     The reference file records the SHA-256 of the weights file, so a feature
     network and statistics that do not belong together are refused by :func:`load_reference`.
     """
-    from .sampler import atomic_write
+    from dmcmc_edu.runs import atomic_write
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +217,7 @@ def save_feature_net(net: MNISTFeatureNet, out_dir, *, info: dict, ref: dict) ->
 
 def load_feature_net(path: str | os.PathLike | None = None, map_location="cpu") -> MNISTFeatureNet:
     """Load the feature network (default: the shipped ``data/weights/mnist_feature_net.pt``); ``.info``: its json."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS_DIR / FEATURE_NET_NAME
+    path = Path(path) if path is not None else default_weights_dir() / FEATURE_NET_NAME
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         raise FileNotFoundError(f"need {path} and {meta_path}; train them with: python -m dmcmc_edu "
@@ -230,7 +231,7 @@ def load_feature_net(path: str | os.PathLike | None = None, map_location="cpu") 
 
 def load_reference(path: str | os.PathLike | None = None, feature_net_path: str | os.PathLike | None = None) -> dict:
     """Load reference statistics and check they were computed with the given (default: shipped) feature network."""
-    path = Path(path) if path is not None else DEFAULT_WEIGHTS_DIR / REFERENCE_NAME
+    path = Path(path) if path is not None else default_weights_dir() / REFERENCE_NAME
     net_path = Path(feature_net_path) if feature_net_path is not None else path.parent / FEATURE_NET_NAME
     ref = torch.load(path, map_location="cpu", weights_only=True)
     if ref.get("feature_net_sha256") != _sha256(net_path):
@@ -243,7 +244,7 @@ _CACHE: dict = {}
 
 
 def _default_net_and_ref():
-    key = str(DEFAULT_WEIGHTS_DIR)
+    key = str(default_weights_dir())
     if key not in _CACHE:
         _CACHE[key] = (load_feature_net(), load_reference())
     return _CACHE[key]
@@ -272,8 +273,6 @@ def mnist_fid(samples: torch.Tensor, feature_net: MNISTFeatureNet | None = None,
 
 def real_data_fid(n: int, *, root="data", seed: int = 0, feature_net=None, reference=None) -> float:
     """MNIST-FID of ``n`` random *training* images: the floor of the metric at sample size ``n``."""
-    from .mnist import load_mnist
-
     x = load_mnist(root, train=True)
     idx = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed))[:n]
     return mnist_fid(x[idx], feature_net, reference)

@@ -58,7 +58,7 @@ output channels) use the first half of the output, as diffusers' schedulers do.
   ``data_range=(0, 1)`` the adapter works in ``[0, 1]`` like the score_sde
   models: ``D01(x, s) = (D(2x - 1, 2s) + 1) / 2`` and the sigma range halves.
   Use ``(0, 1)`` to share the paper's ``[0, 1]`` image pipeline
-  (:func:`dmcmc_edu.images.save_images` clamps to ``[0, 1]``).
+  (:func:`dmcmc_edu.evaluation.images.save_images` clamps to ``[0, 1]``).
 
 Neither adapter clips its prediction (diffusers' DDPM scheduler clips x0 to
 ``[-1, 1]`` by default; the DMCMC samplers do not).
@@ -80,7 +80,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from .contract import as_sigma_batch, check_x
+from dmcmc_edu.core.contract import as_sigma_batch, check_x
 
 __all__ = [
     "DIFFUSERS_EXTRA_HINT",
@@ -101,7 +101,7 @@ def require_diffusers():
     try:
         import diffusers
     except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError(f"dmcmc_edu.diffusers_adapters needs the 'diffusers' package: "
+        raise ImportError(f"dmcmc_edu.models.diffusers_adapters needs the 'diffusers' package: "
                           f"{DIFFUSERS_EXTRA_HINT}") from err
     return diffusers
 

@@ -220,7 +220,7 @@ def load_or_train_denoiser(mixture, path, *, fast: bool = False, seed: int = 0, 
 
     Returns ``(FrozenDenoiser, info)``; ``fast`` trains 300 steps instead of 4000.
     """
-    from .sampler import atomic_write
+    from dmcmc_edu.runs import atomic_write
 
     path = Path(path)
     steps = 300 if fast else 4000

@@ -1,6 +1,6 @@
 """Training of the image rung's networks: the score model (denoising score matching), the noise-level classifier.
 
-:func:`train_score_model` trains a :class:`~dmcmc_edu.unet.ScoreUNet` by
+:func:`train_score_model` trains a :class:`~dmcmc_edu.models.unet.ScoreUNet` by
 denoising score matching with EDM's loss weighting (Karras et al. 2022)::
 
     loss = E_{x0, sigma, z} [ lambda(sigma) || D(x0 + sigma z, sigma) - x0 ||^2 ],
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import torch
 
-from .sampler import atomic_write
-from .unet import ScoreUNet, UNetConfig, save_score_model
+from dmcmc_edu.runs import atomic_write
+from dmcmc_edu.models.unet import ScoreUNet, UNetConfig, save_score_model
 
 __all__ = ["ScoreTrainingConfig", "sample_sigmas", "score_matching_loss", "train_score_model",
            "train_mnist_noise_classifier", "CHECKPOINT_NAME", "WEIGHTS_NAME"]
@@ -125,7 +125,7 @@ def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig |
     Writes ``checkpoint.pt`` (model, EMA, optimiser, generator states, log;
     atomic), and when the call ends ``score_model.pt`` + ``score_model.json``
     (the EMA weights and their config, loadable by
-    :func:`dmcmc_edu.unet.load_score_model`) and ``train_log.json``.
+    :func:`dmcmc_edu.models.unet.load_score_model`) and ``train_log.json``.
 
     Parameters
     ----------
@@ -261,7 +261,7 @@ def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigm
                                  max_minutes: float | None = None, probe_steps: int = 50, progress: bool = True):
     """Train the paper's SimpleCNN noise-level classifier on 1x28x28 images, within a wall-clock budget.
 
-    Uses :func:`dmcmc_edu.classifier.train_noise_level_classifier` (paper:
+    Uses :func:`dmcmc_edu.models.classifier.train_noise_level_classifier` (paper:
     cross-entropy, Adam lr 1e-3, batch 100, fresh noise every batch) on the
     grid ``noise_level_grid(sigma_min, sigma_max, n_levels)``.  To honour
     ``max_minutes`` without a clock inside that loop, a few warm-up steps and
@@ -275,8 +275,8 @@ def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigm
     Returns ``(classifier, info)``; ``info`` has ``steps_done``,
     ``stopped_by``, ``seconds``, the last training loss and accuracies.
     """
-    from .classifier import NoiseLevelClassifier, SimpleCNN, train_noise_level_classifier
-    from .schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, train_noise_level_classifier
+    from dmcmc_edu.core.schedules import noise_level_grid
 
     t0 = time.time()
     grid = noise_level_grid(sigma_min, sigma_max, n_levels)

@@ -3,7 +3,7 @@
 ``python -m dmcmc_edu ladder --target ring --out DIR`` runs :func:`run_ladder`.
 Every *point* of the sweep is one sampler with one setting that produces
 ``n`` outputs; it records its seed, its settings, its counted NFE ledger and
-every metric of :mod:`dmcmc_edu.metrics` (plus the chain metrics for DLG).
+every metric of :mod:`dmcmc_edu.evaluation.metrics` (plus the chain metrics for DLG).
 The kinds of points:
 
 ``noise``
@@ -21,7 +21,7 @@ The kinds of points:
     from ``sigma_max``), noise added up to a fixed small ``sigma_restart``,
     then the integrator from there.  Independent outputs, no classifier.
 ``dlg``
-    :class:`~dmcmc_edu.sampler.DMCMCSampler` with the integrator denoising
+    :class:`~dmcmc_edu.core.sampler.DMCMCSampler` with the integrator denoising
     each chain state from its own sigma, over a small grid of (sigma-update,
     x-update, eta, eta_rel, n_skip, steps, outputs per chain, initialisation).
     Chains are refreshed from noise after ``outputs_per_chain`` outputs (a new
@@ -34,8 +34,8 @@ the paper's accounting is stored beside it.  ``nfe_per_independent`` divides
 the full NFE per output by the measured effective-sample-size ratio of the
 output component labels (1 for independent outputs).
 
-The exact mixture oracle is evaluated through :class:`~dmcmc_edu.mixture.SpectralMixture`, which
-gives the same values as :class:`~dmcmc_edu.mixture.GaussianMixture` (tested
+The exact mixture oracle is evaluated through :class:`~dmcmc_edu.targets.mixture.SpectralMixture`, which
+gives the same values as :class:`~dmcmc_edu.targets.mixture.GaussianMixture` (tested
 to 1e-9) from each component's eigenbasis and is 10-100x faster on the
 sweeps' batches.
 """
@@ -50,7 +50,7 @@ from pathlib import Path
 
 import torch
 
-from .mixture import SpectralMixture  # noqa: F401  (re-exported: the ladder's oracle)
+from dmcmc_edu.targets.mixture import SpectralMixture  # noqa: F401  (re-exported: the ladder's oracle)
 
 __all__ = ["SpectralMixture"]
 
@@ -110,7 +110,7 @@ class LadderContext:
         self.classifier = classifier
         g = torch.Generator().manual_seed(10_000 + self.seed)
         self.reference = mixture.sample(self.n, g)  # W2 and MMD of every point are measured against this set
-        from . import metrics
+        from dmcmc_edu.evaluation import metrics
 
         self.ref_values = ref_values if ref_values is not None else metrics.reference_values(mixture, generator=g)
         #: one MMD kernel for every point: the median heuristic on two exact sets (kept with the floors)
@@ -125,7 +125,7 @@ class LadderContext:
 
 
 def _tweedie_if_needed(D, x, info, sigma_min, final_tweedie="auto"):
-    from .integrators import tweedie
+    from dmcmc_edu.core.tweedie import tweedie
 
     if final_tweedie == "always" or (final_tweedie == "auto" and info.sigma_end > 0):
         return tweedie(D, x, sigma_min), True
@@ -134,7 +134,7 @@ def _tweedie_if_needed(D, x, info, sigma_min, final_tweedie="auto"):
 
 def _run_noise(ctx, s, gen):
     """Vanilla sampling from sigma_max (optionally with the paper's extra Tweedie step)."""
-    from .integrators import sample_from_noise
+    from dmcmc_edu.core.integrators import sample_from_noise
 
     ft = {"auto": None, "always": True}[s.get("final_tweedie", "auto")]
     x, info = sample_from_noise(ctx.model, (ctx.n, ctx.d), integrator=s["integrator"], steps=s["steps"],
@@ -145,11 +145,12 @@ def _run_noise(ctx, s, gen):
 
 def _run_schedule(ctx, s, gen):
     """Control (i): one DDIM step sigma_max -> sigma_mid, then the integrator's own schedule from sigma_mid."""
-    from .contract import CountingDenoiser
-    from .integrators import get_integrator, randn
+    from dmcmc_edu.core.contract import CountingDenoiser
+    from dmcmc_edu.core.integrators import get_integrator
+    from dmcmc_edu.core.random import normal
 
     D = CountingDenoiser(ctx.model, n_samples=ctx.n)
-    x = randn((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
+    x = normal((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
     smid = float(s["sigma_mid"])
     den = D(x, torch.full((ctx.n,), ctx.sigma_max, dtype=torch.float64))
     x = den + (smid / ctx.sigma_max) * (x - den)  # probability-flow Euler in its exact-for-a-point-mass (DDIM) form
@@ -163,15 +164,16 @@ def _run_schedule(ctx, s, gen):
 
 def _run_restart(ctx, s, gen):
     """Control (ii): coarse KAR1 sample, noise up to sigma_restart, the integrator from there; no chain."""
-    from .contract import CountingDenoiser
-    from .integrators import get_integrator, kar1, randn
+    from dmcmc_edu.core.contract import CountingDenoiser
+    from dmcmc_edu.core.integrators import get_integrator, kar1
+    from dmcmc_edu.core.random import normal
 
     D = CountingDenoiser(ctx.model, n_samples=ctx.n)
-    x = randn((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
+    x = normal((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
     x, _ = kar1(D, x, ctx.sigma_max, ctx.sigma_min, s["coarse_steps"])
     coarse = D.nfe
     sr = float(s["sigma_restart"])
-    x = x + sr * randn(x.shape, gen, x.dtype, x.device)
+    x = x + sr * normal(x.shape, gen, x.dtype, x.device)
     x, info = get_integrator(s["integrator"])(D, x, sr, ctx.sigma_min, s["steps"], generator=gen,
                                              **s.get("options", {}))
     x, _ = _tweedie_if_needed(D, x, info, ctx.sigma_min)
@@ -179,8 +181,8 @@ def _run_restart(ctx, s, gen):
 
 
 def _run_dlg(ctx, s, seed):
-    """DLG through :class:`~dmcmc_edu.sampler.DMCMCSampler`: n outputs from n / outputs_per_chain chains."""
-    from .sampler import DMCMCConfig, DMCMCSampler
+    """DLG through :class:`~dmcmc_edu.core.sampler.DMCMCSampler`: n outputs from n / outputs_per_chain chains."""
+    from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 
     T = int(s["outputs_per_chain"])
     if ctx.n % T:
@@ -214,7 +216,7 @@ RUNNERS = {"noise": _run_noise, "schedule": _run_schedule, "restart": _run_resta
 
 def run_point(ctx: LadderContext, settings: dict) -> dict:
     """Run one point and measure it: returns the result row (settings, seed, ledger, metrics, chain metrics)."""
-    from . import metrics
+    from dmcmc_edu.evaluation import metrics
 
     pid = point_id(settings)
     seed = point_seed(ctx.seed, pid)
@@ -361,7 +363,7 @@ def build_plan(ctx, fast: bool = False, integrators=None) -> list[dict]:
     {0.2, 0.4} diameters (on the ring about 2 and 4: modes 3 apart, component std 0.25), sigma_restart in
     {0.025, 0.1} diameters (0.24 and 0.95 on the ring) after a coarse 8-step KAR1 sample.
     """
-    from .integrators import PAPER_INTEGRATORS
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
 
     plan = []
     for name in integrators or PAPER_INTEGRATORS:
@@ -411,7 +413,7 @@ def target_stem(target: str, learned: bool = False, fast: bool = False) -> str:
 
 def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: int = 256, progress: bool = False):
     """The ladder's MLP noise-level classifier (the paper's training, cosine rate); returns (classifier, KL)."""
-    from .classifier import MLPClassifier, NoiseLevelClassifier, kl_to_exact, train_noise_level_classifier
+    from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier, kl_to_exact, train_noise_level_classifier
 
     torch.manual_seed(seed)  # network initialisation
     clf = NoiseLevelClassifier(MLPClassifier(mixture.d, len(grid)), grid,
@@ -423,7 +425,7 @@ def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: in
 
 
 def _load_or_train_classifier(mix, grid, path: Path, steps: int, seed: int, progress: bool):
-    from .classifier import NoiseLevelClassifier, kl_to_exact
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, kl_to_exact
 
     if path.exists():
         clf = NoiseLevelClassifier.load(path)
@@ -431,14 +433,14 @@ def _load_or_train_classifier(mix, grid, path: Path, steps: int, seed: int, prog
             kl = kl_to_exact(clf, mix, n=2000, generator=torch.Generator().manual_seed(seed + 1))
             return clf, float(kl["kl"]), "loaded"
     clf, kl = train_classifier(mix, grid, steps=steps, seed=seed, progress=progress)
-    from .sampler import atomic_write
+    from dmcmc_edu.runs import atomic_write
 
     atomic_write(path, lambda tmp: clf.save(tmp))
     return clf, kl, "trained"
 
 
 def _have_pot() -> bool:
-    from .metrics import _have_pot as have
+    from dmcmc_edu.evaluation.metrics import _have_pot as have
 
     return have()
 
@@ -463,9 +465,9 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     """
     from tqdm import tqdm
 
-    from . import mixture as mixture_mod
-    from .sampler import atomic_write
-    from .schedules import noise_level_grid
+    from dmcmc_edu.targets import mixture as mixture_mod
+    from dmcmc_edu.runs import atomic_write
+    from dmcmc_edu.core.schedules import noise_level_grid
 
     torch.set_num_threads(1)
     out = Path(out)
@@ -491,7 +493,7 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
                                              csteps, seed, progress)
     model, learned_info = None, None
     if learned:
-        from .learned import load_or_train_denoiser
+        from dmcmc_edu.models.learned import load_or_train_denoiser
 
         model, learned_info = load_or_train_denoiser(mix, out / f"{target_stem(target, fast=fast)}_denoiser.pt",
                                                      fast=fast, seed=seed, progress=progress)
@@ -499,7 +501,7 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     ref_values = saved["meta"]["ref_values"] if saved else None
     ctx = LadderContext(mix, n=n, seed=seed, model=model, classifier=clf, learned=learned, n_levels=n_levels,
                         floors=floors, ref_values=ref_values, floor_repeats=(20, 5) if fast else (40, 10))
-    meta = {"format": "dmcmc_edu.ladder/1", "sweep": sweep, "stem": stem, "command": command,
+    meta = {"format": "dmcmc_edu.experiments.ladder/1", "sweep": sweep, "stem": stem, "command": command,
             "target": mix.to_dict() | {"spec": str(target)}, "d": mix.d, "K": mix.K,
             "sigma_min": smin, "sigma_max": smax, "n_levels": n_levels, "tau_min": ctx.tau_min,
             "paper_eta": paper_eta(ctx), "floors": ctx.floors, "ref_values": ctx.ref_values,
@@ -606,8 +608,8 @@ def point_label(s: dict) -> str:
 
 def write_csv(points: list[dict], path) -> None:
     """One row per point: kind, integrator, label, NFE (full, paper, per independent), metrics, floors, settings."""
-    from .metrics import FLOOR_METRICS
-    from .sampler import atomic_write
+    from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
+    from dmcmc_edu.runs import atomic_write
 
     mkeys = ["w2", "mmd2", "mode_tv", "spread", "on_manifold", "nll_mean", "nll_median"]
     ckeys = ["ess_ratio", "ess_component_ratio", "ess_position_ratio", "ess_sigma_ratio", "acf1_component",
@@ -635,7 +637,7 @@ def write_csv(points: list[dict], path) -> None:
 
 
 def _value(p, metric):
-    from .metrics import FLOOR_METRICS
+    from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 
     m = p["metrics"]
     v = m[metric] if FLOOR_METRICS[metric] == "value" else m.get(f"{metric}_dev")
@@ -643,7 +645,7 @@ def _value(p, metric):
 
 
 def _passes(p, floors, targets=None):
-    from .metrics import FLOOR_METRICS
+    from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 
     for k in FLOOR_METRICS:
         thr = targets[k] if targets else floors[k]["threshold"]
@@ -654,7 +656,7 @@ def _passes(p, floors, targets=None):
 
 
 def _failing(p, floors):
-    from .metrics import FLOOR_METRICS
+    from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 
     return [k for k in FLOOR_METRICS if not (_value(p, k) <= floors[k]["threshold"])]
 
@@ -683,7 +685,7 @@ def analyse(doc: dict) -> dict:
     floors; the paper's DLG settings (NFE, failing metrics).  Per NFE budget: the best point of each kind
     (all metrics inside the floors first, then the fewest failing metrics, then the lowest W2).
     """
-    from .metrics import FLOOR_METRICS
+    from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 
     floors = doc["meta"]["floors"]
     pts = [p for p in doc["points"] if p.get("metrics")]
@@ -824,7 +826,7 @@ def plot_ladder(doc: dict, path=None):
     """The paper's Fig. 3 layout: W2 vs NFE per integrator (with/without DLG, controls), plus mode TV and spread."""
     import matplotlib.pyplot as plt
 
-    from .plotting import save_figure
+    from dmcmc_edu.plotting import save_figure
 
     floors = doc["meta"]["floors"]
     pts = [p for p in doc["points"] if p.get("metrics")]
