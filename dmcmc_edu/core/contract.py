@@ -31,6 +31,7 @@ __all__ = [
     "check_x",
     "check_sigma",
     "as_sigma_batch",
+    "per_sample",
     "score_from_denoiser",
     "denoiser_from_score",
     "ScoreFunction",
@@ -85,15 +86,16 @@ def as_sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
     return check_sigma(sigma, x.shape[0], name)
 
 
-def _bcast(sigma: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return sigma.reshape(sigma.shape[0], *([1] * (x.ndim - 1)))
+def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-sample ``[B]`` tensor (sigma, a step size, a mask) to broadcast against ``x`` ``[B, ...]``."""
+    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
 
 
 def score_from_denoiser(denoiser: Denoiser) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Return ``score(x, sigma) = (D(x, sigma) - x) / sigma**2`` (Tweedie's formula)."""
 
     def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return (denoiser(x, sigma) - x) / _bcast(sigma, x) ** 2
+        return (denoiser(x, sigma) - x) / per_sample(sigma, x) ** 2
 
     return score
 
@@ -105,7 +107,7 @@ class ScoreFunction:
         self.score_fn = score_fn
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return x + _bcast(sigma, x) ** 2 * self.score_fn(x, sigma)
+        return x + per_sample(sigma, x) ** 2 * self.score_fn(x, sigma)
 
 
 def denoiser_from_score(score_fn) -> ScoreFunction:

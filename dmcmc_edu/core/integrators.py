@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x
+from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x, per_sample
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
 from dmcmc_edu.core.tweedie import finish_with_tweedie
@@ -71,11 +71,6 @@ class IntegratorInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _b(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Broadcast a per-sample [B] tensor against x [B, ...]."""
-    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
 
 
 def _prepare(model, x, sigma_start, sigma_min, steps, min_steps=1):
@@ -116,11 +111,11 @@ def _heun_step(D, x, t_cur, t_next, correct: bool):
     Returns ``(x_next, denoised at t_cur)``.
     """
     denoised = D(x, t_cur)
-    d_cur = (x - denoised) / _b(t_cur, x)
-    x_next = x + _b(t_next - t_cur, x) * d_cur
+    d_cur = (x - denoised) / per_sample(t_cur, x)
+    x_next = x + per_sample(t_next - t_cur, x) * d_cur
     if correct:
-        d_next = (x_next - D(x_next, t_next)) / _b(t_next, x)
-        x_next = x + _b(t_next - t_cur, x) * (0.5 * d_cur + 0.5 * d_next)
+        d_next = (x_next - D(x_next, t_next)) / per_sample(t_next, x)
+        x_next = x + per_sample(t_next - t_cur, x) * (0.5 * d_cur + 0.5 * d_next)
     return x_next, denoised
 
 
@@ -160,7 +155,7 @@ def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
         gamma = torch.where((t_cur >= s_tmin) & (t_cur <= s_tmax), gamma_max, 0.0).to(x.dtype)
         t_hat = t_cur + gamma * t_cur
         eps = normal(x.shape, generator, x.dtype, x.device) * s_noise
-        x_hat = x + _b((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
+        x_hat = x + per_sample((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
         # Heun step from t_hat to t_next
         x, denoised = _heun_step(D, x_hat, t_hat, t_next, correct=i < steps - 1)
         _finite_check(x, "kar2", i)
@@ -187,12 +182,12 @@ def langevin_corrector(model, x, sigma, n_steps=1, *, snr=0.16, generator=None):
     """
     sigma = as_sigma_batch(sigma, x)
     for _ in range(n_steps):
-        score = (model(x, sigma) - x) / _b(sigma, x) ** 2
+        score = (model(x, sigma) - x) / per_sample(sigma, x) ** 2
         z = normal(x.shape, generator, x.dtype, x.device)
         g2 = (score.reshape(x.shape[0], -1) ** 2).sum(dim=1) * sigma**2
         z2 = (z.reshape(x.shape[0], -1) ** 2).sum(dim=1)
         step = 2.0 * snr**2 * sigma**2 * z2.mean() / g2.mean().clamp(min=1e-30)
-        x = x + _b(step, x) * score + _b((2 * step).sqrt(), x) * z
+        x = x + per_sample(step, x) * score + per_sample((2 * step).sqrt(), x) * z
     return x
 
 
@@ -222,7 +217,7 @@ def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callbac
     """
 
     def update(x, den, s, s_next):
-        return x + _b(torch.log(s / s_next), x) * (den - x)
+        return x + per_sample(torch.log(s / s_next), x) * (den - x)
 
     return _ve_sde_loop("pf_euler", update, model, x, sigma_start, sigma_min, steps, generator, callback, 0, 0.0)
 
@@ -238,7 +233,7 @@ def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None
 
     def update(x, den, s, s_next):
         var = (s**2 - s_next**2).clamp(min=0)
-        return x + _b(var / s**2, x) * (den - x) + _b(var.sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
+        return x + per_sample(var / s**2, x) * (den - x) + per_sample(var.sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
 
     return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -254,7 +249,7 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
 
     def update(x, den, s, s_next):
         h = torch.log(s / s_next)
-        return x + _b(2 * h, x) * (den - x) + _b(s * (2 * h).sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
+        return x + per_sample(2 * h, x) * (den - x) + per_sample(s * (2 * h).sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
 
     return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -291,7 +286,7 @@ def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=
         xt = torch.from_numpy(y).reshape(shape).to(device=device, dtype=dtype)
         sigma = torch.exp((1 - u) * log_hi + u * log_lo).to(device=device, dtype=dtype)
         den = D(xt, sigma)
-        dx = (den - xt).to(torch.float64).cpu() * _b(rate, xt.cpu())
+        dx = (den - xt).to(torch.float64).cpu() * per_sample(rate, xt.cpu())
         return dx.reshape(-1).numpy()
 
     y0 = x.detach().to(torch.float64).cpu().reshape(-1).numpy()

@@ -26,23 +26,19 @@ from __future__ import annotations
 
 import torch
 
+from dmcmc_edu.core.contract import per_sample
 from dmcmc_edu.core.random import normal, uniform
 
 __all__ = ["ula_step", "mala_step", "X_UPDATES", "get_x_update", "step_size", "langevin_stability_bound"]
 
 
-def _per_chain(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a per-chain ``[C]`` tensor to broadcast against ``x`` ``[C, ...]``."""
-    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
-
-
 def _score(model, x, sigma):
-    return (model(x, sigma) - x) / _per_chain(sigma, x) ** 2
+    return (model(x, sigma) - x) / per_sample(sigma, x) ** 2
 
 
 def ula_step(model, x, sigma, eta, generator=None):
     """Unadjusted Langevin: ``x' = x + (eta/2) s(x) + sqrt(eta) z`` (1 NFE).  Returns ``(x', None)``."""
-    e = _per_chain(eta, x)
+    e = per_sample(eta, x)
     z = normal(x.shape, generator, x.dtype, x.device)
     return x + 0.5 * e * _score(model, x, sigma) + e.sqrt() * z, None
 
@@ -54,7 +50,7 @@ def mala_step(model, x, sigma, eta, generator=None):
     """
     if not hasattr(model, "log_prob"):
         raise TypeError("x_update='mala' needs a model with log_prob(x, sigma), e.g. a GaussianMixture")
-    e = _per_chain(eta, x)
+    e = per_sample(eta, x)
     s_x = _score(model, x, sigma)
     z = normal(x.shape, generator, x.dtype, x.device)
     x_prop = x + 0.5 * e * s_x + e.sqrt() * z
@@ -65,7 +61,7 @@ def mala_step(model, x, sigma, eta, generator=None):
     log_alpha = model.log_prob(x_prop, sigma) - model.log_prob(x, sigma) + log_q_bwd - log_q_fwd
     u = uniform(x.shape[0], generator, x.device)
     accepted = torch.log(u) < log_alpha.to(torch.float64)
-    return torch.where(_per_chain(accepted, x), x_prop, x), accepted
+    return torch.where(per_sample(accepted, x), x_prop, x), accepted
 
 
 X_UPDATES = {"ula": ula_step, "mala": mala_step}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from dmcmc_edu.core.contract import per_sample
+
 __all__ = ["pick_smallest_sigma"]
 
 
@@ -23,6 +25,6 @@ def pick_smallest_sigma(xs, indices):
     best_x, best_idx = xs[0].clone(), indices[0].clone()
     for x, idx in zip(xs[1:], indices[1:]):
         better = idx > best_idx
-        best_x = torch.where(better.reshape(-1, *([1] * (x.ndim - 1))), x, best_x)
+        best_x = torch.where(per_sample(better, x), x, best_x)
         best_idx = torch.where(better, idx, best_idx)
     return best_x, best_idx
