@@ -26,17 +26,8 @@ import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-__all__ = [
-    "Denoiser",
-    "check_x",
-    "check_sigma",
-    "as_sigma_batch",
-    "per_sample",
-    "score_from_denoiser",
-    "denoiser_from_score",
-    "ScoreFunction",
-    "CountingDenoiser",
-]
+__all__ = ["Denoiser", "check_x", "check_sigma", "as_sigma_batch", "per_sample", "score_from_denoiser",
+           "denoiser_from_score", "ScoreFunction", "CountingDenoiser"]
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 
 from dmcmc_edu.core.contract import check_x
-from dmcmc_edu.core.langevin import get_x_update, step_size
+from dmcmc_edu.core.langevin import get_x_update
 from dmcmc_edu.core.schedules import check_grid
 
-__all__ = ["DLGState", "DLGInfo", "dlg_init", "dlg_step", "nearest_grid_index", "run_chain"]
+__all__ = ["DLGState", "DLGInfo", "dlg_init", "dlg_step", "nearest_grid_index"]
 
 
 @dataclass
@@ -100,7 +100,8 @@ def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_upd
     ----------
     model : denoiser D(x, sigma) (wrap it in a CountingDenoiser to count NFE).
     state : :class:`DLGState`.
-    sigma_update : a callable ``(x, grid, generator) -> index`` (see :func:`~dmcmc_edu.core.sigma_updates.make_sigma_update`).
+    sigma_update : a callable ``(x, grid, generator) -> index``
+        (see :func:`~dmcmc_edu.core.sigma_updates.make_sigma_update`).
     eta : absolute Langevin step size (> 0), a float or a per-chain [C] tensor.
     generator : a ``torch.Generator``, or a list of one per chain.
     x_update : ``"ula"`` (the paper), ``"mala"``, or an x-update function of :mod:`dmcmc_edu.core.langevin`.
@@ -115,18 +116,3 @@ def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_upd
     index = sigma_update(x_new, state.grid, generator).to(state.index.device)
     new = DLGState(x=x_new, index=index, grid=state.grid, step=state.step + 1)
     return new, DLGInfo(index=index, accepted=accepted)
-
-
-def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, eta_rel=0.0, generator=None,
-              x_update="ula"):
-    """Run ``n_steps`` Gibbs steps and record them: returns ``(state, xs [T+1, C, ...], sigmas [T+1, C])``.
-
-    The step of each chain is ``eta + eta_rel * sigma^2`` (see :func:`~dmcmc_edu.core.langevin.step_size`).
-    """
-    xs, sig = [state.x.detach().clone()], [state.sigma.detach().clone()]
-    for _ in range(n_steps):
-        state, _ = dlg_step(model, state, sigma_update, eta=step_size(eta, eta_rel, state.sigma), generator=generator,
-                            x_update=x_update)
-        xs.append(state.x.detach().clone())
-        sig.append(state.sigma.detach().clone())
-    return state, torch.stack(xs), torch.stack(sig)

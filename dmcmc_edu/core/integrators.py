@@ -30,30 +30,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x, per_sample
 from dmcmc_edu.core.random import normal
-from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
+from dmcmc_edu.core.schedules import check_start, geometric_sigmas, karras_sigmas
 from dmcmc_edu.core.tweedie import finish_with_tweedie
 
-__all__ = [
-    "IntegratorInfo",
-    "kar1",
-    "kar2",
-    "pf_euler",
-    "rk45",
-    "reverse_diffusion",
-    "euler_maruyama",
-    "langevin_corrector",
-    "INTEGRATORS",
-    "get_integrator",
-    "sample_from_noise",
-    "integrate_with_path",
-]
+__all__ = ["IntegratorInfo", "kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama",
+           "langevin_corrector", "INTEGRATORS", "get_integrator", "sample_from_noise"]
 
 # The paper's KAR2 churn settings (Karras et al. 2022, Alg. 2; the values the DMCMC code uses).
 KAR2_DEFAULTS = dict(s_churn=80.0, s_tmin=0.05, s_tmax=1.0, s_noise=1.007)
@@ -73,22 +61,11 @@ class IntegratorInfo:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _prepare(model, x, sigma_start, sigma_min, steps, min_steps=1):
+def _prepare(model, x, sigma_start, sigma_min, steps):
+    """Validate an integrator's inputs; returns the ``[B]`` start levels and a counting wrapper of the model."""
     check_x(x)
-    sigma_start = as_sigma_batch(sigma_start, x, "sigma_start")
-    if not isinstance(sigma_min, (int, float)) or not math.isfinite(sigma_min) or sigma_min <= 0:
-        raise ValueError(f"sigma_min must be a finite float > 0, got {sigma_min!r}")
-    if (sigma_start < sigma_min * (1 - 1e-9)).any():
-        bad = (sigma_start < sigma_min * (1 - 1e-9)).nonzero().flatten()
-        raise ValueError(
-            f"sigma_start < sigma_min ({sigma_min}) for sample(s) {bad[:10].tolist()}: "
-            f"values {[round(v, 6) for v in sigma_start[bad[:5]].tolist()]}"
-        )
-    sigma_start = sigma_start.clamp(min=sigma_min)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < min_steps:
-        raise ValueError(f"steps must be an integer >= {min_steps}, got {steps!r}")
-    counter = CountingDenoiser(model, n_samples=x.shape[0])
-    return sigma_start, counter
+    sigma_start = check_start(as_sigma_batch(sigma_start, x, "sigma_start"), sigma_min, steps)
+    return sigma_start, CountingDenoiser(model, n_samples=x.shape[0])
 
 
 def _finite_check(x: torch.Tensor, name: str, i: int) -> None:
@@ -233,7 +210,8 @@ def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None
 
     def update(x, den, s, s_next):
         var = (s**2 - s_next**2).clamp(min=0)
-        return x + per_sample(var / s**2, x) * (den - x) + per_sample(var.sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
+        z = normal(x.shape, generator, x.dtype, x.device)
+        return x + per_sample(var / s**2, x) * (den - x) + per_sample(var.sqrt(), x) * z
 
     return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -249,7 +227,8 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
 
     def update(x, den, s, s_next):
         h = torch.log(s / s_next)
-        return x + per_sample(2 * h, x) * (den - x) + per_sample(s * (2 * h).sqrt(), x) * normal(x.shape, generator, x.dtype, x.device)
+        z = normal(x.shape, generator, x.dtype, x.device)
+        return x + per_sample(2 * h, x) * (den - x) + per_sample(s * (2 * h).sqrt(), x) * z
 
     return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, generator, callback,
                         corrector_steps, snr)
@@ -320,18 +299,6 @@ def get_integrator(name: str) -> Callable:
         return INTEGRATORS[name]
     except KeyError:
         raise ValueError(f"unknown integrator {name!r}; known: {', '.join(INTEGRATORS)}") from None
-
-
-def integrate_with_path(integrator, model, x, sigma_start, sigma_min, steps, **options):
-    """Run an integrator by name and record its path: returns ``(x_out, info, path)``, path [steps + 1, B, ...].
-
-    (RK45 reports only its end point; its path has two entries.)
-    """
-    path = [x.detach().clone()]
-    fn = get_integrator(integrator)
-    out, info = fn(model, x, sigma_start, sigma_min, steps, callback=lambda d: path.append(d["x"].detach().clone()),
-                   **options)
-    return out, info, torch.stack(path)
 
 
 def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80.0, sigma_min=0.002,

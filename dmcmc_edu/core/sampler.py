@@ -187,10 +187,6 @@ class DMCMCSampler:
     def _classifier_rows(self) -> int:
         return int(getattr(self.classifier, "rows", 0)) if self.classifier is not None else 0
 
-    def step_size(self, state, eta: float):
-        """Per-chain Langevin step: ``eta + eta_rel * sigma^2`` (the paper's absolute eta when eta_rel = 0)."""
-        return step_size(eta, self.config.eta_rel, state.sigma)
-
     def init_chains(self) -> None:
         """The paper's initialisation: KAR2 from sigma_max, a noise kick, a sigma-update, the burn-in."""
         cfg, C = self.config, self.config.n_chains
@@ -205,7 +201,7 @@ class DMCMCSampler:
         for n_steps, eta in cfg.burn_in:
             for _ in range(int(n_steps)):
                 state, _ = dlg_step(counter, state, self.sigma_update,
-                                    eta=self.step_size(state, eta if eta is not None else cfg.eta),
+                                    eta=step_size(eta if eta is not None else cfg.eta, cfg.eta_rel, state.sigma),
                                     generator=self.generator, x_update=cfg.x_update)
         self.ledger.add(init=counter.rows, classifier_init=self._classifier_rows() - c0)
         self.state = state
@@ -223,7 +219,7 @@ class DMCMCSampler:
         state = self.state
         xs, idxs = [], []
         for _ in range(cfg.n_skip):
-            state, info = dlg_step(gibbs, state, self.sigma_update, eta=self.step_size(state, cfg.eta),
+            state, info = dlg_step(gibbs, state, self.sigma_update, eta=step_size(cfg.eta, cfg.eta_rel, state.sigma),
                                    generator=self.generator, x_update=cfg.x_update)
             if self.keep_trace:
                 self.trace.append(state.sigma.detach().cpu())

@@ -14,30 +14,32 @@ import math
 
 import torch
 
-__all__ = ["karras_sigmas", "geometric_sigmas", "noise_level_grid", "check_grid"]
+__all__ = ["karras_sigmas", "geometric_sigmas", "noise_level_grid", "check_grid", "check_start"]
 
 
-def _start(sigma_start, sigma_min: float, steps: int, min_steps: int = 1) -> torch.Tensor:
+def check_start(sigma_start, sigma_min: float, steps: int, min_steps: int = 1) -> torch.Tensor:
+    """Validate where a schedule starts and how many steps it takes; returns ``sigma_start`` as a ``[B]`` tensor.
+
+    ``sigma_start`` may lie below ``sigma_min`` by float round-off (1e-9 relative); it is then raised to it.
+    """
     sigma_start = torch.as_tensor(sigma_start)
-    if sigma_start.ndim == 0:
-        sigma_start = sigma_start.reshape(1)
+    sigma_start = sigma_start.reshape(1) if sigma_start.ndim == 0 else sigma_start
     if sigma_start.ndim != 1:
         raise ValueError(f"sigma_start must have shape [B], got {tuple(sigma_start.shape)}")
-    if not torch.is_floating_point(sigma_start):
-        sigma_start = sigma_start.double()
+    sigma_start = sigma_start if torch.is_floating_point(sigma_start) else sigma_start.double()
     if not torch.isfinite(sigma_start).all():
         raise ValueError("sigma_start has non-finite values")
-    if not (isinstance(sigma_min, (int, float)) and math.isfinite(sigma_min) and sigma_min > 0):
+    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not math.isfinite(sigma_min) \
+            or sigma_min <= 0:
         raise ValueError(f"sigma_min must be a finite float > 0, got {sigma_min!r}")
-    if (sigma_start < sigma_min).any():
-        bad = (sigma_start < sigma_min).nonzero().flatten()
-        raise ValueError(
-            f"sigma_start < sigma_min ({sigma_min}) for sample(s) {bad[:10].tolist()} "
-            f"(values {sigma_start[bad[:5]].tolist()})"
-        )
-    if not isinstance(steps, int) or steps < min_steps:
+    below = sigma_start < sigma_min * (1 - 1e-9)
+    if below.any():
+        bad = below.nonzero().flatten()
+        raise ValueError(f"sigma_start < sigma_min ({sigma_min}) for sample(s) {bad[:10].tolist()}: "
+                         f"values {[round(v, 6) for v in sigma_start[bad[:5]].tolist()]}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < min_steps:
         raise ValueError(f"steps must be an integer >= {min_steps}, got {steps!r}")
-    return sigma_start
+    return sigma_start.clamp(min=sigma_min)
 
 
 def karras_sigmas(sigma_start, sigma_min: float, steps: int, rho: float = 7.0,
@@ -47,7 +49,7 @@ def karras_sigmas(sigma_start, sigma_min: float, steps: int, rho: float = 7.0,
     Returns shape ``[B, steps + 1]`` (trailing zero) or ``[B, steps]``.  With
     ``steps == 1`` the only level is ``sigma_start``.
     """
-    s0 = _start(sigma_start, sigma_min, steps)
+    s0 = check_start(sigma_start, sigma_min, steps)
     ramp = torch.linspace(0, 1, steps, dtype=s0.dtype, device=s0.device)  # steps == 1 gives [0]
     hi = s0[:, None] ** (1.0 / rho)
     lo = torch.as_tensor(sigma_min, dtype=s0.dtype, device=s0.device) ** (1.0 / rho)
@@ -62,7 +64,7 @@ def geometric_sigmas(sigma_start, sigma_min: float, steps: int, append_zero: boo
 
     Returns shape ``[B, steps + 1]`` (``steps`` intervals), plus a zero column if asked.
     """
-    s0 = _start(sigma_start, sigma_min, steps)
+    s0 = check_start(sigma_start, sigma_min, steps)
     t = torch.linspace(0, 1, steps + 1, dtype=s0.dtype, device=s0.device)
     log_hi = torch.log(s0)[:, None]
     log_lo = math.log(sigma_min)
