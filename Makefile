@@ -1,6 +1,6 @@
 # dmcmc_edu -- two commands for a fresh clone:
 #   make demo   creates .venv, installs the package with its extras, runs the 2D demo and the fast ladder (runs/demo)
-#   make test   same venv; unit tests, then every notebook under nbval
+#   make test   same venv; the import contracts (import-linter), unit tests, then every notebook under nbval
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 test: unit notebooks
 
 unit: $(VENV)/.installed
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests -q
 
 notebooks: $(VENV)/.installed

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from dmcmc_edu.targets import mixture
+from dmcmc_edu import targets
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
 
 
@@ -16,7 +16,7 @@ def main(out):
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     res = {"device_name": torch.cuda.get_device_name(0), "torch": torch.__version__, "max_abs_diff": {}}
-    for name, mix in [("ring", mixture.ring()), ("lowrank784", mixture.lowrank(d=784))]:
+    for name, mix in [("ring", targets.ring()), ("lowrank784", targets.lowrank(d=784))]:
         g = torch.Generator().manual_seed(0)
         x = mix.sample(512, g) + torch.randn(512, mix.d, generator=g, dtype=torch.float64)
         s = torch.rand(512, generator=g, dtype=torch.float64) * 5 + 0.01
@@ -29,7 +29,7 @@ def main(out):
         a = mix.sigma_log_posterior(x, grid)
         b = gpu.sigma_log_posterior(x.cuda(), grid.cuda()).cpu()
         res["max_abs_diff"][f"{name}.sigma_log_posterior"] = float((a - b).abs().max())
-    mix = mixture.ring()
+    mix = targets.ring()
     gpu = mix.to("cuda")
     for integ in PAPER_INTEGRATORS:
         kw = dict(integrator=integ, steps=20, sigma_max=mix.default_sigma_max(), sigma_min=0.01)

@@ -4,7 +4,7 @@
 
 Both run Karras et al. (2022) Algorithm 1 (deterministic Heun, rho=7 levels
 from sigma_max to sigma_min, last step Euler to 0: 2 steps - 1 evaluations) on
-the exact mixture denoiser (:class:`dmcmc_edu.targets.mixture.SpectralMixture`), from
+the exact mixture denoiser (:class:`dmcmc_edu.targets.spectral.SpectralMixture`), from
 the same initial noise, in float64.  Ours builds a per-sample schedule
 ([B, N + 1]), counts evaluations through a wrapper and checks every state for
 NaN; k-diffusion uses one shared schedule.  Timed: ``repeats`` runs of each,
@@ -67,16 +67,16 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from peers import load_k_diffusion_sampling
 
-    from dmcmc_edu.targets import mixture
+    from dmcmc_edu import targets
     from dmcmc_edu.core.integrators import kar1
-    from dmcmc_edu.experiments.ladder import _clean
-    from dmcmc_edu.targets.mixture import SpectralMixture
     from dmcmc_edu.core.schedules import karras_sigmas
+    from dmcmc_edu.experiments.ladder import _clean
+    from dmcmc_edu.targets import SpectralMixture
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
-    mix = mixture.load_target(args.target).to(device=dev)
+    mix = targets.load_target(args.target).to(device=dev)
     model = SpectralMixture(mix)
     smin, smax = mix.default_sigma_min(), mix.default_sigma_max()
     sigmas = karras_sigmas(torch.tensor([smax], dtype=torch.float64), smin, args.steps)[0].to(dev)

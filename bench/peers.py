@@ -160,15 +160,15 @@ def main(argv=None) -> int:
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    from dmcmc_edu.targets import mixture
+    from dmcmc_edu import targets
     from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
     from dmcmc_edu.experiments.ladder import LadderContext, _clean
-    from dmcmc_edu.targets.mixture import SpectralMixture
+    from dmcmc_edu.targets import SpectralMixture
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(b) for b in args.budgets.split(",")]
-    mix = mixture.load_target(args.target)
+    mix = targets.load_target(args.target)
     ladder_path = Path(args.ladder) if args.ladder else out / f"{Path(args.target).stem}.json"
     ladder_doc = json.loads(ladder_path.read_text()) if ladder_path.exists() else None
     if ladder_doc and (ladder_doc["meta"]["sweep"]["n"], ladder_doc["meta"]["sweep"]["seed"]) != (args.n, args.seed):

@@ -36,7 +36,7 @@ def _versions() -> dict:
 
 
 def _load_target(spec: str):
-    from dmcmc_edu.targets.mixture import load_target
+    from dmcmc_edu.targets import load_target
 
     try:
         return load_target(spec)
@@ -156,7 +156,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
-    from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier, kl_to_exact, train_noise_level_classifier
+    from dmcmc_edu.evaluation.calibration import kl_to_exact
+    from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
+    from dmcmc_edu.training.classifier import train_noise_level_classifier
     from dmcmc_edu.core.schedules import noise_level_grid
 
     mix = _load_target(args.target)

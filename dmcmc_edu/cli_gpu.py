@@ -115,7 +115,8 @@ class EpochSampler:
 
 
 def cmd_train_image_classifier(args) -> int:
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256, train_noise_level_classifier
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
+    from dmcmc_edu.training.classifier import train_noise_level_classifier
     from dmcmc_edu.core.schedules import noise_level_grid
 
     size = args.image_size

@@ -99,7 +99,8 @@ def _sample_grid(weights: Path, png: Path, device, sigma_min: float, sigma_max: 
 
 
 def cmd_train_classifier(args) -> int:
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier, calibration
+    from dmcmc_edu.evaluation.calibration import calibration
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
     from dmcmc_edu.training.score import train_mnist_noise_classifier
 
     _threads(args)

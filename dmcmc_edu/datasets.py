@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from torchvision.datasets import MNIST
 
 __all__ = ["REPO_ROOT", "PIXEL_MEAN", "PIXEL_STD", "RAW_FILES", "WEIGHT_FILES", "load_mnist", "max_pairwise_distance",
            "default_weights_dir"]
@@ -79,8 +80,6 @@ def load_mnist(root: str | os.PathLike = "data", train: bool = True, *, download
     FileNotFoundError
         Naming the missing files and the two ways to get them.
     """
-    from torchvision.datasets import MNIST
-
     root = Path(root)
     if not download:
         _ensure_raw(root)

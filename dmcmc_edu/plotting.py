@@ -6,17 +6,19 @@ notebooks compose figures without re-implementing anything.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 __all__ = ["density_grid", "plot_density", "plot_score_field", "plot_samples", "plot_trajectories",
-           "plot_sigma_traces", "plot_metric_vs_nfe", "save_figure"]
+           "plot_sigma_traces", "plot_metric_vs_nfe", "nfe_axes", "save_figure"]
 
 
 def _ax(ax):
     if ax is None:
-        import matplotlib.pyplot as plt
-
         _, ax = plt.subplots(figsize=(4, 4))
     return ax
 
@@ -27,14 +29,19 @@ def _lim(mix, pad=1.5):
     return (-r, r)
 
 
+def _grid_points(lim, n: int):
+    """An n x n grid over ``lim`` x ``lim``: the coordinate arrays X, Y [n, n] and the points [n * n, 2]."""
+    lo, hi = lim
+    xs = torch.linspace(lo, hi, n, dtype=torch.float64)
+    X, Y = torch.meshgrid(xs, xs, indexing="xy")
+    return X, Y, torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+
+
 def density_grid(mix, sigma: float, lim=None, n: int = 200):
     """Evaluate p_sigma on an n x n grid of a 2D mixture; returns (X, Y, density)."""
     if mix.d != 2:
         raise ValueError(f"density plots need a 2D mixture, got d={mix.d}")
-    lo, hi = lim or _lim(mix)
-    xs = torch.linspace(lo, hi, n, dtype=torch.float64)
-    X, Y = torch.meshgrid(xs, xs, indexing="xy")
-    pts = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+    X, Y, pts = _grid_points(lim or _lim(mix), n)
     dens = mix.log_prob(pts, float(sigma)).exp().reshape(n, n)
     return X.numpy(), Y.numpy(), dens.numpy()
 
@@ -53,10 +60,7 @@ def plot_density(mix, sigma: float, ax=None, lim=None, cmap="viridis", title=Tru
 def plot_score_field(mix, sigma: float, ax=None, lim=None, n: int = 20, color="white"):
     """Quiver plot of the score field grad log p_sigma (arrows normalised, colour = log magnitude)."""
     ax = _ax(ax)
-    lo, hi = lim or _lim(mix)
-    xs = torch.linspace(lo, hi, n, dtype=torch.float64)
-    X, Y = torch.meshgrid(xs, xs, indexing="xy")
-    pts = torch.stack([X.reshape(-1), Y.reshape(-1)], 1)
+    X, Y, pts = _grid_points(lim or _lim(mix), n)
     s = mix.score(pts, float(sigma))
     norm = s.norm(dim=1, keepdim=True).clamp(min=1e-12)
     u = (s / norm).reshape(n, n, 2).numpy()
@@ -112,19 +116,38 @@ def plot_metric_vs_nfe(rows, metric: str, ax=None, group: str = "method", floor=
     for gname in groups:
         pts = sorted((r["nfe"], r[metric]) for r in rows if r[group] == gname)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=gname, ms=3)
-    if floor is not None:
-        ax.axhline(floor, color="k", ls="--", lw=0.8, label="exact samples")
-    if logx:
-        ax.set_xscale("log")
+    nfe_axes(ax, floor, floor_label="exact samples", floor_color="k", floor_style="--", floor_width=0.8, logx=logx,
+             logy=False)
     ax.set_xlabel("NFE per sample")
     ax.set_ylabel(metric)
     ax.legend(fontsize=7)
     return ax
 
 
+def nfe_axes(ax, floor=None, *, floor_label: str = "noise floor", floor_color="0.4", floor_style: str = ":",
+             floor_width: float = 1.0, logx: bool = True, logy: bool = True, plain_ticks: bool = False):
+    """Finish axes that show a quality metric against NFE: the floor as a horizontal line, log scales.
+
+    ``floor`` (if not None) is drawn as a line labelled ``floor_label`` -- what
+    exact samples (or real images) score, below which a sampler cannot be told
+    apart from them.  ``plain_ticks`` labels the log axes with plain numbers at
+    1, 2 and 5 per decade instead of powers of ten.  Returns ``ax``.
+    """
+    if floor is not None:
+        ax.axhline(floor, color=floor_color, ls=floor_style, lw=floor_width, label=floor_label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    if plain_ticks:
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+    return ax
+
+
 def save_figure(fig, path) -> None:
     """Save a figure (PNG, 130 dpi, tight) creating parent folders."""
-    from pathlib import Path
-
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import tempfile
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Callable
 
@@ -105,10 +106,8 @@ def settings_diff(saved: dict, now: dict, defaults: dict | None = None) -> list[
 
 def versions() -> dict:
     """Versions of Python, torch, NumPy and this package (recorded in every run file)."""
-    from dmcmc_edu import __version__
-
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "dmcmc_edu": __version__}
+            "dmcmc_edu": package_version("dmcmc_edu")}
 
 
 def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tuple[np.ndarray, float]], *,

@@ -9,19 +9,16 @@ import pytest
 import torch
 from torch import nn
 
+from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.evaluation.calibration import calibration, kl_to_exact, plot_calibration, plot_confusion
 from dmcmc_edu.models.classifier import (
     CHECKPOINT_FORMAT,
     MLPClassifier,
     NoiseLevelClassifier,
     SimpleCNN,
     SimpleCNN256,
-    calibration,
-    kl_to_exact,
-    plot_calibration,
-    plot_confusion,
-    train_noise_level_classifier,
 )
-from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.training.classifier import train_noise_level_classifier
 
 GRID50 = noise_level_grid(0.01, 20.0, 50)  # 50 levels, sigma 20 (index 0) down to ~0.01
 
@@ -245,7 +242,7 @@ def test_training_argument_errors():
 
 def test_kl_to_exact_is_zero_for_the_exact_posterior():
     """Oracle check of the KL machinery: q = exact p(sigma | x) gives KL 0; q = uniform gives kl_uniform."""
-    mixture = pytest.importorskip("dmcmc_edu.targets.mixture").ring()
+    mixture = pytest.importorskip("dmcmc_edu.targets").ring()
     exact = NoiseLevelClassifier(FixedLogits(lambda x: mixture.sigma_log_posterior(x.double(), GRID50).float()),
                                  GRID50)
     res = kl_to_exact(exact, mixture, n=500, generator=torch.Generator().manual_seed(0))
@@ -259,7 +256,7 @@ def test_kl_to_exact_is_zero_for_the_exact_posterior():
 
 @pytest.fixture(scope="module")
 def ring_classifier():
-    mixture = pytest.importorskip("dmcmc_edu.targets.mixture").ring()  # 8 modes, radius 4, std 0.25, weights 1..8
+    mixture = pytest.importorskip("dmcmc_edu.targets").ring()  # 8 modes, radius 4, std 0.25, weights 1..8
     torch.manual_seed(0)
     clf = NoiseLevelClassifier(MLPClassifier(2, 50), GRID50)
     hist = train_noise_level_classifier(clf, mixture.sample, steps=2000, lr_schedule="cosine",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dmcmc_edu.cli import main
-from dmcmc_edu.targets.mixture import ring
+from dmcmc_edu.targets import ring
 
 
 def test_help_runs():

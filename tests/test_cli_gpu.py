@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
 from dmcmc_edu.cli import main as cli_main
-from dmcmc_edu.cli_gpu import EpochSampler, load_image_dataset
+from dmcmc_edu.cli.gpu import EpochSampler, load_image_dataset
 from dmcmc_edu.evaluation.images import list_images
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]

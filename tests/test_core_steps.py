@@ -10,7 +10,7 @@ from dmcmc_edu.core.langevin import X_UPDATES, get_x_update, langevin_stability_
 from dmcmc_edu.core.random import categorical, normal, uniform
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.core.sigma_updates import make_sigma_update
-from dmcmc_edu.targets.mixture import GaussianMixture, ring
+from dmcmc_edu.targets import GaussianMixture, ring
 
 GAUSS = GaussianMixture(torch.tensor([1.0]), torch.tensor([[0.5, -1.0]]), torch.tensor([[[0.3, 0.1], [0.1, 0.2]]]))
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.evaluation.diagnostics import autocorrelation, chain_report, effective_sample_size, mode_switch_rate
-from dmcmc_edu.targets.mixture import ring
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.targets import dlg_config, ring
 
 
 def ar1(phi, T, C, seed=0):
@@ -41,7 +41,7 @@ def test_copies_have_ess_of_the_number_of_chains_and_no_switches():
 
 def test_chain_report_on_a_dlg_run():
     mix = ring()
-    cfg = DMCMCConfig.for_target(mix, 400, outputs_per_chain=4, steps=3, init_steps=5)
+    cfg = dlg_config(mix, 400, outputs_per_chain=4, steps=3, init_steps=5)
     res = DMCMCSampler(mix, cfg, data_shape=(2,)).run()
     rep = chain_report(res, mix)
     assert rep["n_chains"] == 100 and rep["n_outputs"] == 400

@@ -17,6 +17,7 @@ import torch
 diffusers = pytest.importorskip("diffusers", reason="optional extra 'diffusers' not installed "
                                                     "(pip install 'dmcmc_edu[diffusers]')")
 
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
 from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN  # noqa: E402
 from dmcmc_edu.models.diffusers_adapters import (  # noqa: E402
     DiffusersVEDenoiser,
@@ -26,7 +27,6 @@ from dmcmc_edu.models.diffusers_adapters import (  # noqa: E402
     require_diffusers,
     vp_sigmas,
 )
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
 
 torch.set_num_threads(1)
 SIZE = 16

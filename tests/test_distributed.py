@@ -1,4 +1,7 @@
-"""Distributed DLG sampling: 2 processes under torchrun (gloo, CPU) on the ring mixture and the tiny NCSN++ fixture."""
+"""Distributed DLG sampling: 2 processes under torchrun (gloo, CPU) on the ring mixture and the tiny NCSN++ fixture.
+
+The ring run goes through ``-m dmcmc_edu sample-distributed``, the NCSN++ run through ``-m dmcmc_edu.cli.distributed``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN
+from dmcmc_edu.cli import build_parser
+from dmcmc_edu.cli.distributed import model_spec, run_config
+from dmcmc_edu.core.sampler import DMCMCSampler
+from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.experiments.distributed import (
     DistEnv,
     build_config,
@@ -21,9 +27,8 @@ from dmcmc_edu.experiments.distributed import (
     load_distributed_samples,
     sample_distributed,
 )
-from dmcmc_edu.targets.mixture import load_target
-from dmcmc_edu.core.sampler import DMCMCSampler
-from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN
+from dmcmc_edu.targets import load_target
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +37,15 @@ RING_ARGS = ["--target", "ring", "--chains", "8", "--outputs-per-chain", "2", "-
              "--burn-in", "2:", "--eta", "0.01", "--seed", "3"]
 
 
-def torchrun(args, cwd, nproc=2):
+SUBCOMMAND = ("-m", "dmcmc_edu", "sample-distributed")
+PACKAGE_ENTRY = ("-m", "dmcmc_edu.cli.distributed")
+
+
+def torchrun(args, cwd, nproc=2, entry=SUBCOMMAND):
+    """Launch ``entry`` (the sub-command, or the package's own entry) with torchrun on ``nproc`` CPU processes."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "dmcmc_edu", "sample-distributed", *args, "--quiet"]
+           *entry, *args, "--quiet"]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
@@ -79,6 +89,22 @@ def test_a_shard_is_the_single_process_run_with_the_rank_seed(ring_run):
     np.testing.assert_array_equal(np.load(ring_run / "rank_1" / "samples.npy"), res.samples.numpy())
 
 
+def test_command_line_gives_the_config_of_a_direct_call():
+    """The options of sample-distributed map onto build_config's fields (sigma range: the ring's own)."""
+    args = build_parser().parse_args(["sample-distributed", *RING_ARGS, "--out", "unused"])
+    cfg = run_config(args, model_spec(args))
+    assert cfg == build_config(None, sigma_min=load_target("ring").default_sigma_min(),
+                               sigma_max=load_target("ring").default_sigma_max(), eta=0.01, steps=2, init_steps=2,
+                               burn_in=[[2, None]], n_chains=8, outputs_per_chain=2, sigma_update="exact", seed=3)
+
+
+def test_package_entry_help_runs_without_warnings():
+    proc = subprocess.run([sys.executable, *PACKAGE_ENTRY, "--help"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0 and "--score-sde" in proc.stdout and "derive_seed" in proc.stdout
+    assert "Warning" not in proc.stderr, proc.stderr
+
+
 def test_relaunch_resumes_and_other_world_sizes_are_refused(ring_run):
     before = load_distributed_samples(ring_run)
     mtime = (ring_run / "rank_0" / "rounds" / "round_000000.npy").stat().st_mtime_ns
@@ -105,7 +131,8 @@ def test_two_ranks_on_the_tiny_ncsnpp(tmp_path):
     torchrun(["--score-sde", str(FIXTURE / "checkpoint.pth"), "--config", str(FIXTURE / "config.json"),
               "--classifier", str(clf_path), "--sigma-update", "classifier-argmax", "--chains", "2",
               "--outputs-per-chain", "2", "--n-skip", "2", "--integrator", "kar1", "--steps", "2", "--init-steps", "1",
-              "--burn-in", "1:", "--eta", "0.01", "--final-tweedie", "always", "--out", str(out)], cwd=ROOT)
+              "--burn-in", "1:", "--eta", "0.01", "--final-tweedie", "always", "--out", str(out)], cwd=ROOT,
+             entry=PACKAGE_ENTRY)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["world_size"] == 2 and manifest["data_shape"] == [3, 32, 32]
     assert manifest["nfe_per_output"]["paper"] == pytest.approx(2 + 3 + 1)

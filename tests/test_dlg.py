@@ -9,12 +9,12 @@ import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser
 from dmcmc_edu.core.dlg import dlg_init, dlg_step
-from dmcmc_edu.core.sigma_updates import ClassifierArgmaxUpdate, make_sigma_update
-from dmcmc_edu.targets.mixture import GaussianMixture, ring
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.pick import pick_smallest_sigma
-from dmcmc_edu.runs import run_to_directory
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.core.sigma_updates import ClassifierArgmaxUpdate, make_sigma_update
+from dmcmc_edu.runs import run_to_directory
+from dmcmc_edu.targets import GaussianMixture, dlg_config, ring
 
 # a small 1D two-component mixture and a coarse grid: the joint p(x, sigma_i) is easy to compute exactly
 MIX1D = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-1.0], [1.5]]), torch.tensor([[[0.09]], [[0.25]]]))
@@ -238,7 +238,7 @@ def test_mala_needs_log_prob():
 
 @pytest.mark.slow
 def test_default_settings_give_correct_mode_weights():
-    """Ring of 8 with weights 1..8 (8x ratio): DMCMCConfig.for_target defaults give a mode-weight TV within the
+    """Ring of 8 with weights 1..8 (8x ratio): targets.dlg_config defaults give a mode-weight TV within the
     95% quantile of the TV of exact sample sets of the same size (2048 outputs; seeds 0 and 7; quantile from 200
     exact sets)."""
     from dmcmc_edu.evaluation import metrics
@@ -247,7 +247,7 @@ def test_default_settings_give_correct_mode_weights():
     n = 2048
     g = torch.Generator().manual_seed(7)
     exact = np.quantile([metrics.mode_weight_tv(mix, mix.sample(n, g)) for _ in range(200)], 0.95)
-    cfg = DMCMCConfig.for_target(mix, n)
+    cfg = dlg_config(mix, n)
     res = DMCMCSampler(mix, cfg, data_shape=(2,)).run()
     assert res.samples.shape == (n, 2)
     tv = metrics.mode_weight_tv(mix, res.samples)

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
-from dmcmc_edu.targets.mixture import ring
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.targets import ring
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "golden.pt"
 N = 300

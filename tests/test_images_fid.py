@@ -70,8 +70,8 @@ def test_grayscale_images(tmp_path):
 
 pytest.importorskip("pytorch_fid", reason="optional extra 'fid' not installed (pip install 'dmcmc_edu[fid]')")
 
-from dmcmc_edu.evaluation import inception_fid  # noqa: E402
 from dmcmc_edu.cli import main as cli_main  # noqa: E402
+from dmcmc_edu.evaluation import inception_fid  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser
-from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, get_integrator, kar1, langevin_corrector, pf_euler, rk45, sample_from_noise
+from dmcmc_edu.core.integrators import (
+    PAPER_INTEGRATORS,
+    get_integrator,
+    kar1,
+    pf_euler,
+    rk45,
+    sample_from_noise,
+)
 from dmcmc_edu.core.tweedie import tweedie
+from dmcmc_edu.solvers import langevin_corrector
 
 TAU = 0.5
 MU = torch.tensor([1.0, -2.0], dtype=torch.float64)
@@ -164,7 +172,7 @@ def test_unknown_integrator():
 def ring_floor():
     """The ring, two exact reference sets (n = 1000) and the W2 / mode-TV of 10 further exact sets against them."""
     from dmcmc_edu.evaluation import metrics
-    from dmcmc_edu.targets.mixture import ring
+    from dmcmc_edu.targets import ring
 
     mix = ring()
     g = torch.Generator().manual_seed(1)

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from dmcmc_edu.experiments import ladder
 from dmcmc_edu.cli import main
-from dmcmc_edu.targets.mixture import GaussianMixture, lowrank, ring
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.experiments import ladder
+from dmcmc_edu.targets import GaussianMixture, dlg_config, lowrank, ring
 
 
 def _mixtures():
@@ -47,7 +47,7 @@ def test_integrator_options_reach_the_denoising_integrator():
     mix = ring()
     nfe = {}
     for tol in (1e-1, 1e-5):
-        cfg = DMCMCConfig.for_target(mix, 40, integrator="rk45", steps=1, integrator_options={"rtol": tol, "atol": tol},
+        cfg = dlg_config(mix, 40, integrator="rk45", steps=1, integrator_options={"rtol": tol, "atol": tol},
                                      init_steps=2, burn_in=[[1, None]])
         res = DMCMCSampler(mix.spectral(), cfg, data_shape=(2,)).run()
         nfe[tol] = res.ledger.per_output()["parts"]["denoise"]
@@ -65,7 +65,7 @@ def test_integrator_options_reach_the_denoising_integrator():
 def test_steps_per_decade_gives_states_at_large_sigma_more_steps():
     """steps_per_decade: a state picked at sigma gets max(steps, ceil(spd log10(sigma / sigma_min))) steps."""
     mix = ring()
-    cfg = DMCMCConfig.for_target(mix, 40, steps=2, steps_per_decade=3.0, init_steps=2, burn_in=[[1, None]])
+    cfg = dlg_config(mix, 40, steps=2, steps_per_decade=3.0, init_steps=2, burn_in=[[1, None]])
     sampler = DMCMCSampler(mix.spectral(), cfg, data_shape=(2,))
     sig = torch.tensor([cfg.sigma_min, 0.05, 1.0, 50.0], dtype=torch.float64)
     assert sampler.denoising_steps(sig).tolist() == [2, 3, 6, 12]

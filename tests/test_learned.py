@@ -3,16 +3,10 @@
 import torch
 from torch.testing import assert_close
 
-from dmcmc_edu.models.learned import (
-    FrozenDenoiser,
-    MLPDenoiser,
-    denoiser_error,
-    edm_loss,
-    load_denoiser,
-    quick_denoiser,
-    save_denoiser,
-)
-from dmcmc_edu.targets.mixture import ring
+from dmcmc_edu.models.learned import FrozenDenoiser, MLPDenoiser, denoiser_error, load_denoiser, save_denoiser
+from dmcmc_edu.targets import ring
+from dmcmc_edu.training.denoiser import quick_denoiser
+from dmcmc_edu.training.losses import edm_loss
 
 
 def test_contract_shape_dtype_and_preconditioning_limits():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dmcmc_edu.evaluation import metrics
-from dmcmc_edu.targets.mixture import GaussianMixture, lowrank, ring
+from dmcmc_edu.targets import GaussianMixture, lowrank, ring
 
 
 def gaussian(mean, cov):

@@ -14,7 +14,7 @@ import torch
 from torch.testing import assert_close
 
 from dmcmc_edu.core.contract import CountingDenoiser, score_from_denoiser
-from dmcmc_edu.targets.mixture import GaussianMixture, grid, load_target, lowrank, preset, ring
+from dmcmc_edu.targets import GaussianMixture, grid, load_target, lowrank, preset, ring
 
 F64 = torch.float64
 TIGHT = dict(rtol=1e-9, atol=1e-9)

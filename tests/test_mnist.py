@@ -1,4 +1,4 @@
-"""Tests of the image rung: dmcmc_edu.experiments.mnist (data), unet (score model), train, fid, cli_mnist, shipped weights."""
+"""Tests of the image rung: experiments.mnist (data), unet (score model), train, fid, cli.mnist, shipped weights."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.core.integrators import sample_from_noise
+from dmcmc_edu.datasets import RAW_FILES, load_mnist
 from dmcmc_edu.evaluation.mnist_fid import (
     MNISTFeatureNet,
     accuracy,
@@ -21,11 +23,10 @@ from dmcmc_edu.evaluation.mnist_fid import (
     reference_stats,
     save_feature_net,
 )
-from dmcmc_edu.core.integrators import sample_from_noise
-from dmcmc_edu.datasets import RAW_FILES, load_mnist
 from dmcmc_edu.experiments.mnist import SIGMA_MAX, SIGMA_MIN, load_shipped_models
-from dmcmc_edu.training.score import ScoreTrainingConfig, score_matching_loss, train_score_model
 from dmcmc_edu.models.unet import ScoreUNet, UNetConfig, load_score_model
+from dmcmc_edu.training.losses import score_matching_loss
+from dmcmc_edu.training.score import ScoreTrainingConfig, train_score_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
@@ -246,7 +247,7 @@ def test_shipped_feature_net_reproduces_its_recorded_accuracy(shipped, test_set)
 
 def test_shipped_noise_classifier_reproduces_its_recorded_calibration(shipped, test_set):
     """The recorded test calibration (2,000 noisy test images, seed 12345) within 0.02."""
-    from dmcmc_edu.models.classifier import calibration
+    from dmcmc_edu.evaluation.calibration import calibration
 
     rec = shipped["info"]["classifier"]["test_calibration"]
     clf = shipped["classifier"]

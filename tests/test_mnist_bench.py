@@ -118,7 +118,8 @@ class _ExactForZeroData(torch.nn.Module):
 
 
 def test_level_posterior_spread_matches_the_chi_square_width():
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier, level_posterior_spread
+    from dmcmc_edu.evaluation.calibration import level_posterior_spread
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
     from dmcmc_edu.core.schedules import noise_level_grid
 
     grid = noise_level_grid(0.01, 20.0, 1000)
@@ -136,7 +137,7 @@ def test_level_posterior_spread_matches_the_chi_square_width():
 
 def test_shipped_noise_classifier_is_nearly_as_sharp_as_the_exact_posterior():
     """Measured 0.040 / 0.036 / 0.041 at sigma 0.5 / 1 / 2.5 against 1/sqrt(2*784) = 0.025 (seed 0, n 256)."""
-    from dmcmc_edu.models.classifier import level_posterior_spread
+    from dmcmc_edu.evaluation.calibration import level_posterior_spread
     from dmcmc_edu.datasets import load_mnist
 
     clf = load_shipped_models_classifier()

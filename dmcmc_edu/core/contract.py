@@ -9,13 +9,8 @@ clean data ``x0 = E[x0 | x_sigma = x]``:
 The score of the noised density follows from Tweedie's formula,
 ``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source of a model
 (analytic mixture, trained net, pretrained checkpoint, VP model) is turned into
-this contract by a small adapter.
-
-NFE (number of function evaluations) is defined **per sample**: it is the
-number of times the network was evaluated on that sample.  A call on a batch
-of B rows adds one evaluation to each of those rows.  NFE is never computed by
-formula in this toolkit: :class:`CountingDenoiser` wraps a model and tallies
-the calls it actually receives.
+this contract by a small adapter.  :class:`CountingDenoiser` wraps any of them
+and counts the evaluations it actually receives: NFE is never a formula here.
 """
 
 from __future__ import annotations
@@ -26,8 +21,9 @@ import torch
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
-__all__ = ["Denoiser", "check_x", "check_sigma", "as_sigma_batch", "per_sample", "score_from_denoiser",
-           "denoiser_from_score", "ScoreFunction", "CountingDenoiser"]
+__all__ = ["Denoiser", "check_x", "check_sigma", "as_sigma_batch", "per_sample", "nonfinite_rows",
+           "score_from_denoiser",
+           "denoiser_from_score", "CountingDenoiser"]
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -35,18 +31,19 @@ def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim < 2:
-        raise ValueError(
-            f"{name} must have shape [B, ...] with at least 2 dimensions, got shape {tuple(x.shape)}"
-        )
+        raise ValueError(f"{name} must have shape [B, ...] with at least 2 dimensions, got shape {tuple(x.shape)}")
     if not torch.is_floating_point(x):
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
-        raise ValueError(
-            f"{name} has non-finite values (NaN or inf) in sample(s) {bad[:10].tolist()}"
-            + (" ..." if bad.numel() > 10 else "")
-        )
+    bad = nonfinite_rows(x)
+    if bad.numel():
+        raise ValueError(f"{name} has non-finite values (NaN or inf) in sample(s) {bad[:10].tolist()}"
+                         + (" ..." if bad.numel() > 10 else ""))
     return x
+
+
+def nonfinite_rows(x: torch.Tensor) -> torch.Tensor:
+    """Indices of the samples (rows along dim 0) that hold a NaN or an infinity."""
+    return (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
 
 
 def check_sigma(sigma: torch.Tensor, batch: int, name: str = "sigma", allow_zero: bool = False) -> torch.Tensor:
@@ -91,29 +88,18 @@ def score_from_denoiser(denoiser: Denoiser) -> Callable[[torch.Tensor, torch.Ten
     return score
 
 
-class ScoreFunction:
-    """Adapter from a score function ``s(x, sigma)`` to the denoiser contract: ``D = x + sigma**2 s``."""
-
-    def __init__(self, score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
-        self.score_fn = score_fn
-
-    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return x + per_sample(sigma, x) ** 2 * self.score_fn(x, sigma)
-
-
-def denoiser_from_score(score_fn) -> ScoreFunction:
-    """Return the denoiser ``D(x, sigma) = x + sigma**2 * score(x, sigma)``."""
-    return ScoreFunction(score_fn)
+def denoiser_from_score(score_fn) -> Denoiser:
+    """Adapter from a score function ``s(x, sigma)`` to the contract: ``D(x, sigma) = x + sigma**2 s(x, sigma)``."""
+    return lambda x, sigma: x + per_sample(sigma, x) ** 2 * score_fn(x, sigma)
 
 
 class CountingDenoiser:
     """Wrap a denoiser and count its evaluations, per sample.
 
-    ``nfe`` is the number of evaluations per sample, defined as the number of
-    rows passed through the model divided by the batch size ``n_samples`` the
-    counter was told about (``reset(n_samples)``); if every call receives the
-    whole batch it equals the number of calls.  ``calls`` is the raw number of
-    calls and ``rows`` the total number of rows evaluated.
+    NFE is defined **per sample**: a call on a batch of B rows adds one
+    evaluation to each of those rows.  ``nfe`` = rows passed through the model
+    / ``n_samples`` (the batch size the counter was told about); ``calls`` is
+    the raw number of calls and ``rows`` the total number of rows evaluated.
 
     The wrapper forwards any other attribute to the wrapped model, so e.g. the
     ``log_prob`` of an analytic mixture stays reachable.  Counters nest: an
@@ -122,9 +108,7 @@ class CountingDenoiser:
 
     def __init__(self, model: Denoiser, n_samples: int | None = None):
         self.model = model
-        self.calls = 0
-        self.rows = 0
-        self.n_samples = n_samples
+        self.reset(n_samples)
 
     def reset(self, n_samples: int | None = None) -> None:
         self.calls = 0
@@ -133,10 +117,8 @@ class CountingDenoiser:
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if sigma.ndim != 1 or sigma.shape[0] != x.shape[0]:
-            raise ValueError(
-                f"denoiser called with sigma of shape {tuple(sigma.shape)} for x of shape {tuple(x.shape)}; "
-                "the contract is sigma of shape [B]"
-            )
+            raise ValueError(f"denoiser called with sigma of shape {tuple(sigma.shape)} for x of shape "
+                             f"{tuple(x.shape)}; the contract is sigma of shape [B]")
         self.calls += 1
         self.rows += int(x.shape[0])
         return self.model(x, sigma)
@@ -144,9 +126,7 @@ class CountingDenoiser:
     @property
     def nfe(self) -> float:
         """Evaluations per sample (rows / n_samples), or the number of calls if n_samples is unknown."""
-        if not self.n_samples:
-            return float(self.calls)
-        return self.rows / self.n_samples
+        return self.rows / self.n_samples if self.n_samples else float(self.calls)
 
     def __getattr__(self, name):
         # only called when normal lookup fails: forward to the wrapped model

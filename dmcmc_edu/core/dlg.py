@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from dmcmc_edu.core.contract import check_x
+from dmcmc_edu.core.contract import check_x, nonfinite_rows
 from dmcmc_edu.core.langevin import get_x_update
 from dmcmc_edu.core.schedules import check_grid
 
@@ -83,9 +83,8 @@ def _per_chain_eta(eta, x: torch.Tensor) -> torch.Tensor:
 
 
 def _check_finite(x_new: torch.Tensor, state: DLGState, eta: torch.Tensor) -> None:
-    flat = x_new.reshape(x_new.shape[0], -1)
-    if not torch.isfinite(flat).all():
-        bad = (~torch.isfinite(flat)).any(1).nonzero().flatten()
+    bad = nonfinite_rows(x_new)
+    if bad.numel():
         raise FloatingPointError(
             f"DLG: non-finite state in chain(s) {bad[:10].tolist()} at Gibbs step {state.step} "
             f"(sigma {state.sigma[bad[:3]].tolist()}, eta {eta[bad[:3]].tolist()}); Langevin with an absolute step "

@@ -1,29 +1,22 @@
 """The six reverse-S/ODE integrators of the paper, each started from a per-sample sigma.
 
-All integrators share one signature (in the spirit of k-diffusion's samplers)::
+One signature for all (in the spirit of k-diffusion's samplers)::
 
-    x_out, info = integrator(model, x, sigma_start, sigma_min, steps,
-                             generator=None, callback=None, **options)
+    x_out, info = integrator(model, x, sigma_start, sigma_min, steps, generator=None, callback=None, **options)
 
-* ``model``       -- a denoiser ``D(x, sigma)`` (see :mod:`dmcmc_edu.core.contract`),
-* ``x``           -- ``[B, ...]`` samples, sample ``b`` at noise level ``sigma_start[b]``,
-* ``sigma_start`` -- ``[B]`` per-sample starting noise levels (a float is broadcast),
-* ``sigma_min``   -- the smallest non-zero level of the schedules,
-* ``steps``       -- the number of integration steps (not grid points),
-* ``generator``   -- a ``torch.Generator`` or a list of one generator per sample;
-  with a list, every sample's noise depends only on its own generator, so a
-  sample reproduces whatever the batch it is run in (as in EDM's sampler),
-* ``callback``    -- called after every step with a dict ``{i, x, sigma, denoised}``.
+``model`` is a denoiser D(x, sigma); sample ``b`` of ``x`` ``[B, ...]`` starts
+at ``sigma_start[b]`` (a float is broadcast) and every sample takes ``steps``
+steps on its own schedule (``[B, N]``), so network calls stay batched.
+``generator`` is a ``torch.Generator`` or one per sample (then a sample
+reproduces whatever batch it is run in, as in EDM's sampler); ``callback``
+gets ``{i, x, sigma, denoised}`` after every step.  The returned
+:class:`IntegratorInfo` holds the NFE *counted* by a
+:class:`~dmcmc_edu.core.contract.CountingDenoiser`.
 
-Each returns the samples and an :class:`IntegratorInfo` whose ``nfe`` is
-*counted* by wrapping the model (:class:`~dmcmc_edu.core.contract.CountingDenoiser`).
 KAR1/KAR2 end at sigma = 0 (their last Euler step to 0 is a Tweedie step);
-the other integrators end at ``sigma_min`` and are normally followed by
-:func:`~dmcmc_edu.core.tweedie.tweedie` (the paper's "+1" NFE).  :func:`sample_from_noise` runs the
-whole pipeline from ``sigma_max``.
-
-Every sample of a batch has the same number of steps, so network calls stay
-batched even though each sample follows its own schedule (shape ``[B, N]``).
+the others end at ``sigma_min`` and are followed by the Tweedie step of
+:mod:`dmcmc_edu.core.tweedie` (the paper's "+1" NFE).  :func:`sample_from_noise`
+runs the whole pipeline from ``sigma_max``.
 """
 
 from __future__ import annotations
@@ -34,14 +27,15 @@ from typing import Callable
 
 import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 
-from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x, per_sample
+from dmcmc_edu.core.contract import CountingDenoiser, as_sigma_batch, check_x, nonfinite_rows, per_sample
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.schedules import check_start, geometric_sigmas, karras_sigmas
 from dmcmc_edu.core.tweedie import finish_with_tweedie
 
 __all__ = ["IntegratorInfo", "kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama",
-           "langevin_corrector", "INTEGRATORS", "get_integrator", "sample_from_noise"]
+           "INTEGRATORS", "PAPER_INTEGRATORS", "register_integrator", "get_integrator", "sample_from_noise"]
 
 # The paper's KAR2 churn settings (Karras et al. 2022, Alg. 2; the values the DMCMC code uses).
 KAR2_DEFAULTS = dict(s_churn=80.0, s_tmin=0.05, s_tmax=1.0, s_noise=1.007)
@@ -68,13 +62,14 @@ def _prepare(model, x, sigma_start, sigma_min, steps):
     return sigma_start, CountingDenoiser(model, n_samples=x.shape[0])
 
 
-def _finite_check(x: torch.Tensor, name: str, i: int) -> None:
-    if not torch.isfinite(x).all():
-        bad = (~torch.isfinite(x.reshape(x.shape[0], -1))).any(dim=1).nonzero().flatten()
-        raise FloatingPointError(
-            f"{name}: non-finite state at step {i} in sample(s) {bad[:10].tolist()}; "
-            "the step size may be too large for this model/schedule"
-        )
+def _after_step(name: str, i: int, x, sigma, denoised, callback) -> None:
+    """Stop on a non-finite state (naming the samples), then report the step to ``callback``."""
+    bad = nonfinite_rows(x)
+    if bad.numel():
+        raise FloatingPointError(f"{name}: non-finite state at step {i} in sample(s) {bad[:10].tolist()}; "
+                                 "the step size may be too large for this model/schedule")
+    if callback is not None:
+        callback({"i": i, "x": x, "sigma": sigma, "denoised": denoised})
 
 
 # ----------------------------------------------------------------------------- Karras et al. 2022
@@ -108,9 +103,7 @@ def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
     for i in range(steps):
         t_cur, t_next = sig[:, i], sig[:, i + 1]
         x, denoised = _heun_step(D, x, t_cur, t_next, correct=i < steps - 1)
-        _finite_check(x, "kar1", i)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
+        _after_step("kar1", i, x, t_next, denoised, callback)
     return x, IntegratorInfo("kar1", D.nfe, steps, 0.0)
 
 
@@ -135,54 +128,28 @@ def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
         x_hat = x + per_sample((t_hat**2 - t_cur**2).clamp(min=0).sqrt(), x) * eps
         # Heun step from t_hat to t_next
         x, denoised = _heun_step(D, x_hat, t_hat, t_next, correct=i < steps - 1)
-        _finite_check(x, "kar2", i)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": t_next, "denoised": denoised})
+        _after_step("kar2", i, x, t_next, denoised, callback)
     return x, IntegratorInfo("kar2", D.nfe, steps, 0.0, {"gamma": gamma_max, "s_churn": s_churn})
 
 
 # ----------------------------------------------------------------------------- Song et al. 2021 (VE SDE)
 
 
-def langevin_corrector(model, x, sigma, n_steps=1, *, snr=0.16, generator=None):
-    """Langevin corrector of Song et al. (2021), VE form, at fixed per-sample ``sigma``.
+def _ve_sde_loop(name, update, model, x, sigma_start, sigma_min, steps, callback, corrector=None):
+    """Song et al.'s loop on geometric levels: ``update(x, D(x, s_i), s_i, s_{i+1})`` per step.
 
-    Step size: score_sde uses ``eps = 2 (snr ||z|| / ||score||)^2`` with the
-    norms averaged over a batch that shares one sigma.  With one sigma per
-    sample we use the scale-free quantity ``sigma^2 ||score||^2`` (about d at
-    every noise level), averaged over the batch:
-    ``eps_b = 2 snr^2 sigma_b^2 mean||z||^2 / mean(sigma^2 ||score||^2)``.
-    This equals score_sde's rule when all sigmas are equal (up to mean of
-    squares vs. square of means) and, unlike a per-sample ratio, stays stable
-    in low dimension.  ``x <- x + eps score + sqrt(2 eps) z``.
-    Returns the corrected x; evaluations are counted by the caller's wrapper.
+    ``corrector(D, x, s_i)``, if given, runs before each step (a PC sampler; see :mod:`dmcmc_edu.solvers`).
     """
-    sigma = as_sigma_batch(sigma, x)
-    for _ in range(n_steps):
-        score = (model(x, sigma) - x) / per_sample(sigma, x) ** 2
-        z = normal(x.shape, generator, x.dtype, x.device)
-        g2 = (score.reshape(x.shape[0], -1) ** 2).sum(dim=1) * sigma**2
-        z2 = (z.reshape(x.shape[0], -1) ** 2).sum(dim=1)
-        step = 2.0 * snr**2 * sigma**2 * z2.mean() / g2.mean().clamp(min=1e-30)
-        x = x + per_sample(step, x) * score + per_sample((2 * step).sqrt(), x) * z
-    return x
-
-
-def _ve_sde_loop(name, update, model, x, sigma_start, sigma_min, steps, generator, callback,
-                 corrector_steps, snr):
     sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
     sig = geometric_sigmas(sigma_start, sigma_min, steps).to(x.dtype)
     for i in range(steps):
         s_cur, s_next = sig[:, i], sig[:, i + 1]
-        if corrector_steps:
-            x = langevin_corrector(D, x, s_cur, corrector_steps, snr=snr, generator=generator)
+        if corrector is not None:
+            x = corrector(D, x, s_cur)
         denoised = D(x, s_cur)
         x = update(x, denoised, s_cur, s_next)
-        _finite_check(x, name, i)
-        if callback is not None:
-            callback({"i": i, "x": x, "sigma": s_next, "denoised": denoised})
-    extra = {"corrector_steps": corrector_steps, "snr": snr} if corrector_steps else {}
-    return x, IntegratorInfo(name, D.nfe, steps, float(sigma_min), extra)
+        _after_step(name, i, x, s_next, denoised, callback)
+    return x, IntegratorInfo(name, D.nfe, steps, float(sigma_min))
 
 
 def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None):
@@ -196,16 +163,14 @@ def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callbac
     def update(x, den, s, s_next):
         return x + per_sample(torch.log(s / s_next), x) * (den - x)
 
-    return _ve_sde_loop("pf_euler", update, model, x, sigma_start, sigma_min, steps, generator, callback, 0, 0.0)
+    return _ve_sde_loop("pf_euler", update, model, x, sigma_start, sigma_min, steps, callback)
 
 
-def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
-                      corrector_steps=0, snr=0.16):
+def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, corrector=None):
     """Reverse-diffusion predictor of Song et al. (2021) on geometric VE levels.
 
     ``x <- x + (s_i^2 - s_{i+1}^2) score(x, s_i) + sqrt(s_i^2 - s_{i+1}^2) z``.
-    With ``corrector_steps > 0`` a Langevin corrector runs before each
-    predictor step (the PC sampler).  Ends at ``sigma_min``.  NFE = steps * (1 + corrector_steps).
+    Ends at ``sigma_min``.  NFE = steps (plus the corrector's, if one is given).
     """
 
     def update(x, den, s, s_next):
@@ -213,12 +178,10 @@ def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None
         z = normal(x.shape, generator, x.dtype, x.device)
         return x + per_sample(var / s**2, x) * (den - x) + per_sample(var.sqrt(), x) * z
 
-    return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, generator, callback,
-                        corrector_steps, snr)
+    return _ve_sde_loop("reverse_diffusion", update, model, x, sigma_start, sigma_min, steps, callback, corrector)
 
 
-def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
-                   corrector_steps=0, snr=0.16):
+def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, corrector=None):
     """Euler-Maruyama on the VE reverse SDE (Song et al. 2021), time linear in log sigma.
 
     With g(t)^2 dt = 2 sigma^2 h for a step of h in log sigma:
@@ -230,17 +193,7 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
         z = normal(x.shape, generator, x.dtype, x.device)
         return x + per_sample(2 * h, x) * (den - x) + per_sample(s * (2 * h).sqrt(), x) * z
 
-    return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, generator, callback,
-                        corrector_steps, snr)
-
-
-def predictor_corrector(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
-                        corrector_steps=1, snr=0.16):
-    """Song et al. (2021) PC sampler: reverse-diffusion predictor + Langevin corrector (score_sde's default)."""
-    x, info = reverse_diffusion(model, x, sigma_start, sigma_min, steps, generator=generator, callback=callback,
-                                corrector_steps=corrector_steps, snr=snr)
-    info.name = "pc"
-    return x, info
+    return _ve_sde_loop("euler_maruyama", update, model, x, sigma_start, sigma_min, steps, callback, corrector)
 
 
 def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=None, rtol=1e-5, atol=1e-5):
@@ -253,8 +206,6 @@ def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=
     ``steps`` is unused (the solver chooses); NFE = the solver's nfev, which the
     counting wrapper confirms.  Ends at ``sigma_min``.
     """
-    from scipy.integrate import solve_ivp
-
     sigma_start, D = _prepare(model, x, sigma_start, sigma_min, 1)
     shape, dtype, device = x.shape, x.dtype, x.device
     log_hi = torch.log(sigma_start).to(torch.float64)
@@ -286,11 +237,17 @@ INTEGRATORS: dict[str, Callable] = {
     "rk45": rk45,
     "reverse_diffusion": reverse_diffusion,
     "euler_maruyama": euler_maruyama,
-    "pc": predictor_corrector,
 }
-"""Integrators by name (the six of the paper, plus the PC sampler)."""
+"""Integrators by name: the six of the paper, and those of :mod:`dmcmc_edu.solvers` (:func:`register_integrator`)."""
 
 PAPER_INTEGRATORS = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama")
+
+
+def register_integrator(name: str, fn: Callable) -> None:
+    """Add an integrator with the common signature to :data:`INTEGRATORS` (a name is registered once)."""
+    if name in INTEGRATORS and INTEGRATORS[name] is not fn:
+        raise ValueError(f"an integrator named {name!r} is registered already")
+    INTEGRATORS[name] = fn
 
 
 def get_integrator(name: str) -> Callable:

@@ -1,11 +1,5 @@
 """The DMCMC sampler: persistent DLG chains, smallest-sigma pick, denoising, Tweedie, an honest ledger.
 
-Three lines from a notebook::
-
-    cfg = DMCMCConfig(sigma_min=0.01, sigma_max=10.0, n_chains=256, outputs_per_chain=4)
-    sampler = DMCMCSampler(model, cfg, data_shape=(2,), sigma_update="exact")
-    result = sampler.run()          # result.samples, result.ledger
-
 What happens (the paper's algorithm, every constant a parameter):
 
 1. **Initialisation** -- ``x = sigma_max z``; a short KAR2 run (``init_steps``;
@@ -24,7 +18,8 @@ weights of the outputs are set by the *initialisation* of the chains.  The
 effective sample size is then about ``n_chains``, not ``n_chains *
 outputs_per_chain``.  The defaults therefore favour many chains with few
 outputs each (``outputs_per_chain=4``); ask for more outputs by raising
-``n_chains`` first.  :mod:`dmcmc_edu.evaluation.diagnostics` measures the
+``n_chains`` first (as :func:`dmcmc_edu.targets.dlg_config` does for the
+mixtures).  :mod:`dmcmc_edu.evaluation.diagnostics` measures the
 autocorrelation and effective sample size of a run.
 """
 
@@ -101,31 +96,6 @@ class DMCMCConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def for_target(cls, mixture, n_outputs: int, outputs_per_chain: int = 2, **overrides) -> "DMCMCConfig":
-        """Defaults for an analytic mixture that give correct mode weights (see the module docstring).
-
-        * ``sigma_min``/``sigma_max`` from the mixture's ``default_sigma_min/max``;
-        * ``eta = 0.08 tau_min`` (tau_min: the smallest component variance), so
-          that at small sigma the Langevin step stays far below the stability
-          bound 4 (tau + sigma^2) and the unadjusted chain's variance bias is ~2 %;
-        * ``eta_rel = (2 / d)^(1/3)``: steps proportional to sigma^2 at large
-          sigma, where the chains must travel between modes; the d^(-1/3) factor
-          is the MALA step scaling that keeps the acceptance rate up in high d;
-        * ``x_update = "mala"`` (the mixture has a log-density) and the exact sigma-update;
-        * ``outputs_per_chain = 2`` and ``n_chains = ceil(n_outputs / 2)``: chains
-          switch modes only now and then, so the mode weights of the outputs are
-          about as accurate as ``n_chains`` independent samples would make them;
-          few outputs per chain keep that close to ``n_outputs``.
-        """
-        tau_min = mixture.eigenvalue_range()[0]
-        kw = dict(sigma_min=mixture.default_sigma_min(), sigma_max=mixture.default_sigma_max(), n_levels=200,
-                  eta=0.08 * tau_min, eta_rel=(2.0 / mixture.d) ** (1.0 / 3.0), x_update="mala",
-                  sigma_update="exact", integrator="kar1", steps=8, n_skip=1,
-                  n_chains=-(-n_outputs // outputs_per_chain), outputs_per_chain=outputs_per_chain)
-        kw.update(overrides)
-        return cls(**kw)
 
     def grid(self) -> torch.Tensor:
         return noise_level_grid(self.sigma_min, self.sigma_max, self.n_levels)

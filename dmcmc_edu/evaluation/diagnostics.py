@@ -19,11 +19,12 @@ the mixture component that each denoised output falls in -- and say how many
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["as_chains", "autocorrelation", "effective_sample_size", "mode_switch_rate", "chain_report",
-           "plot_autocorrelation"]
+__all__ = ["as_chains", "autocorrelation", "effective_sample_size", "label_autocorrelation", "mode_switch_rate",
+           "chain_report", "plot_autocorrelation"]
 
 
 def as_chains(values, n_chains: int) -> np.ndarray:
@@ -74,19 +75,30 @@ def effective_sample_size(series) -> float:
     return _ess_from_rho(autocorrelation(x), x.size)
 
 
-def _label_ess(labels: np.ndarray, K: int) -> float:
-    """ESS for categorical labels: variance-weighted average of the indicators' autocorrelations."""
-    T, C = labels.shape
+def label_autocorrelation(labels, K: int, max_lag: int | None = None) -> np.ndarray | None:
+    """Autocorrelation of ``[T, C]`` component labels: the mean over the K component indicators, variance-weighted.
+
+    ``None`` when no indicator varies (every output in one component).
+    """
     rhos, weights = [], []
     for k in range(K):
-        ind = (labels == k).astype(np.float64)
+        ind = (np.asarray(labels) == k).astype(np.float64)
         v = ind.var()
         if v > 0:
-            rhos.append(autocorrelation(ind))
+            rhos.append(autocorrelation(ind, max_lag))
             weights.append(v)
     if not rhos:
+        return None
+    return np.average(np.stack(rhos), axis=0, weights=weights)
+
+
+def _label_ess(labels: np.ndarray, K: int, rho: np.ndarray | None = None) -> float:
+    """ESS for categorical labels from :func:`label_autocorrelation` (pass ``rho`` if it is already computed)."""
+    T, C = labels.shape
+    if rho is None:
+        rho = label_autocorrelation(labels, K)
+    if rho is None:
         return float(C)  # every output in one component: nothing varies, count chains
-    rho = np.average(np.stack(rhos), axis=0, weights=weights)
     return _ess_from_rho(rho, T * C)
 
 
@@ -121,8 +133,6 @@ def chain_report(result, mixture=None) -> dict:
 
 def plot_autocorrelation(series, ax=None, max_lag: int = 20, label=None):
     """Bar plot of the pooled autocorrelation of a ``[T, C]`` series."""
-    import matplotlib.pyplot as plt
-
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 3))
     rho = autocorrelation(series, max_lag)

@@ -20,13 +20,14 @@ so an interrupted export never leaves a half-written image.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+
+from dmcmc_edu.runs import atomic_write
 
 __all__ = ["IMAGE_FORMATS", "to_uint8", "save_images", "load_images", "list_images"]
 
@@ -64,8 +65,6 @@ def save_images(x: torch.Tensor, folder, format: str = "png", start_index: int =
     ``overwrite=True`` (a resumed export gives ``start_index`` = the number
     already written).  Returns the paths written.
     """
-    from PIL import Image
-
     fmt = format.lower()
     if fmt not in IMAGE_FORMATS:
         raise ValueError(f"format must be 'png' or 'jpeg', got {format!r}")
@@ -82,17 +81,8 @@ def save_images(x: torch.Tensor, folder, format: str = "png", start_index: int =
             raise FileExistsError(f"{path} exists; pass start_index past the images already written "
                                   "(or overwrite=True)")
         pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=ext)
-        os.close(fd)
-        try:
-            if fmt == "png":
-                pil.save(tmp, format="PNG")
-            else:
-                pil.save(tmp, format="JPEG")  # PIL defaults, as the paper's code: quality 75
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        # PIL's defaults for JPEG, as the paper's code: quality 75, 4:2:0 chroma subsampling
+        atomic_write(path, lambda tmp, pil=pil: pil.save(tmp, format="PNG" if fmt == "png" else "JPEG"))
         paths.append(path)
     return paths
 
@@ -107,8 +97,6 @@ def list_images(folder) -> list[Path]:
 
 def load_images(folder, limit: int | None = None) -> torch.Tensor:
     """Read the images of a folder back as a float tensor ``[B, C, H, W]`` in [0, 1] (RGB)."""
-    from PIL import Image
-
     files = list_images(folder)[:limit]
     if not files:
         raise FileNotFoundError(f"no image files in {folder}")

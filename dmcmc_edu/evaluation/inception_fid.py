@@ -27,12 +27,14 @@ only: FID values computed with it mean nothing.
 from __future__ import annotations
 
 import contextlib
-import os
 import urllib.error
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from dmcmc_edu.evaluation.images import list_images
+from dmcmc_edu.runs import atomic_write
 
 __all__ = [
     "FID_EXTRA_HINT",
@@ -127,8 +129,6 @@ def build_fid_inception(dims: int = 2048, *, inception_weights=None, device="cpu
 
 def _check_folder(path) -> int:
     """Number of images in a folder (0 for a ``.npz``); errors for a missing path or fewer than 2 images."""
-    from dmcmc_edu.evaluation.images import list_images
-
     if str(path).endswith(".npz"):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such statistics file")
@@ -180,10 +180,14 @@ def save_fid_stats(folder, out_npz, *, inception_weights=None, device="cpu", bat
     _check_folder(folder)
     model = build_fid_inception(dims, inception_weights=inception_weights, device=device)
     mu, sigma = fid_statistics(folder, model, batch_size=batch_size, device=device, num_workers=num_workers)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, mu=mu, sigma=sigma)
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: _savez(tmp, mu=mu, sigma=sigma))
     return out
+
+
+def _savez(path, **arrays) -> None:
+    """``np.savez_compressed`` into exactly ``path`` (through a file object: no ``.npz`` is appended)."""
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def save_random_inception_weights(path, seed: int = 0) -> Path:

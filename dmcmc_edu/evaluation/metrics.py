@@ -49,10 +49,29 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import sqrtm
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
+from scipy.stats import chi2
 
-__all__ = ["w2", "w2_noise_floor", "gaussian_w2", "mode_weights", "mode_weight_tv", "label_weight_tv", "spread",
-           "on_manifold_fraction", "nll", "nll_stats", "median_bandwidth", "mmd2", "decorrelation", "chain_metrics",
-           "evaluate", "reference_values", "noise_floors", "within_floors", "FLOOR_METRICS", "summary"]
+from dmcmc_edu.evaluation.diagnostics import (
+    _ess_from_rho,
+    _label_ess,
+    as_chains,
+    autocorrelation,
+    effective_sample_size,
+    label_autocorrelation,
+    mode_switch_rate,
+)
+
+try:  # POT: a dependency of the package, but W2 has an exact fallback (scipy) if it is missing
+    import ot
+except ImportError:  # pragma: no cover - only without POT
+    ot = None
+
+__all__ = ["have_pot", "w2", "w2_noise_floor", "gaussian_w2", "mode_weights", "mode_weight_tv", "label_weight_tv",
+           "spread", "on_manifold_fraction", "nll", "nll_stats", "median_bandwidth", "mmd2", "decorrelation",
+           "chain_metrics", "evaluate", "reference_values", "noise_floors", "within_floors", "FLOOR_METRICS", "summary"]
 
 
 def _np(x):
@@ -66,12 +85,9 @@ def _as_mix(mixture, x):
 # ----------------------------------------------------------------------------- W2
 
 
-def _have_pot() -> bool:
-    try:
-        import ot  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def have_pot() -> bool:
+    """Whether POT (the ``ot`` package, exact optimal transport) is installed; without it :func:`w2` uses scipy."""
+    return ot is not None
 
 
 def w2(a, b, method: str = "auto") -> float:
@@ -88,21 +104,17 @@ def w2(a, b, method: str = "auto") -> float:
     if method not in ("auto", "pot", "scipy"):
         raise ValueError(f"method must be auto|pot|scipy, got {method!r}")
     if method == "auto":
-        method = "pot" if _have_pot() else "scipy"
-    from scipy.spatial.distance import cdist
-
+        method = "pot" if have_pot() else "scipy"
     cost = cdist(a, b, "sqeuclidean")
     if method == "pot":
-        import ot
-
+        if ot is None:
+            raise ImportError("w2(method='pot') needs POT: pip install POT")
         wa = np.full(len(a), 1.0 / len(a))
         wb = np.full(len(b), 1.0 / len(b))
         val = ot.emd2(wa, wb, cost, numItermax=max(100000, 50 * len(a) * len(b)))
         return float(np.sqrt(max(float(val), 0.0)))
     if a.shape != b.shape:
         raise ValueError(f"the scipy assignment path needs two sets of the same shape, got {a.shape} and {b.shape}")
-    from scipy.optimize import linear_sum_assignment
-
     r, c = linear_sum_assignment(cost)
     return float(np.sqrt(cost[r, c].mean()))
 
@@ -118,8 +130,6 @@ def gaussian_w2(m1, c1, m2, c2) -> float:
 
     ``W2^2 = |m1 - m2|^2 + tr(c1 + c2 - 2 (c2^1/2 c1 c2^1/2)^1/2)``.
     """
-    from scipy.linalg import sqrtm
-
     m1, m2, c1, c2 = (_np(v) for v in (m1, m2, c1, c2))
     r2 = sqrtm(c2)
     cross = sqrtm(r2 @ c1 @ r2).real
@@ -157,8 +167,6 @@ def _maha_assigned(mixture, x) -> torch.Tensor:
 
 def spread(mixture, x) -> float:
     """Median squared Mahalanobis radius to the assigned component over the chi-square_d median (1 = exact)."""
-    from scipy.stats import chi2
-
     return float(_maha_assigned(mixture, x).median() / chi2.median(mixture.d))
 
 
@@ -168,8 +176,6 @@ def on_manifold_fraction(mixture, x, q: float = 0.99) -> float:
     About ``q`` for exact samples (a little above: the assigned component is
     the most responsible one).
     """
-    from scipy.stats import chi2
-
     return float((_maha_assigned(mixture, x) <= chi2.ppf(q, mixture.d)).double().mean())
 
 
@@ -258,6 +264,29 @@ def decorrelation(mixture, outputs) -> float:
     return float((d2 / ref)[same].mean())
 
 
+def _no_chain_metrics(res: dict, max_lag: int) -> dict:
+    """The chain metrics of one output per chain: every output is independent (chains start independently)."""
+    res.update(ess_component_ratio=1.0, ess_position_ratio=1.0, ess_ratio=1.0, ess_sigma_ratio=1.0,
+               mode_switch_rate=float("nan"), decorrelation=float("nan"))
+    for k in range(1, max_lag + 1):
+        res[f"acf{k}_component"] = float("nan")
+        res[f"acf{k}_sigma"] = float("nan")
+    return res
+
+
+def _position_ess_ratio(out, n_chains: int, n: int) -> float:
+    """ESS ratio of the positions: the coordinates' autocorrelations pooled, weighted by their variances."""
+    T = out.shape[0]
+    flat = out.reshape(T, n_chains, -1).numpy() if isinstance(out, torch.Tensor) else out.reshape(T, n_chains, -1)
+    var = flat.var(axis=(0, 1))
+    keep = var > 0
+    if not keep.any():
+        return 1.0 / T
+    rho_x = np.average(np.stack([autocorrelation(flat[:, :, j]) for j in np.nonzero(keep)[0]]), axis=0,
+                       weights=var[keep])
+    return _ess_from_rho(rho_x, n) / n
+
+
 def chain_metrics(mixture, samples, chosen_sigma, n_chains: int, max_lag: int = 3) -> dict:
     """Mixing of persistent chains whose outputs are ordered round by round (output ``r * C + c``).
 
@@ -270,15 +299,6 @@ def chain_metrics(mixture, samples, chosen_sigma, n_chains: int, max_lag: int = 
     outputs per chain the autocorrelations rest on one or two lags only.  With one output
     per chain every entry says "independent" (chains start independently).
     """
-    from dmcmc_edu.evaluation.diagnostics import (
-        _ess_from_rho,
-        _label_ess,
-        as_chains,
-        autocorrelation,
-        effective_sample_size,
-        mode_switch_rate,
-    )
-
     x = torch.as_tensor(samples, dtype=torch.float64)
     n = len(x)
     out = as_chains(x.reshape(n, -1), n_chains)  # [T, C, d]
@@ -287,35 +307,15 @@ def chain_metrics(mixture, samples, chosen_sigma, n_chains: int, max_lag: int = 
     logs = np.log(as_chains(torch.as_tensor(chosen_sigma, dtype=torch.float64), n_chains))
     res = {"n_outputs": n, "n_chains": int(n_chains), "outputs_per_chain": int(T)}
     if T < 2:
-        res.update(ess_component_ratio=1.0, ess_position_ratio=1.0, ess_ratio=1.0, ess_sigma_ratio=1.0,
-                   mode_switch_rate=float("nan"),
-                   decorrelation=float("nan"))
-        for k in range(1, max_lag + 1):
-            res[f"acf{k}_component"] = float("nan")
-            res[f"acf{k}_sigma"] = float("nan")
-        return res
-    rhos, wts = [], []
-    for k in range(mixture.K):
-        ind = (lab == k).astype(np.float64)
-        if ind.var() > 0:
-            rhos.append(autocorrelation(ind, max_lag))
-            wts.append(ind.var())
-    rho_lab = np.average(np.stack(rhos), axis=0, weights=wts) if rhos else np.ones(max_lag + 1)
+        return _no_chain_metrics(res, max_lag)
+    rho_full = label_autocorrelation(lab, mixture.K)
+    rho_lab = rho_full[: max_lag + 1] if rho_full is not None else np.ones(max_lag + 1)
     rho_sig = autocorrelation(logs, max_lag)
     for k in range(1, max_lag + 1):
         res[f"acf{k}_component"] = float(rho_lab[k]) if k < len(rho_lab) else float("nan")
         res[f"acf{k}_sigma"] = float(rho_sig[k]) if k < len(rho_sig) else float("nan")
-    res["ess_component_ratio"] = _label_ess(lab, mixture.K) / n
-    # positions: the coordinates' pooled autocorrelations, weighted by their variances (within-mode motion too)
-    flat = out.reshape(T, n_chains, -1).numpy() if isinstance(out, torch.Tensor) else out.reshape(T, n_chains, -1)
-    var = flat.var(axis=(0, 1))
-    keep = var > 0
-    if keep.any():
-        rho_x = np.average(np.stack([autocorrelation(flat[:, :, j]) for j in np.nonzero(keep)[0]]), axis=0,
-                           weights=var[keep])
-        res["ess_position_ratio"] = _ess_from_rho(rho_x, n) / n
-    else:
-        res["ess_position_ratio"] = 1.0 / T
+    res["ess_component_ratio"] = _label_ess(lab, mixture.K, rho_full) / n
+    res["ess_position_ratio"] = _position_ess_ratio(out, n_chains, n)  # within-mode motion too
     res["ess_ratio"] = min(res["ess_component_ratio"], res["ess_position_ratio"])
     res["ess_sigma_ratio"] = effective_sample_size(logs) / n
     res["mode_switch_rate"] = mode_switch_rate(lab)

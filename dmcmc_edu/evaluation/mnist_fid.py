@@ -37,14 +37,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from dmcmc_edu.datasets import default_weights_dir, load_mnist
+from dmcmc_edu.runs import atomic_write
 
 __all__ = ["frechet_distance", "gaussian_stats", "MNISTFeatureNet", "train_feature_net", "extract_features",
            "reference_stats", "save_feature_net", "load_feature_net", "load_reference", "mnist_fid",
            "real_data_fid", "FEATURE_NET_NAME", "REFERENCE_NAME"]
-
-"""The repository's ``data/weights`` folder (the shipped networks and statistics)."""
 
 FEATURE_NET_NAME = "mnist_feature_net.pt"
 REFERENCE_NAME = "mnist_fid_ref_test.pt"
@@ -123,8 +123,6 @@ def train_feature_net(images: torch.Tensor, labels: torch.Tensor, *, epochs: flo
                       lr: float = 1e-3, seed: int = 0, device="cpu", max_minutes: float | None = None,
                       progress: bool = True) -> tuple[MNISTFeatureNet, dict]:
     """Train :class:`MNISTFeatureNet` with cross-entropy (Adam, cosine rate over the run); stops at ``max_minutes``."""
-    from tqdm import tqdm
-
     t0 = time.time()
     g = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
@@ -201,8 +199,6 @@ def save_feature_net(net: MNISTFeatureNet, out_dir, *, info: dict, ref: dict) ->
     The reference file records the SHA-256 of the weights file, so a feature
     network and statistics that do not belong together are refused by :func:`load_reference`.
     """
-    from dmcmc_edu.runs import atomic_write
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     w = out / FEATURE_NET_NAME

@@ -9,34 +9,31 @@ sampler) and ``w2_vs_nfe.png``.
 from __future__ import annotations
 
 import csv
-import json
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import torch
+from tqdm import tqdm
 
-from dmcmc_edu.evaluation import metrics
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
-from dmcmc_edu.targets.mixture import ring
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.core.sampler import DMCMCSampler
+from dmcmc_edu.evaluation import metrics
+from dmcmc_edu.plotting import plot_metric_vs_nfe, plot_samples, save_figure
+from dmcmc_edu.runs import write_json
+from dmcmc_edu.targets import dlg_config, ring
 
 __all__ = ["run_demo", "DEMO_DLG"]
 
-# DLG settings of the demo: DMCMCConfig.for_target (MALA with sigma-adapted steps, exact sigma-update, many chains
+# DLG settings of the demo: targets.dlg_config (MALA with sigma-adapted steps, exact sigma-update, many chains
 # with two outputs each) with the denoising steps varied
 DEMO_DLG = dict(integrator="kar1", seed=1)
 
 
 def run_demo(out="runs/demo", *, fast: bool = False, progress: bool = True) -> list[dict]:
     """Run the demo and write its table and figures; returns the rows."""
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from tqdm import tqdm
-
-    from dmcmc_edu.plotting import plot_metric_vs_nfe, plot_samples, save_figure
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     mix = ring()
@@ -56,7 +53,7 @@ def run_demo(out="runs/demo", *, fast: bool = False, progress: bool = True) -> l
     dlg_steps = (2, 4) if fast else (1, 2, 4, 8)
     for steps in tqdm(dlg_steps, desc="DLG", disable=not progress):
         t0 = time.time()
-        cfg = DMCMCConfig.for_target(mix, n, steps=steps, **DEMO_DLG)
+        cfg = dlg_config(mix, n, steps=steps, **DEMO_DLG)
         res = DMCMCSampler(mix, cfg, data_shape=(2,)).run()
         led = res.ledger.per_output()
         rows.append(_row(mix, res.samples, "kar1", "DLG", steps, led["full"], led["paper"], time.time() - t0, g_ref))
@@ -64,7 +61,14 @@ def run_demo(out="runs/demo", *, fast: bool = False, progress: bool = True) -> l
     for r in rows:
         r["w2_floor"] = floor
     _write_tables(rows, out)
+    _plot_demo(mix, rows, shown, floor, out)
+    if progress:
+        print((out / "results.md").read_text())
+    return rows
 
+
+def _plot_demo(mix, rows, shown, floor, out: Path) -> None:
+    """``samples.png`` (one panel per sampler) and ``w2_vs_nfe.png`` (W2 and mode-weight TV against NFE)."""
     fig, axes = plt.subplots(2, (len(shown) + 1) // 2, figsize=(2.6 * ((len(shown) + 1) // 2), 5.4))
     for ax, (name, (x, nfe)) in zip(axes.flat, shown.items()):
         plot_samples(x[:2000], ax=ax, mix=mix, title=f"{name}\nNFE {nfe:.1f}")
@@ -82,12 +86,10 @@ def run_demo(out="runs/demo", *, fast: bool = False, progress: bool = True) -> l
     axes[1].set_title("mode-weight total variation")
     save_figure(fig, out / "w2_vs_nfe.png")
     plt.close(fig)
-    if progress:
-        print((out / "results.md").read_text())
-    return rows
 
 
 def _row(mix, x, name, mode, steps, nfe_full, nfe_paper, seconds, g):
+    """One result row: the sampler, its counted NFE and :func:`~dmcmc_edu.evaluation.metrics.summary`."""
     s = metrics.summary(mix, x, generator=g)
     return {"integrator": name, "mode": mode, "steps": steps, "nfe": round(float(nfe_full), 3),
             "nfe_paper": round(float(nfe_paper), 3), "n": s["n"], "w2": s["w2"], "mode_tv": s["mode_tv"],
@@ -96,8 +98,9 @@ def _row(mix, x, name, mode, steps, nfe_full, nfe_paper, seconds, g):
 
 
 def _write_tables(rows, out: Path) -> None:
+    """``results.json``, ``results.csv`` and the Markdown table ``results.md`` of the demo's rows."""
     keys = list(rows[0].keys())
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    write_json(out / "results.json", rows, indent=1)
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()

@@ -32,16 +32,27 @@ Figure 3 style) and :func:`image_grid`.  Notebook 05 and
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
+from matplotlib.lines import Line2D
+from torchvision.utils import make_grid
 from tqdm import tqdm
 
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
+from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, load_reference
+from dmcmc_edu.models.classifier import NoiseLevelClassifier
+from dmcmc_edu.models.unet import load_score_model
+from dmcmc_edu.plotting import nfe_axes
 
-__all__ = ["SIGMA_MIN", "SIGMA_MAX", "load_shipped_models", "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning",
-           "nfe_to_reach", "image_grid"]
+__all__ = ["SIGMA_MIN", "SIGMA_MAX", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models", "vanilla_samples",
+           "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
 
 SIGMA_MIN = 0.01
 """Smallest noise level (the paper's CIFAR10 value; invisible on [0, 1] images)."""
@@ -57,12 +68,6 @@ def load_shipped_models(weights_dir=None, device="cpu") -> dict:
     Returns ``{"score", "classifier", "feature_net", "reference", "info"}``;
     ``info`` holds each network's JSON record (training, accuracy, calibration).
     """
-    import json
-
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier
-    from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, load_reference
-    from dmcmc_edu.models.unet import load_score_model
-
     d = Path(weights_dir) if weights_dir is not None else default_weights_dir()
     missing = [name for name in WEIGHT_FILES.values() if not (d / name).exists()]
     if missing:
@@ -80,14 +85,12 @@ def load_shipped_models(weights_dir=None, device="cpu") -> dict:
 def vanilla_samples(model, n: int, *, integrator: str = "kar1", steps: int = 10, sigma_min: float = SIGMA_MIN,
                     sigma_max: float = SIGMA_MAX, seed: int = 0, batch_size: int = 500, device="cpu",
                     dtype=torch.float64, **options):
-    """``n`` images from noise at ``sigma_max`` with one integrator (:func:`~dmcmc_edu.core.integrators.sample_from_noise`).
+    """``n`` images from noise at ``sigma_max`` with one integrator (``sample_from_noise``).
 
     Batches of ``batch_size``; batch ``k`` uses the generator seeded
     ``seed * 1_000_003 + k``.  Returns ``(images [n, 1, 28, 28] float32 on the CPU,
     clamped to [0, 1], info)`` with ``info["nfe"]`` the counted evaluations per sample.
     """
-    from dmcmc_edu.core.integrators import sample_from_noise
-
     outs, nfe = [], 0.0
     for k, s in enumerate(range(0, n, batch_size)):
         b = min(batch_size, n - s)
@@ -117,14 +120,12 @@ the paper's count).  Vanilla KAR1 reaches FID 28.7 with 9 NFE at the same sample
 
 
 def dlg_config(n_outputs: int, outputs_per_chain: int = 16, **overrides):
-    """A :class:`~dmcmc_edu.core.sampler.DMCMCConfig`: :data:`DLG_DEFAULTS`, ``ceil(n_outputs / outputs_per_chain)`` chains.
+    """A ``DMCMCConfig``: :data:`DLG_DEFAULTS` with ``ceil(n_outputs / outputs_per_chain)`` chains, then ``overrides``.
 
     Outputs of one chain are correlated (a chain stays near one digit for many
     steps), so few outputs per chain keep the outputs close to independent;
     more outputs per chain amortise the initialisation and burn-in better.
     """
-    from dmcmc_edu.core.sampler import DMCMCConfig
-
     kw = dict(DLG_DEFAULTS)
     kw.update(n_chains=-(-n_outputs // outputs_per_chain), outputs_per_chain=outputs_per_chain)
     kw.update(overrides)
@@ -144,12 +145,8 @@ def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = T
     sigma trace, ledger); ``info`` has the per-output NFE of the paper's and
     the full accounting and the ledger's parts.
     """
-    from dmcmc_edu.core.sampler import DMCMCSampler
-
     classifier.reset_counts()
     if integrator_options:  # the config's own mechanism; the caller's config is left as it is
-        import dataclasses
-
         config = dataclasses.replace(config, integrator_options={**config.integrator_options, **integrator_options})
     sampler = DMCMCSampler(model, config, data_shape=(1, 28, 28), classifier=classifier, device=device,
                            keep_trace=keep_trace)
@@ -169,16 +166,7 @@ LADDER_STYLE = {"vanilla": ("k", "o", "without DLG"), "dlg-argmax": ("C0", "s", 
 
 def _fid_nfe_axes(ax, floor: float | None) -> None:
     """Log-log FID-vs-NFE axes with plain tick labels (1, 2, 5 per decade) and the real-image floor dotted."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    if floor is not None:
-        ax.axhline(floor, color="gray", ls=":", lw=1, label="real images (same n)")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
+    nfe_axes(ax, floor, floor_label="real images (same n)", floor_color="gray", plain_ticks=True)
 
 
 def plot_ladder(points: list, floor: float | None = None, title: str | None = None, integrators=None):
@@ -192,11 +180,6 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     same points by the paper's accounting.  ``floor``: FID of real images at the same n (dotted).
     Returns the figure.
     """
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
-
     names = list(integrators or [i for i in PAPER_INTEGRATORS if any(p["integrator"] == i for p in points)])
     cols = min(3, max(1, len(names)))
     rows = -(-len(names) // cols)
@@ -239,8 +222,6 @@ def nfe_to_reach(points: list, fid: float) -> dict:
     ``None`` where no point of the sweep reaches ``fid``.  For DLG the
     cheapest point is chosen by the full ledger.
     """
-    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
-
     if not math.isfinite(fid):
         raise ValueError(f"fid must be finite, got {fid}")
     order = {name: k for k, name in enumerate(PAPER_INTEGRATORS)}
@@ -255,42 +236,27 @@ def nfe_to_reach(points: list, fid: float) -> dict:
     return out
 
 
-def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None = None):
-    """Two panels for a DLG settings sweep (as written by bench/mnist_dlg_tuning.py).
-
-    Left: MNIST-FID against the **full** NFE per output, one colour per
-    ``eta``, one marker per ``nskip``, marker size growing with the outputs per
-    chain; vanilla KAR1 from noise as the black line, real images (same n)
-    dotted.  Right: how different consecutive outputs of one chain are -- the
-    class-switch rate (fraction whose predicted digit changes) against
-    ``nskip``, one line per ``eta`` (and outputs per chain), averaged over
-    points that differ only in the denoising steps.  Returns the figure.
-    """
-    import matplotlib.pyplot as plt
-    van = sorted((p for p in points if p["kind"] == "vanilla"), key=lambda p: p["nfe"])
-    dlg = [p for p in points if p["kind"] == "dlg"]
-    etas = sorted({p["eta"] for p in dlg})
-    skips = sorted({p["nskip"] for p in dlg})
-    per = sorted({p["perchain"] for p in dlg})
-    colors = {e: plt.cm.viridis(i / max(1, len(etas) - 1)) for i, e in enumerate(etas)}
-    markers = dict(zip(skips, "osD^vP*X"))
-    sizes = {c: 25 + 25 * i for i, c in enumerate(per)}
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+def _tuning_fid_panel(a, van, dlg, colors, markers, sizes, floor) -> None:
+    """MNIST-FID against the full NFE per output: vanilla KAR1 as a line, each DLG setting as a marker."""
     if van:
         a.plot([p["nfe"] for p in van], [p["fid"] for p in van], "k-o", ms=4, label="KAR1 from noise")
     for p in dlg:
         a.scatter(p["nfe"], p["fid"], color=colors[p["eta"]], marker=markers[p["nskip"]], s=sizes[p["perchain"]],
                   edgecolor="k", linewidth=0.4)
-    for e in etas:
+    for e in colors:
         a.scatter([], [], color=colors[e], marker="s", label=f"DLG eta={e:g}")
-    for k in skips:
+    for k in markers:
         a.scatter([], [], color="w", edgecolor="k", marker=markers[k], label=f"n_skip={k}")
     _fid_nfe_axes(a, floor)
     a.set_xlabel("NFE per output (full ledger)")
     a.set_ylabel("MNIST-FID")
     a.grid(alpha=0.3, which="both")
     a.legend(fontsize=7)
-    for e in etas:
+
+
+def _tuning_switch_panel(b, dlg, colors, per) -> None:
+    """The class-switch rate of consecutive outputs against n_skip, one line per eta and outputs per chain."""
+    for e in colors:
         for c in per:
             by_skip: dict = {}  # the rate hardly depends on the denoising steps: average over them
             for p in dlg:
@@ -307,6 +273,30 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     b.set_ylim(0, 1)
     b.grid(alpha=0.3)
     b.legend(fontsize=7)
+
+
+def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None = None):
+    """Two panels for a DLG settings sweep (as written by bench/mnist_dlg_tuning.py).
+
+    Left: MNIST-FID against the **full** NFE per output, one colour per
+    ``eta``, one marker per ``nskip``, marker size growing with the outputs per
+    chain; vanilla KAR1 from noise as the black line, real images (same n)
+    dotted.  Right: how different consecutive outputs of one chain are -- the
+    class-switch rate (fraction whose predicted digit changes) against
+    ``nskip``, one line per ``eta`` (and outputs per chain), averaged over
+    points that differ only in the denoising steps.  Returns the figure.
+    """
+    van = sorted((p for p in points if p["kind"] == "vanilla"), key=lambda p: p["nfe"])
+    dlg = [p for p in points if p["kind"] == "dlg"]
+    etas = sorted({p["eta"] for p in dlg})
+    skips = sorted({p["nskip"] for p in dlg})
+    per = sorted({p["perchain"] for p in dlg})
+    colors = {e: plt.cm.viridis(i / max(1, len(etas) - 1)) for i, e in enumerate(etas)}
+    markers = dict(zip(skips, "osD^vP*X"))
+    sizes = {c: 25 + 25 * i for i, c in enumerate(per)}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    _tuning_fid_panel(a, van, dlg, colors, markers, sizes, floor)
+    _tuning_switch_panel(b, dlg, colors, per)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -315,7 +305,5 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2):
     """A ``[H, W]`` array tiling ``images`` ``[n, 1, 28, 28]`` (clamped to [0, 1]) for ``plt.imshow(cmap="gray")``."""
-    from torchvision.utils import make_grid
-
     g = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=padding, pad_value=1.0)
     return g[0].numpy()

@@ -1,39 +1,42 @@
-"""The noise-level classifier ``q(i | x)`` over a grid of noise levels.
+"""The noise-level classifier ``q(i | x)`` over a grid of noise levels: networks, wrapper and file format.
 
 Denoising Langevin Gibbs (Kim & Ye, arXiv 2209.14593) updates the noise level
 of a chain with a classifier that, given a noisy sample ``x``, predicts which
 level ``sigma_i`` of a fixed grid (index 0 = sigma_max, strictly decreasing)
-produced it.  The paper's settings, used as defaults here:
+produced it.  The paper's settings, used as defaults in the toolkit:
 
 * trained with cross-entropy on ``x = x0 + sigma_y z``, ``y`` uniform over the
-  grid indices, fresh noise ``z`` every batch;
+  grid indices, fresh noise ``z`` every batch (the *training joint*,
+  :func:`noisy_batch`; the loop is
+  :func:`dmcmc_edu.training.classifier.train_noise_level_classifier`);
 * Adam, learning rate 1e-3, batch size 100 (100-200 epochs on CIFAR10);
 * network: 4 conv3x3 layers ``in -> 32 -> 64 -> 128 -> 256``, each followed by
   ReLU and 2x2 average pooling, then one linear layer to the 1000 levels
   (:class:`SimpleCNN`; :class:`SimpleCNN256` for 256 px images).
 
 With the uniform prior over the grid, the Bayes-optimal classifier *is* the
-exact posterior ``p(sigma_i | x)``; :func:`kl_to_exact` measures how far a
+exact posterior ``p(sigma_i | x)``;
+:func:`dmcmc_edu.evaluation.calibration.kl_to_exact` measures how far a
 trained classifier is from it on an analytic mixture.
 
 The wrapper :class:`NoiseLevelClassifier` holds a network and its grid,
 validates inputs, counts its evaluations (``calls``, ``rows``) so that an NFE
-ledger can report classifier cost, and saves/loads itself in one file.
+ledger can report classifier cost, and saves/loads itself in one file
+(:data:`CHECKPOINT_FORMAT`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import tempfile
-import time
 from typing import Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from dmcmc_edu.core.contract import per_sample
 from dmcmc_edu.core.schedules import check_grid
+from dmcmc_edu.runs import atomic_write
 
 __all__ = [
     "MLPClassifier",
@@ -42,17 +45,16 @@ __all__ = [
     "ARCHITECTURES",
     "CHECKPOINT_FORMAT",
     "NoiseLevelClassifier",
-    "train_noise_level_classifier",
-    "calibration",
-    "kl_to_exact",
-    "level_posterior_spread",
-    "plot_calibration",
-    "plot_confusion",
+    "Sampler",
+    "default_generator",
+    "draw_clean",
+    "noisy_batch",
 ]
 
 CHECKPOINT_FORMAT = "dmcmc_edu.noise_level_classifier/1"
 _CHECKPOINT_KEYS = ("format", "arch", "arch_kwargs", "grid", "state_dict", "config")
 
+#: a source of clean samples: ``sampler(n, generator) -> [n, ...]`` (e.g. ``GaussianMixture.sample``)
 Sampler = Callable[[int, torch.Generator], torch.Tensor]
 
 
@@ -279,9 +281,10 @@ class NoiseLevelClassifier(nn.Module):
     Every call of :meth:`forward` (hence :meth:`logits`, :meth:`log_probs`,
     :meth:`predict_index`, :meth:`predict_sigma`, :meth:`sample_index`) adds 1
     to ``calls`` and the batch size to ``rows``; :meth:`reset_counts` zeroes
-    them.  Training (:func:`train_noise_level_classifier`) and the diagnostics
-    (:func:`calibration`, :func:`kl_to_exact`) bypass the counters: they are
-    not sampling cost.  Inputs are cast to the network's parameter dtype.
+    them.  Training (:func:`dmcmc_edu.training.classifier.train_noise_level_classifier`)
+    and the diagnostics of :mod:`dmcmc_edu.evaluation.calibration` call
+    :meth:`logits_uncounted`, which bypasses the counters: they are not
+    sampling cost.  Inputs are cast to the network's parameter dtype.
     """
 
     def __init__(self, net: nn.Module, grid: torch.Tensor, config: Mapping | None = None,
@@ -335,6 +338,11 @@ class NoiseLevelClassifier(nn.Module):
         p = self._param()
         return p.device if p is not None else self.grid.device
 
+    @property
+    def device(self) -> torch.device:
+        """Device of the network's parameters (where training and diagnostics send their batches)."""
+        return self._device()
+
     # ---- evaluation
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Check ``x`` against ``input_shape`` and cast it to the network's dtype."""
@@ -349,12 +357,13 @@ class NoiseLevelClassifier(nn.Module):
             raise TypeError(f"x must have a floating dtype, got {x.dtype}")
         return x.to(self._dtype())
 
-    def _logits_uncounted(self, x: torch.Tensor) -> torch.Tensor:
+    def logits_uncounted(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, L]`` without touching the counters (training and diagnostics are not sampling cost)."""
         return self.net(self._prepare(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, L]`` (counted: ``calls += 1``, ``rows += B``)."""
-        out = self._logits_uncounted(x)
+        out = self.logits_uncounted(x)
         self.calls += 1
         self.rows += int(x.shape[0])
         return out
@@ -400,7 +409,7 @@ class NoiseLevelClassifier(nn.Module):
 
     # ---- persistence
     def save(self, path: str | os.PathLike) -> None:
-        """Save to one file, atomically (temp file in the same folder, then ``os.replace``).
+        """Save to one file, atomically (:func:`dmcmc_edu.runs.atomic_write`; the folder is created if needed).
 
         The file is a dict ``{"format", "arch", "arch_kwargs", "grid",
         "state_dict", "config"}`` written with ``torch.save``; the network must
@@ -420,20 +429,9 @@ class NoiseLevelClassifier(nn.Module):
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.net.state_dict().items()},
             "config": dict(self.config),
         }
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        path = os.path.abspath(os.fspath(path))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location="cpu") -> "NoiseLevelClassifier":
@@ -480,29 +478,32 @@ class NoiseLevelClassifier(nn.Module):
         return clf
 
 
-# --------------------------------------------------------------------------- training
+# --------------------------------------------------------------------------- the training joint
 
 
-def _default_generator(generator: torch.Generator | None) -> torch.Generator:
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
     """The given generator, or a CPU generator seeded from torch's global RNG (so ``torch.manual_seed`` applies)."""
     if generator is not None:
         return generator
     return torch.Generator().manual_seed(int(torch.randint(0, 2**62, ()).item()))
 
 
-def _noisy_batch(x0: torch.Tensor, grid: torch.Tensor, generator: torch.Generator):
-    """Draw ``y ~ U{0..L-1}`` and ``x = x0 + grid[y] z`` on the generator's device."""
+def noisy_batch(x0: torch.Tensor, grid: torch.Tensor, generator: torch.Generator):
+    """One draw of the training joint for clean ``x0``: ``y ~ U{0..L-1}``, ``x = x0 + grid[y] z``; returns ``(x, y)``.
+
+    The level indices, then the noise, are drawn from ``generator`` on its device.
+    """
     b = x0.shape[0]
     dev = generator.device
     dtype = x0.dtype if torch.is_floating_point(x0) else torch.get_default_dtype()
     y = torch.randint(0, grid.numel(), (b,), generator=generator, device=dev)
     z = torch.randn(x0.shape, generator=generator, device=dev, dtype=dtype)
     sigma = grid.to(device=dev, dtype=dtype)[y]
-    x = x0.to(device=dev, dtype=dtype) + sigma.reshape(b, *([1] * (x0.ndim - 1))) * z
+    x = x0.to(device=dev, dtype=dtype) + per_sample(sigma, x0) * z
     return x, y
 
 
-def _draw_clean(data, n: int, generator: torch.Generator) -> torch.Tensor:
+def draw_clean(data: torch.Tensor | Sampler, n: int, generator: torch.Generator) -> torch.Tensor:
     """``n`` clean samples from a tensor (uniform, with replacement if ``n > N``) or a sampler."""
     if isinstance(data, torch.Tensor):
         N = data.shape[0]
@@ -514,398 +515,3 @@ def _draw_clean(data, n: int, generator: torch.Generator) -> torch.Tensor:
     if callable(data):
         return data(n, generator)
     raise TypeError(f"data must be a tensor [N, ...] or a callable sampler(n, generator), got {type(data).__name__}")
-
-
-def train_noise_level_classifier(
-    classifier: NoiseLevelClassifier,
-    data,
-    *,
-    steps: int | None = None,
-    epochs: int | None = None,
-    batch_size: int = 100,
-    lr: float = 1e-3,
-    lr_schedule: str = "constant",
-    generator: torch.Generator | None = None,
-    progress: bool = True,
-    log_every: int = 50,
-    within_levels: int | None = None,
-) -> dict:
-    """Train ``q(i | x)`` with cross-entropy, as in the paper.
-
-    Each batch: clean ``x0`` (from ``data``), ``y`` uniform over the grid
-    indices, ``x = x0 + grid[y] z`` with fresh noise; loss
-    ``cross_entropy(q(. | x), y)``; Adam (paper: lr 1e-3, batch 100).
-
-    Parameters
-    ----------
-    classifier : NoiseLevelClassifier
-        Trained in place (its network's parameters).
-    data : tensor [N, ...] or callable
-        Clean samples, iterated over epochs of random permutations (the last
-        batch of an epoch may be smaller), or a sampler ``sampler(n,
-        generator) -> [n, ...]`` such as ``GaussianMixture.sample``.
-    steps, epochs : int
-        Give exactly one.  ``epochs`` needs tensor data; ``steps`` works for
-        both (tensor data then runs through as many permutations as needed).
-    batch_size : int
-        Samples per step (paper: 100).
-    lr : float
-        Adam learning rate (paper: 1e-3).
-    lr_schedule : {"constant", "cosine"}
-        ``"constant"`` is the paper's; ``"cosine"`` anneals the rate to 0 over
-        the run, which lowers the final KL to the exact posterior markedly
-        for short runs (the labels ``y`` are very noisy, so late steps need a
-        small rate).
-    generator : torch.Generator, optional
-        Source of all randomness (permutations, levels, noise, sampler draws);
-        draws happen on its device (use a CPU generator) and are moved to the
-        classifier's device.  Same seed -> same trained weights.
-    progress : bool
-        Show a tqdm progress bar.
-    log_every : int
-        Steps between progress-bar updates of the running loss/accuracy.
-    within_levels : int, optional
-        ``k`` for the "accuracy within +-k levels" record; default
-        ``max(1, L // 50)``.
-
-    Returns
-    -------
-    dict
-        ``loss`` (per step), ``accuracy`` (argmax == y, per step),
-        ``accuracy_within`` (``|argmax - y| <= k``, per step),
-        ``within_levels``, ``steps``, ``rows`` (training samples seen),
-        ``time_s``.  Training evaluations do not touch ``classifier.calls``.
-    """
-    from tqdm import tqdm
-
-    if not isinstance(classifier, NoiseLevelClassifier):
-        raise TypeError(f"classifier must be a NoiseLevelClassifier, got {type(classifier).__name__}")
-    if (steps is None) == (epochs is None):
-        raise ValueError(f"give exactly one of steps= or epochs= (got steps={steps!r}, epochs={epochs!r})")
-    is_tensor = isinstance(data, torch.Tensor)
-    if not is_tensor and not callable(data):
-        raise TypeError(
-            f"data must be a tensor [N, ...] or a callable sampler(n, generator), got {type(data).__name__}"
-        )
-    if is_tensor:
-        if tuple(data.shape[1:]) != classifier.input_shape or data.shape[0] < 1:
-            raise ValueError(
-                f"data has shape {tuple(data.shape)}, but the classifier expects [N, *input_shape] with "
-                f"input_shape {classifier.input_shape}"
-            )
-    if epochs is not None:
-        if not is_tensor:
-            raise ValueError("epochs= needs a data tensor; for a sampler give steps=")
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        per_epoch = math.ceil(data.shape[0] / batch_size)
-        total = epochs * per_epoch
-    else:
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-        total = steps
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
-    if not isinstance(log_every, int) or log_every < 1:
-        raise ValueError(f"log_every must be an integer >= 1, got {log_every!r}")
-    if lr_schedule not in ("constant", "cosine"):
-        raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {lr_schedule!r}")
-    L = classifier.n_levels
-    k = max(1, L // 50) if within_levels is None else int(within_levels)
-    gen = _default_generator(generator)
-    device = classifier._device()
-    grid = classifier.grid
-
-    def batches():
-        if is_tensor:
-            N = data.shape[0]
-            while True:
-                perm = torch.randperm(N, generator=gen, device=gen.device).to(data.device)
-                for s in range(0, N, batch_size):
-                    yield data[perm[s:s + batch_size]]
-        else:
-            while True:
-                x0 = data(batch_size, gen)
-                if tuple(x0.shape) != (batch_size, *classifier.input_shape):
-                    raise ValueError(
-                        f"sampler returned shape {tuple(x0.shape)}, expected [{batch_size}, "
-                        f"{', '.join(map(str, classifier.input_shape))}]"
-                    )
-                yield x0
-
-    opt = torch.optim.Adam(classifier.net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total) if lr_schedule == "cosine" else None
-    was_training = classifier.net.training
-    classifier.net.train()
-    hist = {"loss": [], "accuracy": [], "accuracy_within": [], "within_levels": k}
-    rows = 0
-    t0 = time.perf_counter()
-    bar = tqdm(total=total, disable=not progress, desc="noise-level classifier")
-    try:
-        it = batches()
-        for step in range(total):
-            x0 = next(it)
-            x, y = _noisy_batch(x0, grid, gen)
-            x, y = x.to(device), y.to(device)
-            logits = classifier._logits_uncounted(x)
-            loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            with torch.no_grad():
-                pred = logits.argmax(dim=-1)
-                hist["loss"].append(loss.item())
-                hist["accuracy"].append((pred == y).double().mean().item())
-                hist["accuracy_within"].append(((pred - y).abs() <= k).double().mean().item())
-            rows += int(x.shape[0])
-            bar.update(1)
-            if progress and ((step + 1) % log_every == 0 or step + 1 == total):
-                w = min(log_every, len(hist["loss"]))
-                bar.set_postfix(loss=f"{sum(hist['loss'][-w:]) / w:.4f}",
-                                acc_k=f"{sum(hist['accuracy_within'][-w:]) / w:.3f}")
-    finally:
-        bar.close()
-        classifier.net.train(was_training)
-    hist.update(steps=total, rows=rows, time_s=time.perf_counter() - t0)
-    return hist
-
-
-# --------------------------------------------------------------------------- diagnostics
-
-
-@torch.no_grad()
-def _joint_draw(classifier: NoiseLevelClassifier, data, n: int, generator: torch.Generator):
-    """``x0`` from data, ``y`` uniform, ``x = x0 + grid[y] z`` (all from ``generator``)."""
-    x0 = _draw_clean(data, n, generator)
-    if tuple(x0.shape) != (n, *classifier.input_shape):
-        raise ValueError(f"data gave shape {tuple(x0.shape)}, expected [{n}, *{classifier.input_shape}]")
-    return _noisy_batch(x0, classifier.grid, generator)
-
-
-@torch.no_grad()
-def _log_q(classifier: NoiseLevelClassifier, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    device = classifier._device()
-    out = [torch.log_softmax(classifier._logits_uncounted(x[s:s + batch_size].to(device)).double(), dim=-1).cpu()
-           for s in range(0, x.shape[0], batch_size)]
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def calibration(classifier: NoiseLevelClassifier, data, n: int = 2000, generator: torch.Generator | None = None,
-                n_bins: int = 20, batch_size: int = 1000) -> dict:
-    """Compare the classifier's argmax level with the true level on fresh noisy samples.
-
-    Samples come from the joint of training: ``x0`` from ``data`` (tensor or
-    sampler), ``y`` uniform over the grid, ``x = x0 + grid[y] z``.
-
-    Parameters
-    ----------
-    classifier : NoiseLevelClassifier
-    data : tensor [N, ...] or callable ``sampler(n, generator)``
-    n : int
-        Number of noisy samples.
-    generator : torch.Generator, optional
-    n_bins : int
-        Coarse bins of consecutive grid indices for the confusion matrix.
-    batch_size : int
-        Evaluation batch size.
-
-    Returns
-    -------
-    dict
-        ``true_index``, ``pred_index`` (long ``[n]``), ``true_sigma``,
-        ``pred_sigma`` (float64 ``[n]``), ``mean_abs_log_error`` (mean
-        ``|log sigma_pred - log sigma_true|``), ``accuracy``,
-        ``accuracy_within`` (``|pred - true| <= within_levels``),
-        ``within_levels``, ``confusion`` (``[n_bins, n_bins]`` counts, rows =
-        true bin, columns = predicted bin; bin 0 holds the largest sigmas),
-        ``bin_edges`` (grid indices, ``[n_bins + 1]``), ``bin_sigma`` (geometric
-        mean sigma of each bin), ``grid``.
-    """
-    gen = _default_generator(generator)
-    x, y = _joint_draw(classifier, data, n, gen)
-    log_q = _log_q(classifier, x, batch_size)
-    grid = classifier.grid.detach().double().cpu()
-    L = grid.numel()
-    y = y.cpu()
-    pred = log_q.argmax(dim=-1)
-    true_sigma, pred_sigma = grid[y], grid[pred]
-    k = max(1, L // 50)
-    n_bins = max(1, min(int(n_bins), L))
-    edges = torch.div(torch.arange(n_bins + 1) * L, n_bins, rounding_mode="floor")
-    bin_of = torch.bucketize(torch.arange(L), edges[1:-1], right=True)  # level index -> bin
-    confusion = torch.zeros(n_bins, n_bins, dtype=torch.long)
-    confusion.index_put_((bin_of[y], bin_of[pred]), torch.ones(n, dtype=torch.long), accumulate=True)
-    bin_sigma = torch.stack([grid[edges[b]:edges[b + 1]].log().mean().exp() for b in range(n_bins)])
-    return {
-        "true_index": y,
-        "pred_index": pred,
-        "true_sigma": true_sigma,
-        "pred_sigma": pred_sigma,
-        "mean_abs_log_error": (pred_sigma.log() - true_sigma.log()).abs().mean().item(),
-        "accuracy": (pred == y).double().mean().item(),
-        "accuracy_within": ((pred - y).abs() <= k).double().mean().item(),
-        "within_levels": k,
-        "confusion": confusion,
-        "bin_edges": edges,
-        "bin_sigma": bin_sigma,
-        "grid": grid,
-    }
-
-
-@torch.no_grad()
-def kl_to_exact(classifier: NoiseLevelClassifier, mixture, n: int = 2000, generator: torch.Generator | None = None,
-                batch_size: int = 1000) -> dict:
-    """Mean ``KL(p_exact(sigma | x) || q(sigma | x))`` over ``x`` from the training joint.
-
-    ``x0 ~ mixture``, ``y`` uniform over the grid, ``x = x0 + grid[y] z``;
-    the exact posterior (uniform prior over the grid) comes from
-    ``mixture.sigma_log_posterior(x, grid)``.  Since the training loss is
-    ``E[-log q(y | x)] = E[KL(p || q)] + E[H(p(. | x))]``, this KL is the
-    excess cross-entropy of the classifier over the Bayes optimum.
-
-    Parameters
-    ----------
-    classifier : NoiseLevelClassifier
-    mixture : object
-        With ``sample(n, generator)`` and ``sigma_log_posterior(x, grid) -> [B, L]``
-        (e.g. :class:`dmcmc_edu.targets.mixture.GaussianMixture`).
-    n : int
-        Number of samples ``x``.
-    generator : torch.Generator, optional
-    batch_size : int
-        Evaluation batch size.
-
-    Returns
-    -------
-    dict
-        ``kl`` (mean, nats), ``kl_sem`` (its standard error), ``kl_uniform``
-        (the same for the uniform ``q = 1/L``, i.e. ``log L - H(p)``, for
-        reference), ``kl_per_sample`` and ``kl_uniform_per_sample`` (``[n]``),
-        ``n``.
-    """
-    gen = _default_generator(generator)
-    x, _ = _joint_draw(classifier, mixture.sample, n, gen)
-    L = classifier.n_levels
-    log_q = _log_q(classifier, x, batch_size)
-    grid = classifier.grid.detach().to(device=x.device, dtype=x.dtype)
-    log_p = torch.cat([mixture.sigma_log_posterior(x[s:s + batch_size], grid).double().cpu()
-                       for s in range(0, n, batch_size)])
-    if log_p.shape != (n, L):
-        raise ValueError(f"mixture.sigma_log_posterior returned shape {tuple(log_p.shape)}, expected [{n}, {L}]")
-    log_p = log_p - torch.logsumexp(log_p, dim=-1, keepdim=True)  # guard: renormalise over the grid
-    p = log_p.exp()
-    plogp = torch.where(p > 0, p * log_p, torch.zeros_like(p))
-    kl = (plogp - p * log_q).sum(dim=-1)
-    kl_u = (plogp + p * math.log(L)).sum(dim=-1)
-    return {
-        "kl": kl.mean().item(),
-        "kl_sem": (kl.std() / math.sqrt(n)).item() if n > 1 else float("nan"),
-        "kl_uniform": kl_u.mean().item(),
-        "kl_per_sample": kl,
-        "kl_uniform_per_sample": kl_u,
-        "n": n,
-    }
-
-
-# --------------------------------------------------------------------------- plots
-
-
-@torch.no_grad()
-def level_posterior_spread(classifier: NoiseLevelClassifier, data, sigmas, n: int = 256,
-                           generator: torch.Generator | None = None, batch_size: int = 1000) -> dict:
-    """How sharply the classifier pins the noise level: the spread of ``log sigma`` under ``q(i | x)``.
-
-    For each ``s`` in ``sigmas``: ``n`` clean samples from ``data`` (tensor or
-    sampler), ``x = x0 + s z``, and per sample the standard deviation of
-    ``log grid[i]`` under ``q(. | x)``.  Returns ``{"sigma": [...],
-    "std_log_sigma_median": [...], "std_log_sigma_q90": [...], "dim": d,
-    "chi2_std": 1 / sqrt(2 d)}``.  For Gaussian noise in ``d`` dimensions the
-    exact posterior of ``log sigma`` has a spread of about ``1 / sqrt(2 d)``
-    (``|x - x0|^2 / sigma^2`` is chi-square with ``d`` degrees of freedom), so a
-    Gibbs update of sigma moves ``log sigma`` by about that much: 0.025 on
-    MNIST (784 pixels), 0.5 on a 2-d toy.
-    """
-    g = _default_generator(generator)
-    sig = [float(s) for s in torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)]
-    if not sig or min(sig) <= 0 or not all(math.isfinite(s) for s in sig):
-        raise ValueError(f"sigmas must be finite and > 0, got {sigmas!r}")
-    log_grid = torch.log(classifier.grid.double().cpu())
-    med, q90 = [], []
-    for s in sig:
-        x0 = _draw_clean(data, n, g)
-        if tuple(x0.shape[1:]) != tuple(classifier.input_shape):
-            raise ValueError(f"data gave shape {tuple(x0.shape)}, expected [n, *{classifier.input_shape}]")
-        x = x0 + s * torch.randn(x0.shape, generator=g, device=g.device, dtype=x0.dtype).to(x0.device)
-        p = _log_q(classifier, x, batch_size).exp()  # [n, L]
-        mean = p @ log_grid
-        std = ((p @ log_grid**2) - mean**2).clamp(min=0).sqrt()
-        med.append(float(std.median()))
-        q90.append(float(std.quantile(0.9)))
-    d = int(math.prod(classifier.input_shape))
-    return {"sigma": sig, "std_log_sigma_median": med, "std_log_sigma_q90": q90, "dim": d,
-            "chi2_std": 1.0 / math.sqrt(2 * d)}
-
-
-def plot_calibration(cal: dict, ax=None):
-    """Scatter predicted (argmax) vs true sigma on log-log axes, with the diagonal.
-
-    Parameters
-    ----------
-    cal : dict
-        Output of :func:`calibration`.
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    matplotlib Axes
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4.5, 4.5))
-    t, p = cal["true_sigma"].numpy(), cal["pred_sigma"].numpy()
-    ax.scatter(t, p, s=4, alpha=0.3, label="samples")
-    lo, hi = float(cal["grid"].min()), float(cal["grid"].max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="exact")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("true sigma")
-    ax.set_ylabel("predicted sigma (argmax)")
-    ax.set_title(f"mean |log error| = {cal['mean_abs_log_error']:.3f}")
-    ax.legend(loc="upper left")
-    return ax
-
-
-def plot_confusion(cal: dict, ax=None):
-    """Row-normalised confusion matrix over coarse bins of the grid (rows: true bin, columns: predicted bin).
-
-    Parameters
-    ----------
-    cal : dict
-        Output of :func:`calibration`.
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    matplotlib Axes
-    """
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5, 4.5))
-    conf = cal["confusion"].double()
-    conf = conf / conf.sum(dim=1, keepdim=True).clamp_min(1)
-    im = ax.imshow(conf.numpy(), cmap="viridis", vmin=0, vmax=1, origin="upper")
-    nb = conf.shape[0]
-    ticks = list(range(0, nb, max(1, nb // 5)))
-    labels = [f"{cal['bin_sigma'][i].item():.2g}" for i in ticks]
-    ax.set_xticks(ticks, labels)
-    ax.set_yticks(ticks, labels)
-    ax.set_xlabel("predicted sigma bin")
-    ax.set_ylabel("true sigma bin")
-    ax.set_title("confusion (row-normalised)")
-    ax.figure.colorbar(im, ax=ax, fraction=0.046)
-    return ax

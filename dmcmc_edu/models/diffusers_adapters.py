@@ -80,7 +80,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from dmcmc_edu.core.contract import as_sigma_batch, check_x
+from dmcmc_edu.core.contract import as_sigma_batch, check_x, per_sample
 
 __all__ = [
     "DIFFUSERS_EXTRA_HINT",
@@ -181,7 +181,7 @@ class DiffusersVEDenoiser(_UNetAdapter):
         """``D(x, sigma) = x + sigma^2 * score(x, sigma)``."""
         x, sigma = self._check(x, sigma)
         score = self._unet_out(x, sigma.to(torch.float32)).to(dtype=x.dtype, device=x.device)
-        return x + sigma.reshape(-1, 1, 1, 1) ** 2 * score
+        return x + per_sample(sigma, x) ** 2 * score
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, image_shape={self.image_shape}, data_range={self.data_range}, "
@@ -286,7 +286,7 @@ class DiffusersVPDenoiser(_UNetAdapter):
         xm = a * x + b if a != 1.0 else x  # into the DDPM's [-1, 1] space
         s = (sigma * a).to(torch.float64)  # sigma in the DDPM's units
         c_in = (1.0 + s**2).rsqrt()  # sqrt(abar) for this sigma
-        bc = lambda v: v.to(dtype=x.dtype).reshape(-1, 1, 1, 1)  # noqa: E731
+        bc = lambda v: per_sample(v.to(dtype=x.dtype), x)  # noqa: E731
         t = self.sigma_to_t(s / a)
         out = self._unet_out(xm * bc(c_in), t.to(torch.float32)).to(dtype=x.dtype, device=x.device)
         if self.prediction_type == "epsilon":

@@ -1,36 +1,31 @@
-"""A learned denoiser for the toy targets: an MLP trained by denoising score matching, EDM-style.
+"""A learned denoiser for the toy targets: an MLP with EDM preconditioning, its inference wrapper and file format.
 
 The exact mixture denoiser is the oracle of the toolkit; a *trained* one shows
 what estimation error does to the samplers (``python -m dmcmc_edu ladder
 --learned``).  The model follows Karras et al. (2022, EDM), section 5 and
-table 1, with one change of the noise distribution:
+table 1:
 
 * preconditioning ``D(x, s) = c_skip(s) x + c_out(s) F(c_in(s) x, c_noise(s))``
-  with ``c_skip = sd^2 / (s^2 + sd^2)``, ``c_out = s sd / sqrt(s^2 + sd^2)``,
-  ``c_in = 1 / sqrt(s^2 + sd^2)``, ``c_noise = log(s) / 4`` (``sd``: the data's
-  standard deviation);
-* loss ``lambda(s) |D(x0 + s n, s) - x0|^2`` with ``lambda = 1 / c_out^2``,
-  i.e. a plain regression of ``F`` onto ``(x0 - c_skip x) / c_out``;
-* noise levels drawn **log-uniformly** over ``[sigma_min, sigma_max]`` of the
-  target (EDM's log-normal is tuned for images; the toys' samplers visit four
-  decades of sigma evenly in log).
+  with the factors of :mod:`dmcmc_edu.models.preconditioning` (``sigma_data``:
+  the data's standard deviation);
+* ``F`` is an MLP (SiLU) on fixed Fourier features of ``c_in x`` and of
+  ``c_noise``, so that a small network resolves modes much narrower than the
+  data's extent.
 
-``F`` is an MLP (SiLU) on fixed Fourier features of ``c_in x`` and of
-``c_noise``, so that a small network resolves modes much narrower than the
-data's extent.  :func:`quick_denoiser` trains one with a fixed seed.
+Training (the EDM loss, noise levels drawn log-uniformly over the target's
+``[sigma_min, sigma_max]``, :func:`~dmcmc_edu.training.denoiser.quick_denoiser`
+with a fixed seed) lives in :mod:`dmcmc_edu.training.denoiser`.
+:func:`denoiser_error` measures a denoiser against the exact one.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from pathlib import Path
-
 import torch
 from torch import nn
 
-__all__ = ["MLPDenoiser", "FrozenDenoiser", "edm_loss", "train_denoiser", "quick_denoiser", "denoiser_error",
-           "save_denoiser", "load_denoiser", "load_or_train_denoiser", "FORMAT"]
+from dmcmc_edu.models.preconditioning import EDMScalings, edm_scalings
+
+__all__ = ["MLPDenoiser", "FrozenDenoiser", "denoiser_error", "save_denoiser", "load_denoiser", "FORMAT"]
 
 FORMAT = "dmcmc_edu.learned_denoiser/1"
 
@@ -74,14 +69,9 @@ class MLPDenoiser(nn.Module):
         layers.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*layers)
 
-    def precond(self, sigma: torch.Tensor):
+    def precond(self, sigma: torch.Tensor) -> EDMScalings:
         """``(c_skip, c_out, c_in, c_noise)`` for per-sample ``sigma`` [B] (each [B, 1])."""
-        s = sigma.reshape(-1, 1)
-        sd2 = self.sigma_data**2
-        c_skip = sd2 / (s**2 + sd2)
-        c_out = s * self.sigma_data / torch.sqrt(s**2 + sd2)
-        c_in = 1.0 / torch.sqrt(s**2 + sd2)
-        return c_skip, c_out, c_in, torch.log(s) / 4.0
+        return edm_scalings(sigma.reshape(-1, 1), self.sigma_data)
 
     def raw(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The network ``F(c_in x, c_noise)`` (float32), shape [B, dim]."""
@@ -112,71 +102,6 @@ class FrozenDenoiser:
     def __call__(self, x, sigma):
         with torch.no_grad():
             return self.net(x, sigma)
-
-
-def edm_loss(net: MLPDenoiser, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """EDM loss: ``lambda(s) |D(x0 + s n, s) - x0|^2`` with ``lambda = 1/c_out^2``, averaged over batch and dims."""
-    x0 = x0.to(torch.float32)
-    s = sigma.to(torch.float32)
-    x = x0 + s[:, None] * noise.to(torch.float32)
-    c_skip, c_out, _, _ = net.precond(s)
-    target = (x0 - c_skip * x) / c_out
-    return ((net.raw(x, s) - target) ** 2).mean()
-
-
-def train_denoiser(net: MLPDenoiser, sampler, *, sigma_min: float, sigma_max: float, steps: int = 4000,
-                   batch_size: int = 1024, lr: float = 2e-3, generator: torch.Generator | None = None,
-                   progress: bool = False) -> dict:
-    """Train ``net`` by denoising score matching: clean ``x0 = sampler(batch, generator)``, sigma log-uniform.
-
-    Adam with a cosine-annealed rate.  Returns ``{"loss": [per step], "steps", "time_s"}``.  Same generator
-    seed and same initial weights give the same trained weights.
-    """
-    from tqdm import tqdm
-
-    g = generator if generator is not None else torch.Generator().manual_seed(0)
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    lo, hi = math.log(sigma_min), math.log(sigma_max)
-    hist, t0 = [], time.perf_counter()
-    net.train()
-    for _ in tqdm(range(steps), desc="denoiser", disable=not progress):
-        x0 = sampler(batch_size, g)
-        sigma = torch.exp(lo + (hi - lo) * torch.rand(batch_size, generator=g, dtype=torch.float64))
-        noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
-        loss = edm_loss(net, x0, sigma, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        hist.append(loss.item())
-    net.eval()
-    return {"loss": hist, "steps": steps, "time_s": time.perf_counter() - t0}
-
-
-def _sigma_data(mixture) -> float:
-    """One standard deviation of the data: sqrt(trace(Cov) / d)."""
-    _, cov = mixture.moments(0.0)
-    return math.sqrt(float(torch.diagonal(cov).mean()))
-
-
-def quick_denoiser(mixture, *, steps: int = 4000, seed: int = 0, hidden: int = 256, depth: int = 4,
-                   batch_size: int = 1024, progress: bool = False):
-    """Train an :class:`MLPDenoiser` on a mixture with fixed seeds; returns ``(net, info)``.
-
-    ``info``: the settings, the mean loss over the last 10 % of steps, training time.  On the ring, 4000 steps
-    take about a minute on one CPU thread.
-    """
-    torch.manual_seed(seed)  # initial weights
-    net = MLPDenoiser(mixture.d, _sigma_data(mixture), hidden=hidden, depth=depth)
-    smin, smax = mixture.default_sigma_min(), mixture.default_sigma_max()
-    hist = train_denoiser(net, mixture.sample, sigma_min=smin, sigma_max=smax, steps=steps, batch_size=batch_size,
-                          generator=torch.Generator().manual_seed(seed), progress=progress)
-    tail = hist["loss"][-max(1, steps // 10):]
-    info = {"steps": steps, "seed": seed, "d": mixture.d, "hidden": hidden, "depth": depth, "batch_size": batch_size,
-            "sigma_min": smin, "sigma_max": smax, "sigma_data": net.sigma_data,
-            "final_loss": sum(tail) / len(tail), "train_seconds": hist["time_s"]}
-    return net, info
 
 
 @torch.no_grad()
@@ -213,22 +138,3 @@ def load_denoiser(path) -> tuple[MLPDenoiser, dict]:
     net = MLPDenoiser(**d["config"])
     net.load_state_dict(d["state_dict"])
     return net.eval(), d["info"]
-
-
-def load_or_train_denoiser(mixture, path, *, fast: bool = False, seed: int = 0, progress: bool = False):
-    """The ladder's learned model: load ``path`` if it holds one trained with these settings, else train and save.
-
-    Returns ``(FrozenDenoiser, info)``; ``fast`` trains 300 steps instead of 4000.
-    """
-    from dmcmc_edu.runs import atomic_write
-
-    path = Path(path)
-    steps = 300 if fast else 4000
-    if path.exists():
-        net, info = load_denoiser(path)
-        same = (info.get("steps"), info.get("seed"), info.get("d"), info.get("sigma_max"))
-        if same == (steps, seed, mixture.d, mixture.default_sigma_max()):
-            return FrozenDenoiser(net), dict(info, source="loaded")
-    net, info = quick_denoiser(mixture, steps=steps, seed=seed, progress=progress)
-    atomic_write(path, lambda tmp: save_denoiser(net, tmp, info))
-    return FrozenDenoiser(net), dict(info, source="trained")

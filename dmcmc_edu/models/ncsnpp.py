@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dmcmc_edu.core.contract import per_sample
+
 __all__ = [
     "NCSNppConfig",
     "NCSNpp",
@@ -648,5 +650,5 @@ class NCSNpp(nn.Module):
             raise RuntimeError("NCSN++ forward pass did not consume every layer")
 
         if cfg.scale_by_sigma:
-            h = h / sigma.reshape(-1, 1, 1, 1)
+            h = h / per_sample(sigma, h)
         return h

@@ -48,10 +48,11 @@ from copy import deepcopy
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 from torch import nn
 
-from dmcmc_edu.core.contract import as_sigma_batch, check_x
+from dmcmc_edu.core.contract import as_sigma_batch, check_x, per_sample
 from dmcmc_edu.models.ncsnpp import NCSNpp, NCSNppConfig
 
 __all__ = [
@@ -208,10 +209,6 @@ def _numpy_safe_globals() -> list:
     ``numpy.dtypes.Float64DType`` instance.  The raw bytes come through
     ``_codecs.encode``, which ``torch.load`` already accepts.
     """
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        return []
     core = getattr(np, "_core", None)
     multiarray = core.multiarray if core is not None else np.core.multiarray
     scalar = multiarray.scalar
@@ -319,7 +316,7 @@ class ScoreSDEDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """Denoised estimate ``D(x, sigma) = x + sigma**2 * score(x, sigma)``."""
         xin, s = self._prepare(x, sigma)
-        d = xin + s.reshape(-1, 1, 1, 1) ** 2 * self.net(xin, s)
+        d = xin + per_sample(s, xin) ** 2 * self.net(xin, s)
         return d.to(dtype=x.dtype, device=x.device)
 
     def extra_repr(self) -> str:

@@ -1,12 +1,10 @@
 """A small U-Net score model for 1x28x28 images with EDM preconditioning: the module *is* a denoiser D(x, sigma).
 
-Preconditioning (Karras et al. 2022, "Elucidating the design space", Table 1)::
+Preconditioning (Karras et al. 2022, "Elucidating the design space", Table 1;
+the factors ``c_skip, c_out, c_in, c_noise`` come from
+:mod:`dmcmc_edu.models.preconditioning`)::
 
     D(x, sigma) = m + c_skip (x - m) + c_out F(c_in (x - m), c_noise)
-    c_skip  = sigma_data^2 / (sigma^2 + sigma_data^2)
-    c_out   = sigma sigma_data / sqrt(sigma^2 + sigma_data^2)
-    c_in    = 1 / sqrt(sigma^2 + sigma_data^2)
-    c_noise = log(sigma) / 4
 
 Adaptation to data in [0, 1] (the paper's VE setting): EDM derives these
 factors for data of mean 0 and standard deviation sigma_data.  We keep ``x``
@@ -45,7 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dmcmc_edu.core.contract import check_sigma
+from dmcmc_edu.core.contract import check_sigma, per_sample
+from dmcmc_edu.models.preconditioning import edm_loss_weight, edm_scalings
+from dmcmc_edu.runs import atomic_write
 
 __all__ = ["UNetConfig", "ScoreUNet", "save_score_model", "load_score_model", "WEIGHTS_FORMAT"]
 
@@ -200,15 +200,11 @@ class ScoreUNet(nn.Module):
     # ------------------------------------------------------------------ preconditioning
     def precond(self, sigma: torch.Tensor) -> dict:
         """EDM factors ``c_skip, c_out, c_in, c_noise`` for per-sample sigma ``[B]``."""
-        sd = self.config.sigma_data
-        s2 = sigma**2 + sd**2
-        return {"c_skip": sd**2 / s2, "c_out": sigma * sd / s2.sqrt(), "c_in": 1 / s2.sqrt(),
-                "c_noise": sigma.log() / 4}
+        return edm_scalings(sigma, self.config.sigma_data)._asdict()
 
     def loss_weight(self, sigma: torch.Tensor) -> torch.Tensor:
         """EDM loss weight ``lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2 = 1 / c_out^2``."""
-        sd = self.config.sigma_data
-        return (sigma**2 + sd**2) / (sigma * sd) ** 2
+        return edm_loss_weight(sigma, self.config.sigma_data)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Denoised estimate ``D(x, sigma)`` of shape and dtype ``x``; ``sigma`` of shape ``[B]``, > 0."""
@@ -217,20 +213,18 @@ class ScoreUNet(nn.Module):
             c, s = self.config.in_channels, self.config.image_size
             raise ValueError(f"x has shape {tuple(x.shape)}, expected [B, {c}, {s}, {s}]")
         p = self.precond(sigma.to(x.dtype))
-        b = lambda v: v.reshape(-1, 1, 1, 1)  # noqa: E731
         m = self.config.data_mean
         wdt = self.conv_in.weight.dtype
-        f = self.raw((b(p["c_in"]) * (x - m)).to(wdt), p["c_noise"].to(wdt)).to(x.dtype)
-        return m + b(p["c_skip"]) * (x - m) + b(p["c_out"]) * f
+        f = self.raw((per_sample(p["c_in"], x) * (x - m)).to(wdt), p["c_noise"].to(wdt)).to(x.dtype)
+        return m + per_sample(p["c_skip"], x) * (x - m) + per_sample(p["c_out"], x) * f
 
     def n_params(self) -> int:
+        """Number of parameters of the network."""
         return sum(p.numel() for p in self.parameters())
 
 
 def save_score_model(model: ScoreUNet, path: str | os.PathLike, info: dict | None = None) -> None:
     """Write ``path`` (a weights-only state dict, ``torch.save``) and ``path`` with suffix ``.json`` (config, info)."""
-    from dmcmc_edu.runs import atomic_write
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}

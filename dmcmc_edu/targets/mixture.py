@@ -25,9 +25,11 @@ Two covariance parametrisations are supported:
   ``C = I_r + F^T diag(1/(D + s^2)) F``, so a 784-dimensional mixture never
   forms a ``d x d`` matrix in the hot paths.
 
-Presets: :func:`ring`, :func:`grid` (2-D toys) and :func:`lowrank` (the
-"images on a low-dimensional manifold" stand-in); :func:`preset` and
-:func:`load_target` build targets by name or from a JSON file.
+:meth:`GaussianMixture.spectral` gives the same mixture evaluated through each
+component's eigenbasis (:class:`~dmcmc_edu.targets.spectral.SpectralMixture`,
+much faster on large batches).  A mixture is written to and read from a JSON
+file with :meth:`GaussianMixture.save` and :meth:`GaussianMixture.load`.  The
+presets (ring, grid, lowrank) are in :mod:`dmcmc_edu.targets.presets`.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ from typing import Any
 import torch
 
 from dmcmc_edu.core.contract import check_sigma
+from dmcmc_edu.targets.spectral import SpectralMixture
 
-__all__ = ["GaussianMixture", "SpectralMixture", "ring", "grid", "lowrank", "preset", "load_target", "PRESETS"]
+__all__ = ["GaussianMixture"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -110,6 +113,108 @@ def _shape_error(field: str, expected: str, got: torch.Tensor | tuple) -> ValueE
     return ValueError(f"{field} must have shape {expected}, got {shape}")
 
 
+# --------------------------------------------------------------------------- checks of the constructor's arguments
+
+
+def _check_dtype_and_name(dtype, name) -> None:
+    """A floating torch dtype, and a name that is a string or None."""
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"name must be a string, got {type(name).__name__}")
+
+
+def _checked_weights(w: torch.Tensor) -> torch.Tensor:
+    """Float64 weights ``[K]`` checked finite and > 0, normalised to sum to one."""
+    if w.ndim != 1 or w.numel() == 0:
+        raise _shape_error("weights", "[K] with K >= 1", w)
+    if not torch.isfinite(w).all():
+        raise ValueError(f"weights must be finite, got {w.tolist()[:10]}")
+    if (w <= 0).any():
+        bad = (w <= 0).nonzero().flatten().tolist()
+        raise ValueError(f"weights must be > 0, got non-positive weight(s) at index {bad[:10]}")
+    total = w.sum()
+    # already-normalised weights are kept bit for bit, so JSON round trips are exact
+    if abs(total.item() - 1.0) > 1e-12:
+        w = w / total
+    return w
+
+
+def _checked_means(means, K: int, dev: torch.device) -> torch.Tensor:
+    """Means as float64 ``[K, d]`` (d >= 1), finite."""
+    mu = _as_float_tensor(means, "means").to(dev)
+    if mu.ndim != 2 or mu.shape[0] != K or mu.shape[1] == 0:
+        d_txt = str(mu.shape[1]) if mu.ndim == 2 and mu.shape[1] > 0 else "d"
+        raise _shape_error("means", f"[K, d] = [{K}, {d_txt}] (K = {K} from weights, d >= 1)", mu)
+    if not torch.isfinite(mu).all():
+        raise ValueError("means must be finite (found NaN or inf)")
+    return mu
+
+
+def _is_low_rank_form(covariances, factors, diagonal) -> bool:
+    """True for ``factors`` + ``diagonal``, False for ``covariances``; exactly one form must be given."""
+    if covariances is not None and (factors is not None or diagonal is not None):
+        raise ValueError("give either covariances or factors + diagonal, not both")
+    if covariances is None and factors is None and diagonal is None:
+        raise ValueError("give covariances [K, d, d] or factors [K, d, r] + diagonal [K, d]")
+    return covariances is None
+
+
+def _checked_low_rank(factors, diagonal, K: int, d: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Low-rank factors ``[K, d, r]`` and the diagonal ``[K, d]`` (finite, > 0) as float64."""
+    if factors is None or diagonal is None:
+        missing = "factors" if factors is None else "diagonal"
+        raise ValueError(f"{missing} is missing: the low-rank form needs both factors [K, d, r] and diagonal [K, d]")
+    F = _as_float_tensor(factors, "factors").to(dev)
+    if F.ndim != 3 or F.shape[0] != K or F.shape[1] != d:
+        r_txt = str(F.shape[2]) if F.ndim == 3 else "r"
+        raise _shape_error("factors", f"[K, d, r] = [{K}, {d}, {r_txt}]", F)
+    if not torch.isfinite(F).all():
+        raise ValueError("factors must be finite (found NaN or inf)")
+    D = _as_float_tensor(diagonal, "diagonal").to(dev)
+    if D.shape != (K, d):
+        raise _shape_error("diagonal", f"[K, d] = [{K}, {d}]", D)
+    if not torch.isfinite(D).all():
+        raise ValueError("diagonal must be finite (found NaN or inf)")
+    if (D <= 0).any():
+        k, j = (D <= 0).nonzero()[0].tolist()
+        raise ValueError(f"diagonal must be > 0 everywhere, got diagonal[{k}][{j}] = {D[k, j].item():.4g}")
+    return F, D
+
+
+def _checked_covariances(covariances, K: int, d: int, dev: torch.device):
+    """Full covariances ``[K, d, d]`` as float64, checked symmetric and PSD; returns ``(S, lam, U)``, ``S = U lam U^T``.
+
+    Eigenvalues within ``1e-12 * lam_max`` of zero are set to zero.
+    """
+    S = _as_float_tensor(covariances, "covariances").to(dev)
+    if S.shape != (K, d, d):
+        raise _shape_error("covariances", f"[K, d, d] = [{K}, {d}, {d}]", S)
+    if not torch.isfinite(S).all():
+        raise ValueError("covariances must be finite (found NaN or inf)")
+    asym = (S - S.transpose(-1, -2)).abs().amax(dim=(-1, -2))
+    scale = S.abs().amax(dim=(-1, -2))
+    bad = asym > 1e-10 * scale + 1e-300
+    if bad.any():
+        k = int(bad.nonzero()[0])
+        raise ValueError(
+            f"covariances[{k}] is not symmetric (max |S - S^T| = {asym[k].item():.3g}, max |S| = "
+            f"{scale[k].item():.3g})"
+        )
+    S = 0.5 * (S + S.transpose(-1, -2))  # bitwise identity for exactly symmetric input
+    lam, U = torch.linalg.eigh(S)
+    lam_max = lam.amax(dim=-1, keepdim=True).clamp_min(0.0)
+    tol = 1e-12 * lam_max
+    neg = lam < -tol
+    if neg.any():
+        k = int(neg.any(dim=-1).nonzero()[0])
+        raise ValueError(
+            f"covariances[{k}] is not positive semi-definite (smallest eigenvalue {lam[k, 0].item():.4g})"
+        )
+    lam = torch.where(lam <= tol, torch.zeros_like(lam), lam)
+    return S, lam, U
+
+
 # --------------------------------------------------------------------------- the mixture
 
 
@@ -166,104 +271,32 @@ class GaussianMixture:
         device=None,
         name: str | None = None,
     ):
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        if name is not None and not isinstance(name, str):
-            raise ValueError(f"name must be a string, got {type(name).__name__}")
+        _check_dtype_and_name(dtype, name)
         self.name = name
         dev = torch.device(device) if device is not None else None
-
-        # ---- weights
         w = _as_float_tensor(weights, "weights")
-        if dev is None:
-            dev = w.device
-        w = w.to(dev)
-        if w.ndim != 1 or w.numel() == 0:
-            raise _shape_error("weights", "[K] with K >= 1", w)
-        if not torch.isfinite(w).all():
-            raise ValueError(f"weights must be finite, got {w.tolist()[:10]}")
-        if (w <= 0).any():
-            bad = (w <= 0).nonzero().flatten().tolist()
-            raise ValueError(f"weights must be > 0, got non-positive weight(s) at index {bad[:10]}")
-        total = w.sum()
-        # already-normalised weights are kept bit for bit, so JSON round trips are exact
-        if abs(total.item() - 1.0) > 1e-12:
-            w = w / total
-        K = w.shape[0]
-
-        # ---- means
-        mu = _as_float_tensor(means, "means").to(dev)
-        if mu.ndim != 2 or mu.shape[0] != K or mu.shape[1] == 0:
-            d_txt = str(mu.shape[1]) if mu.ndim == 2 and mu.shape[1] > 0 else "d"
-            raise _shape_error("means", f"[K, d] = [{K}, {d_txt}] (K = {K} from weights, d >= 1)", mu)
-        if not torch.isfinite(mu).all():
-            raise ValueError("means must be finite (found NaN or inf)")
-        d = mu.shape[1]
-
-        # ---- covariance parametrisation
-        if covariances is not None and (factors is not None or diagonal is not None):
-            raise ValueError("give either covariances or factors + diagonal, not both")
-        if covariances is None and factors is None and diagonal is None:
-            raise ValueError("give covariances [K, d, d] or factors [K, d, r] + diagonal [K, d]")
-
-        self._low_rank = covariances is None
+        dev = w.device if dev is None else dev
+        w = _checked_weights(w.to(dev))
+        mu = _checked_means(means, w.shape[0], dev)
+        self._low_rank = _is_low_rank_form(covariances, factors, diagonal)
         if self._low_rank:
-            if factors is None or diagonal is None:
-                missing = "factors" if factors is None else "diagonal"
-                raise ValueError(
-                    f"{missing} is missing: the low-rank form needs both factors [K, d, r] and diagonal [K, d]"
-                )
-            F = _as_float_tensor(factors, "factors").to(dev)
-            if F.ndim != 3 or F.shape[0] != K or F.shape[1] != d:
-                r_txt = str(F.shape[2]) if F.ndim == 3 else "r"
-                raise _shape_error("factors", f"[K, d, r] = [{K}, {d}, {r_txt}]", F)
-            if not torch.isfinite(F).all():
-                raise ValueError("factors must be finite (found NaN or inf)")
-            D = _as_float_tensor(diagonal, "diagonal").to(dev)
-            if D.shape != (K, d):
-                raise _shape_error("diagonal", f"[K, d] = [{K}, {d}]", D)
-            if not torch.isfinite(D).all():
-                raise ValueError("diagonal must be finite (found NaN or inf)")
-            if (D <= 0).any():
-                k, j = (D <= 0).nonzero()[0].tolist()
-                raise ValueError(f"diagonal must be > 0 everywhere, got diagonal[{k}][{j}] = {D[k, j].item():.4g}")
-            self._iso = bool((D == D[:, :1]).all())
-            self._F64, self._D64 = F, D
+            self._F64, self._D64 = _checked_low_rank(factors, diagonal, mu.shape[0], mu.shape[1], dev)
+            self._iso = bool((self._D64 == self._D64[:, :1]).all())
         else:
-            S = _as_float_tensor(covariances, "covariances").to(dev)
-            if S.shape != (K, d, d):
-                raise _shape_error("covariances", f"[K, d, d] = [{K}, {d}, {d}]", S)
-            if not torch.isfinite(S).all():
-                raise ValueError("covariances must be finite (found NaN or inf)")
-            asym = (S - S.transpose(-1, -2)).abs().amax(dim=(-1, -2))
-            scale = S.abs().amax(dim=(-1, -2))
-            bad = asym > 1e-10 * scale + 1e-300
-            if bad.any():
-                k = int(bad.nonzero()[0])
-                raise ValueError(
-                    f"covariances[{k}] is not symmetric (max |S - S^T| = {asym[k].item():.3g}, max |S| = "
-                    f"{scale[k].item():.3g})"
-                )
-            S = 0.5 * (S + S.transpose(-1, -2))  # bitwise identity for exactly symmetric input
-            lam, U = torch.linalg.eigh(S)
-            lam_max = lam.amax(dim=-1, keepdim=True).clamp_min(0.0)
-            tol = 1e-12 * lam_max
-            neg = lam < -tol
-            if neg.any():
-                k = int(neg.any(dim=-1).nonzero()[0])
-                raise ValueError(
-                    f"covariances[{k}] is not positive semi-definite (smallest eigenvalue {lam[k, 0].item():.4g})"
-                )
-            lam = torch.where(lam <= tol, torch.zeros_like(lam), lam)
-            self._singular = bool((lam == 0).any())
-            self._S64, self._lam64, self._U64 = S, lam, U
-
+            self._S64, self._lam64, self._U64 = _checked_covariances(covariances, mu.shape[0], mu.shape[1], dev)
+            self._singular = bool((self._lam64 == 0).any())
         self._dtype = dtype
         self._device = dev
         self._w64, self._mu64 = w, mu  # float64 originals: serialisation and .to()
-        self._w = w.to(dtype)
-        self._logw = torch.log(w).to(dtype)
-        self._mu = mu.to(dtype)
+        self._cast_parameters()
+        self._eig_range: tuple[float, float] | None = None
+
+    def _cast_parameters(self) -> None:
+        """The working copies of the float64 parameters in the mixture's dtype (and the low-rank ``F^T F``)."""
+        dtype = self._dtype
+        self._w = self._w64.to(dtype)
+        self._logw = torch.log(self._w64).to(dtype)
+        self._mu = self._mu64.to(dtype)
         if self._low_rank:
             self._F = self._F64.to(dtype)
             self._D = self._D64.to(dtype)
@@ -272,7 +305,6 @@ class GaussianMixture:
         else:
             self._lam = self._lam64.to(dtype)
             self._U = self._U64.to(dtype)
-        self._eig_range: tuple[float, float] | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -605,7 +637,7 @@ class GaussianMixture:
             self._eig_range = (lo, float(lam.max()))
         return self._eig_range
 
-    def spectral(self) -> "SpectralMixture":
+    def spectral(self) -> SpectralMixture:
         """The same mixture evaluated through each component's eigenbasis (:class:`SpectralMixture`).
 
         Identical values (tested to 1e-9), 10-150x faster on large batches and
@@ -729,237 +761,3 @@ class GaussianMixture:
             return cls.from_dict(data, dtype=dtype, device=device)
         except ValueError as exc:
             raise ValueError(f"{str(path)!r}: {exc}") from None
-
-
-# --------------------------------------------------------------------------- presets
-
-
-def ring(n_modes: int = 8, radius: float = 4.0, std: float = 0.25, weights=None, *,
-         dtype: torch.dtype = torch.float64, device=None) -> GaussianMixture:
-    """2-D ring: ``n_modes`` isotropic Gaussians (std ``std``) evenly spaced on a circle of ``radius``.
-
-    Mode ``k`` sits at angle ``2 pi k / n_modes``.  Default weights are
-    unequal, proportional to ``1, 2, ..., n_modes`` (a test of mode-weight recovery).
-    """
-    if not isinstance(n_modes, int) or n_modes < 1:
-        raise ValueError(f"n_modes must be an integer >= 1, got {n_modes!r}")
-    ang = 2.0 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes
-    means = radius * torch.stack([torch.cos(ang), torch.sin(ang)], dim=1)
-    if weights is None:
-        weights = torch.arange(1, n_modes + 1, dtype=torch.float64)
-    cov = (std**2) * torch.eye(2, dtype=torch.float64).expand(n_modes, 2, 2)
-    return GaussianMixture(weights, means, cov, dtype=dtype, device=device, name="ring")
-
-
-def grid(side: int = 5, spacing: float = 2.0, std: float = 0.2, *,
-         dtype: torch.dtype = torch.float64, device=None) -> GaussianMixture:
-    """2-D ``side x side`` grid of isotropic Gaussians (std ``std``), ``spacing`` apart, centred at 0, equal weights."""
-    if not isinstance(side, int) or side < 1:
-        raise ValueError(f"side must be an integer >= 1, got {side!r}")
-    c = (torch.arange(side, dtype=torch.float64) - (side - 1) / 2.0) * spacing
-    gx, gy = torch.meshgrid(c, c, indexing="ij")
-    means = torch.stack([gx.flatten(), gy.flatten()], dim=1)
-    K = side * side
-    cov = (std**2) * torch.eye(2, dtype=torch.float64).expand(K, 2, 2)
-    return GaussianMixture(torch.full((K,), 1.0 / K, dtype=torch.float64), means, cov, dtype=dtype, device=device,
-                           name="grid")
-
-
-def lowrank(d: int = 64, n_components: int = 10, rank: int = 4, seed: int = 0, *, mean_scale: float = 0.5,
-            factor_scale: float = 0.25, diag_var: float = 1e-3, weights=None,
-            dtype: torch.dtype = torch.float64, device=None) -> GaussianMixture:
-    """High-dimensional low-rank-plus-diagonal mixture: "images on a manifold".
-
-    Each component is a thin ``rank``-dimensional pancake in ``R^d``:
-    ``mu_k ~ mean_scale * N(0, I_d)``, ``F_k ~ factor_scale * N(0, I)`` of shape
-    ``[d, rank]`` and ``diag(D_k) = diag_var`` (isotropic), all drawn from
-    ``torch.Generator().manual_seed(seed)`` (deterministic).  With the defaults
-    every coordinate has a spread of about ``0.5`` from the means and about
-    ``0.5`` within a component (pixel-like values of order 1), the pancakes
-    extend ``~ factor_scale sqrt(d)`` along each of their ``rank`` directions,
-    comparable to the distances ``~ mean_scale sqrt(2 d)`` between means, and
-    are only ``sqrt(diag_var) ≈ 0.03`` thick off the manifold.  Weights default
-    to ``1, 2, ..., n_components`` (normalised).
-    """
-    for nm, v in (("d", d), ("n_components", n_components), ("rank", rank)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < (0 if nm == "rank" else 1):
-            raise ValueError(f"{nm} must be a positive integer, got {v!r}")
-    if not diag_var > 0:
-        raise ValueError(f"diag_var must be > 0, got {diag_var!r}")
-    g = torch.Generator().manual_seed(seed)
-    means = mean_scale * torch.randn(n_components, d, generator=g, dtype=torch.float64)
-    factors = factor_scale * torch.randn(n_components, d, rank, generator=g, dtype=torch.float64)
-    diagonal = torch.full((n_components, d), float(diag_var), dtype=torch.float64)
-    if weights is None:
-        weights = torch.arange(1, n_components + 1, dtype=torch.float64)
-    return GaussianMixture(weights, means, factors=factors, diagonal=diagonal, dtype=dtype, device=device,
-                           name="lowrank")
-
-
-#: the preset constructors by name
-PRESETS = {"ring": ring, "grid": grid, "lowrank": lowrank}
-
-
-def preset(name: str, **kw) -> GaussianMixture:
-    """Build a preset by name: ``"ring"``, ``"grid"`` or ``"lowrank"``; ``kw`` go to its constructor."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return PRESETS[name](**kw)
-
-
-def load_target(spec, **kw) -> GaussianMixture:
-    """Turn a target spec into a mixture.
-
-    ``spec`` is a :class:`GaussianMixture` (returned as is), a preset name
-    (``"ring"``, ``"grid"``, ``"lowrank"``; ``kw`` go to the preset) or the path
-    of a ``.json`` file in the :meth:`GaussianMixture.from_dict` layout (``kw``
-    may hold ``dtype`` / ``device``).
-    """
-    if isinstance(spec, GaussianMixture):
-        return spec
-    if not isinstance(spec, (str, os.PathLike)):
-        raise ValueError(f"target must be a preset name, a .json path or a GaussianMixture, got {type(spec).__name__}")
-    if isinstance(spec, str) and spec in PRESETS:
-        return preset(spec, **kw)
-    path = Path(spec)
-    if path.suffix.lower() == ".json" or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"target file not found: {str(path)!r}")
-        return GaussianMixture.load(path, **kw)
-    raise ValueError(f"unknown target {str(spec)!r}; expected one of {sorted(PRESETS)} or a path to a .json file")
-
-
-# ----------------------------------------------------------------------------- a fast exact evaluator
-
-
-class SpectralMixture:
-    """A :class:`~dmcmc_edu.targets.mixture.GaussianMixture` evaluated through each component's eigenbasis (exact, fast).
-
-    Component ``k`` is ``Sigma_k = V_k diag(lam_k) V_k^T + c_k (I - V_k V_k^T)``:
-    ``m`` orthonormal directions ``V_k`` ([d, m]) with their variances
-    ``lam_k`` and one variance ``c_k`` on the orthogonal complement.  A full
-    covariance uses all ``m = d`` eigenvectors; a low-rank-plus-isotropic one
-    (``F F^T + c I``, the ``lowrank`` preset) uses the ``r`` left singular
-    vectors of ``F``.  Then for any per-sample ``s^2`` the Mahalanobis terms,
-    log-determinants, the denoiser and ``p(sigma_i | x)`` on a whole grid
-    follow from the projections ``V_k^T (x - mu_k)`` computed once, with
-    matrix products instead of per-component solves.
-
-    The object is a denoiser of the contract (``D(x, sigma)``) with
-    ``log_prob``, ``score``, ``denoise`` and ``sigma_log_posterior``; any
-    other attribute (``assign``, ``sample``, ``K``, ``d``, ...) is the wrapped
-    mixture's.
-    """
-
-    def __init__(self, mixture):
-        self.mixture = mixture
-        dt, dev = mixture.dtype, mixture.device
-        d = mixture.d
-        mu = mixture.means.to(torch.float64)
-        if mixture.is_low_rank and bool((mixture.diagonal == mixture.diagonal[:, :1]).all()) and mixture.rank < d:
-            F = mixture.factors.to(torch.float64)
-            U, S, _ = torch.linalg.svd(F, full_matrices=False)  # [K, d, r], [K, r]
-            c = mixture.diagonal[:, 0].to(torch.float64)
-            V, lam = U, S**2 + c[:, None]
-        else:
-            lam, V = torch.linalg.eigh(mixture.covariances.to(torch.float64))
-            lam = lam.clamp(min=0.0)
-            c = torch.ones(mixture.K, dtype=torch.float64)  # unused: no complement (m = d)
-        self.m = V.shape[-1]
-        self.rest = d - self.m  # dimension of the isotropic complement
-        self._V = V.to(dev, dt)  # [K, d, m]
-        self._Vflat = V.permute(1, 0, 2).reshape(d, -1).to(dev, dt)  # [d, K m]
-        self._lam = lam.to(dev, dt)  # [K, m]
-        self._c = c.to(dev, dt)  # [K]
-        self._mu = mu.to(dev, dt)
-        self._muV = torch.einsum("kd,kdm->km", mu, V).to(dev, dt)  # [K, m]
-        self._mu2 = (mu**2).sum(1).to(dev, dt)
-        self._logw = torch.log(mixture.weights.to(torch.float64)).to(dev, dt)
-
-    def __getattr__(self, name):
-        if name == "mixture":
-            raise AttributeError(name)
-        return getattr(self.mixture, name)
-
-    # -- the projections, once per x
-    def _project(self, x: torch.Tensor):
-        x = x.reshape(x.shape[0], -1).to(self._mu.dtype)
-        K, m = self._lam.shape
-        P = (x @ self._Vflat).reshape(-1, K, m) - self._muV[None]  # V_k^T (x - mu_k), [B, K, m]
-        r2 = None
-        if self.rest:
-            dist2 = (x**2).sum(1, keepdim=True) - 2.0 * x @ self._mu.T + self._mu2[None]  # |x - mu_k|^2
-            r2 = (dist2 - (P**2).sum(-1)).clamp(min=0.0)  # energy on the isotropic complement, [B, K]
-        return x, P, r2
-
-    def _clp(self, P, r2, s2):
-        """log w_k + log N(x; mu_k, Sigma_k + s2 I) for s2 of shape [B] (or [B, 1, L] with P2 [B, K, 1, m])."""
-        lam_s = self._lam[None] + s2[:, None, None]  # [B, K, m]
-        maha = (P**2 / lam_s).sum(-1)
-        logdet = torch.log(lam_s).sum(-1)
-        if self.rest:
-            c_s = self._c[None] + s2[:, None]
-            maha = maha + r2 / c_s
-            logdet = logdet + self.rest * torch.log(c_s)
-        return self._logw[None] - 0.5 * (self.mixture.d * _LOG_2PI + logdet + maha)
-
-    def _sigma(self, sigma, B):
-        s = torch.as_tensor(sigma, dtype=self._mu.dtype, device=self._mu.device)
-        return s.expand(B) if s.ndim == 0 else s
-
-    def log_prob(self, x, sigma=0.0):
-        """``log p_sigma(x)``, shape [B]."""
-        x, P, r2 = self._project(x)
-        return torch.logsumexp(self._clp(P, r2, self._sigma(sigma, x.shape[0]) ** 2), dim=-1)
-
-    def denoise(self, x, sigma):
-        """``E[x_0 | x_sigma = x]`` (sigma > 0), the shape of ``x``."""
-        shape = x.shape
-        x, P, r2 = self._project(x)
-        s2 = self._sigma(sigma, x.shape[0]) ** 2
-        r = torch.softmax(self._clp(P, r2, s2), dim=-1)  # [B, K]
-        lam_s = self._lam[None] + s2[:, None, None]
-        if self.rest:
-            a = self._c[None] / (self._c[None] + s2[:, None])  # shrink factor on the complement, [B, K]
-            coef = self._lam[None] / lam_s - a[..., None]
-            ra = r * a
-            out = r @ self._mu - ra @ self._mu + ra.sum(1, keepdim=True) * x
-        else:
-            coef = self._lam[None] / lam_s
-            out = r @ self._mu
-        out = out + (r[..., None] * coef * P).reshape(x.shape[0], -1) @ self._Vflat.T
-        return out.reshape(shape)
-
-    def __call__(self, x, sigma):
-        return self.denoise(x, sigma)
-
-    def score(self, x, sigma):
-        """``grad_x log p_sigma(x) = (D(x, sigma) - x) / sigma^2``."""
-        s = self._sigma(sigma, x.shape[0])
-        return (self.denoise(x, s) - x) / s.reshape(-1, *([1] * (x.ndim - 1))) ** 2
-
-    def sigma_log_posterior(self, x, grid, log_prior=None, max_elements: int = 2**23):
-        """``log p(sigma_i | x)`` over a grid ([B, L]), uniform prior unless ``log_prior`` is given."""
-        x, P, r2 = self._project(x)
-        g = torch.as_tensor(grid, dtype=self._mu.dtype, device=self._mu.device)
-        L = g.numel()
-        B, K, m = P.shape
-        g2 = g**2
-        rows = max(1, max_elements // max(1, K * L * max(m, 1)))
-        out = []
-        for i in range(0, B, rows):
-            P2 = (P[i:i + rows] ** 2)[:, :, None, :]  # [b, K, 1, m]
-            lam_s = self._lam[None, :, None, :] + g2[None, None, :, None]  # [1, K, L, m]
-            maha = (P2 / lam_s).sum(-1)
-            logdet = torch.log(lam_s).sum(-1)
-            if self.rest:
-                c_s = self._c[None, :, None] + g2[None, None, :]
-                maha = maha + r2[i:i + rows, :, None] / c_s
-                logdet = logdet + self.rest * torch.log(c_s)
-            clp = self._logw[None, :, None] - 0.5 * (self.mixture.d * _LOG_2PI + logdet + maha)  # [b, K, L]
-            out.append(torch.logsumexp(clp, dim=1))
-        logp = torch.cat(out)
-        if log_prior is not None:
-            lp = torch.as_tensor(log_prior, dtype=logp.dtype, device=logp.device)
-            logp = logp + (lp - torch.logsumexp(lp, 0))[None]
-        return logp - torch.logsumexp(logp, dim=1, keepdim=True)

@@ -6,8 +6,9 @@ denoising score matching with EDM's loss weighting (Karras et al. 2022)::
     loss = E_{x0, sigma, z} [ lambda(sigma) || D(x0 + sigma z, sigma) - x0 ||^2 ],
     lambda(sigma) = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2
 
-(mean over pixels), which gives the bare network F a target of unit variance
-at every sigma.  The noise levels are drawn, per sample, by
+(mean over pixels; :func:`dmcmc_edu.training.losses.score_matching_loss`),
+which gives the bare network F a target of unit variance at every sigma.
+The noise levels are drawn, per sample, by
 ``sigma_sampling``:
 
 * ``"lognormal"`` -- EDM's ``ln sigma ~ N(P_mean, P_std^2)``, with EDM's
@@ -34,16 +35,22 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
+from tqdm import tqdm
 
-from dmcmc_edu.runs import atomic_write
+from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN
 from dmcmc_edu.models.unet import ScoreUNet, UNetConfig, save_score_model
+from dmcmc_edu.runs import atomic_write
+from dmcmc_edu.training.classifier import train_noise_level_classifier
+from dmcmc_edu.training.losses import score_matching_loss
 
-__all__ = ["ScoreTrainingConfig", "sample_sigmas", "score_matching_loss", "train_score_model",
-           "train_mnist_noise_classifier", "CHECKPOINT_NAME", "WEIGHTS_NAME"]
+__all__ = ["ScoreTrainingConfig", "sample_sigmas", "train_score_model", "train_mnist_noise_classifier",
+           "CHECKPOINT_NAME", "WEIGHTS_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 WEIGHTS_NAME = "score_model.pt"
@@ -93,13 +100,6 @@ def sample_sigmas(n: int, cfg: ScoreTrainingConfig, sigma_data: float, generator
     return s.to(device)
 
 
-def score_matching_loss(model: ScoreUNet, x0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """EDM-weighted denoising score matching: ``mean_b lambda(sigma_b) mean_pixels (D(x0 + sigma z) - x0)^2``."""
-    x = x0 + sigma.reshape(-1, 1, 1, 1) * noise
-    err = (model(x, sigma) - x0) ** 2
-    return (model.loss_weight(sigma) * err.flatten(1).mean(1)).mean()
-
-
 def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
     """``ema <- decay * ema + (1 - decay) * weights`` for floating tensors (one fused call); copy the others."""
     with torch.no_grad():
@@ -114,6 +114,139 @@ def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
 def _config_mismatch(saved: dict, now: dict, ignore=("steps",)) -> list[str]:
     return [f"{k}: {saved.get(k)!r} (checkpoint) vs {now.get(k)!r} (now)"
             for k in sorted(set(saved) | set(now)) if k not in ignore and saved.get(k) != now.get(k)]
+
+
+@dataclass
+class _Run:
+    """What a training run carries from step to step, and saves in its checkpoint."""
+
+    model: ScoreUNet
+    opt: torch.optim.Optimizer
+    ema: dict  # EMA of the model's state dict
+    gen_data: torch.Generator  # batch indices (CPU)
+    gen_noise: torch.Generator  # sigma and noise (on the device)
+    step: int = 0
+    log: list = field(default_factory=list)
+    seconds_before: float = 0.0  # training time of the earlier calls
+
+
+def _read_checkpoint(ckpt_path: Path, cfg: ScoreTrainingConfig, mcfg: UNetConfig) -> dict | None:
+    """The checkpoint at ``ckpt_path`` (None if there is none), refused if its settings differ from these."""
+    if not ckpt_path.exists():
+        return None
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if ckpt.get("format") != _CKPT_FORMAT:
+        raise ValueError(f"{ckpt_path} is not a score-training checkpoint (format {ckpt.get('format')!r})")
+    diff = _config_mismatch(ckpt["train_config"], asdict(cfg))
+    diff += _config_mismatch(ckpt["model_config"], asdict(mcfg), ignore=())
+    if diff:
+        raise ValueError(f"{ckpt_path.parent} holds a run with other settings: " + "; ".join(diff)
+                         + " -- use another output folder")
+    return ckpt
+
+
+def _start_run(cfg: ScoreTrainingConfig, mcfg: UNetConfig, device: torch.device, ckpt: dict | None) -> _Run:
+    """A fresh run (weights initialised from ``cfg.seed``), or the state saved in ``ckpt``."""
+    gen_init = torch.Generator().manual_seed(cfg.seed)  # weights initialisation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=gen_init)))
+        model = ScoreUNet(mcfg)
+    model.to(device).train()
+    run = _Run(model=model, opt=torch.optim.Adam(model.parameters(), lr=cfg.lr),
+               ema={k: v.detach().clone() for k, v in model.state_dict().items()},
+               gen_data=torch.Generator().manual_seed(cfg.seed + 1),
+               gen_noise=torch.Generator(device=device).manual_seed(cfg.seed + 2))
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        run.opt.load_state_dict(ckpt["opt"])
+        run.ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
+        run.gen_data.set_state(ckpt["gen_data"])
+        run.gen_noise.set_state(ckpt["gen_noise"])
+        run.step, run.log, run.seconds_before = int(ckpt["step"]), list(ckpt["log"]), float(ckpt["seconds"])
+    return run
+
+
+def _save_checkpoint(path: Path, run: _Run, cfg: ScoreTrainingConfig, mcfg: UNetConfig, seconds: float) -> None:
+    """Write the run's state (model, EMA, optimiser, generators, log) to ``path``, atomically."""
+    payload = {"format": _CKPT_FORMAT, "step": run.step, "model": run.model.state_dict(), "ema": run.ema,
+               "opt": run.opt.state_dict(), "gen_data": run.gen_data.get_state(),
+               "gen_noise": run.gen_noise.get_state(), "log": run.log, "seconds": seconds,
+               "train_config": asdict(cfg), "model_config": asdict(mcfg)}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def _training_step(run: _Run, data: torch.Tensor, cfg: ScoreTrainingConfig, sigma_data: float,
+                   device: torch.device) -> torch.Tensor:
+    """One optimiser step on a fresh batch (indices, then sigma and noise), then the EMA; returns the loss."""
+    idx = torch.randint(0, data.shape[0], (cfg.batch_size,), generator=run.gen_data).to(device)
+    x0 = data[idx]
+    sigma = sample_sigmas(cfg.batch_size, cfg, sigma_data, run.gen_noise, device)
+    noise = torch.randn(x0.shape, generator=run.gen_noise, device=run.gen_noise.device).to(device)
+    for group in run.opt.param_groups:
+        group["lr"] = cfg.lr * min(1.0, (run.step + 1) / max(1, cfg.warmup_steps))
+    loss = score_matching_loss(run.model, x0, sigma, noise)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+    _ema_update(run.ema, run.model, min(cfg.ema_decay, (1 + run.step) / (10 + run.step)))
+    run.step += 1
+    return loss.detach()
+
+
+def _log_interval(run: _Run, running, n_running: int, t_start: float) -> None:
+    """Append the mean loss of the last ``n_running`` steps to the run's log."""
+    run.log.append({"step": run.step, "loss": float(running) / n_running,
+                    "seconds": round(run.seconds_before + time.time() - t_start, 2)})
+
+
+def _train_loop(run: _Run, data: torch.Tensor, cfg: ScoreTrainingConfig, mcfg: UNetConfig, device: torch.device, *,
+                t_start: float, max_minutes: float | None, save: Callable[[], None], checkpoint_every: int,
+                log_every: int, progress: bool) -> str:
+    """Step until ``cfg.steps`` or the time budget; returns what stopped it, ``"steps"`` or ``"budget"``."""
+    stopped_by = "steps"
+    running, n_running = 0.0, 0
+    bar = tqdm(total=cfg.steps, initial=run.step, desc="score model", disable=not progress)
+    while run.step < cfg.steps:
+        if max_minutes is not None and time.time() - t_start > 60.0 * max_minutes:
+            stopped_by = "budget"
+            break
+        running = running + _training_step(run, data, cfg, mcfg.sigma_data, device)  # no per-step device sync
+        n_running += 1
+        if run.step % log_every == 0 or run.step == cfg.steps:
+            _log_interval(run, running, n_running, t_start)
+            bar.set_postfix(loss=f"{run.log[-1]['loss']:.4f}")
+            running, n_running = 0.0, 0
+        if run.step % checkpoint_every == 0:
+            save()
+        bar.update(1)
+    bar.close()
+    if n_running:  # a partial interval at a budget stop
+        _log_interval(run, running, n_running, t_start)
+    return stopped_by
+
+
+def _finish(out: Path, run: _Run, cfg: ScoreTrainingConfig, device: torch.device, *, t_start: float,
+            start_step: int, stopped_by: str, info: dict | None) -> dict:
+    """Write the EMA weights (``score_model.pt`` + ``.json``) and ``train_log.json``; return the summary."""
+    seconds = time.time() - t_start
+    step = run.step
+    summary = {
+        "steps_done": step, "steps_target": cfg.steps, "stopped_by": stopped_by,
+        "steps_this_call": step - start_step, "seconds_this_call": round(seconds, 2),
+        "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
+        "seconds_total": round(run.seconds_before + seconds, 2), "images_seen": step * cfg.batch_size,
+        "loss_last": run.log[-1]["loss"] if run.log else None, "device": str(device),
+        "torch": str(torch.__version__), "train_config": asdict(cfg), **(info or {}),
+    }
+    ema_model = copy.deepcopy(run.model).cpu()
+    ema_model.load_state_dict({k: v.cpu() for k, v in run.ema.items()})
+    save_score_model(ema_model, out / WEIGHTS_NAME, {"training": summary, "weights": "EMA"})
+    log = run.log
+    atomic_write(out / "train_log.json", lambda tmp: Path(tmp).write_text(json.dumps({"log": log, **summary},
+                                                                                      indent=1)))
+    return summary
 
 
 def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig | dict | None = None,
@@ -152,8 +285,6 @@ def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig |
         ``loss_last`` (mean of the last log interval), ``images_seen``,
         ``seconds_this_call``, ``steps_per_second``, ...
     """
-    from tqdm import tqdm
-
     t_start = time.time()
     cfg = (config or ScoreTrainingConfig()).validate()
     device = torch.device(device)
@@ -162,97 +293,17 @@ def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig |
     ckpt_path = out / CHECKPOINT_NAME
     mcfg = UNetConfig(**model_config) if isinstance(model_config, dict) else (model_config or UNetConfig())
 
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True) if ckpt_path.exists() else None
-    if ckpt is not None:
-        if ckpt.get("format") != _CKPT_FORMAT:
-            raise ValueError(f"{ckpt_path} is not a score-training checkpoint (format {ckpt.get('format')!r})")
-        diff = _config_mismatch(ckpt["train_config"], asdict(cfg))
-        diff += _config_mismatch(ckpt["model_config"], asdict(mcfg), ignore=())
-        if diff:
-            raise ValueError(f"{out} holds a run with other settings: " + "; ".join(diff)
-                             + " -- use another output folder")
-
-    gen_init = torch.Generator().manual_seed(cfg.seed)  # weights initialisation
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (), generator=gen_init)))
-        model = ScoreUNet(mcfg)
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    gen_data = torch.Generator().manual_seed(cfg.seed + 1)  # batch indices (CPU)
-    gen_noise = torch.Generator(device=device).manual_seed(cfg.seed + 2)  # sigma and noise (on the device)
-    step, log, seconds_before = 0, [], 0.0
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["opt"])
-        ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
-        gen_data.set_state(ckpt["gen_data"])
-        gen_noise.set_state(ckpt["gen_noise"])
-        step, log, seconds_before = int(ckpt["step"]), list(ckpt["log"]), float(ckpt["seconds"])
-
+    run = _start_run(cfg, mcfg, device, _read_checkpoint(ckpt_path, cfg, mcfg))
     data = data.to(device=device, dtype=torch.float32)
-    N = data.shape[0]
+    start_step = run.step
 
-    def save_checkpoint():
-        payload = {"format": _CKPT_FORMAT, "step": step, "model": model.state_dict(), "ema": ema,
-                   "opt": opt.state_dict(), "gen_data": gen_data.get_state(), "gen_noise": gen_noise.get_state(),
-                   "log": log, "seconds": seconds_before + time.time() - t_start,
-                   "train_config": asdict(cfg), "model_config": asdict(mcfg)}
-        atomic_write(ckpt_path, lambda tmp: torch.save(payload, tmp))
+    def save() -> None:
+        _save_checkpoint(ckpt_path, run, cfg, mcfg, run.seconds_before + time.time() - t_start)
 
-    start_step = step
-    stopped_by = "steps"
-    running, n_running = 0.0, 0
-    bar = tqdm(total=cfg.steps, initial=step, desc="score model", disable=not progress)
-    while step < cfg.steps:
-        if max_minutes is not None and time.time() - t_start > 60.0 * max_minutes:
-            stopped_by = "budget"
-            break
-        idx = torch.randint(0, N, (cfg.batch_size,), generator=gen_data).to(device)
-        x0 = data[idx]
-        sigma = sample_sigmas(cfg.batch_size, cfg, mcfg.sigma_data, gen_noise, device)
-        noise = torch.randn(x0.shape, generator=gen_noise, device=gen_noise.device).to(device)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        loss = score_matching_loss(model, x0, sigma, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        _ema_update(ema, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-        step += 1
-        running = running + loss.detach()  # no per-step device sync
-        n_running += 1
-        if step % log_every == 0 or step == cfg.steps:
-            log.append({"step": step, "loss": float(running) / n_running,
-                        "seconds": round(seconds_before + time.time() - t_start, 2)})
-            bar.set_postfix(loss=f"{log[-1]['loss']:.4f}")
-            running, n_running = 0.0, 0
-        if step % checkpoint_every == 0:
-            save_checkpoint()
-        bar.update(1)
-    bar.close()
-    if n_running:  # a partial interval at a budget stop
-        log.append({"step": step, "loss": float(running) / n_running,
-                    "seconds": round(seconds_before + time.time() - t_start, 2)})
-    save_checkpoint()
-
-    seconds = time.time() - t_start
-    summary = {
-        "steps_done": step, "steps_target": cfg.steps, "stopped_by": stopped_by,
-        "steps_this_call": step - start_step, "seconds_this_call": round(seconds, 2),
-        "steps_per_second": round((step - start_step) / max(seconds, 1e-9), 3),
-        "seconds_total": round(seconds_before + seconds, 2), "images_seen": step * cfg.batch_size,
-        "loss_last": log[-1]["loss"] if log else None, "device": str(device),
-        "torch": str(torch.__version__), "train_config": asdict(cfg), **(info or {}),
-    }
-    ema_model = copy.deepcopy(model).cpu()
-    ema_model.load_state_dict({k: v.cpu() for k, v in ema.items()})
-    save_score_model(ema_model, out / WEIGHTS_NAME, {"training": summary, "weights": "EMA"})
-    atomic_write(out / "train_log.json", lambda tmp: Path(tmp).write_text(json.dumps({"log": log, **summary},
-                                                                                      indent=1)))
-    return summary
+    stopped_by = _train_loop(run, data, cfg, mcfg, device, t_start=t_start, max_minutes=max_minutes, save=save,
+                             checkpoint_every=checkpoint_every, log_every=log_every, progress=progress)
+    save()
+    return _finish(out, run, cfg, device, t_start=t_start, start_step=start_step, stopped_by=stopped_by, info=info)
 
 
 def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigma_max: float, n_levels: int = 1000,
@@ -261,7 +312,7 @@ def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigm
                                  max_minutes: float | None = None, probe_steps: int = 50, progress: bool = True):
     """Train the paper's SimpleCNN noise-level classifier on 1x28x28 images, within a wall-clock budget.
 
-    Uses :func:`dmcmc_edu.models.classifier.train_noise_level_classifier` (paper:
+    Uses :func:`dmcmc_edu.training.classifier.train_noise_level_classifier` (paper:
     cross-entropy, Adam lr 1e-3, batch 100, fresh noise every batch) on the
     grid ``noise_level_grid(sigma_min, sigma_max, n_levels)``.  To honour
     ``max_minutes`` without a clock inside that loop, a few warm-up steps and
@@ -275,9 +326,6 @@ def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigm
     Returns ``(classifier, info)``; ``info`` has ``steps_done``,
     ``stopped_by``, ``seconds``, the last training loss and accuracies.
     """
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, train_noise_level_classifier
-    from dmcmc_edu.core.schedules import noise_level_grid
-
     t0 = time.time()
     grid = noise_level_grid(sigma_min, sigma_max, n_levels)
     init = torch.Generator().manual_seed(seed)

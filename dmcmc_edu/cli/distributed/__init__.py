@@ -1,0 +1,183 @@
+"""The ``sample-distributed`` command: DLG across processes, one resumable shard per rank and a manifest.
+
+Launch it with torchrun, as a sub-command or as this package::
+
+    torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ...
+    torchrun --nproc_per_node N -m dmcmc_edu.cli.distributed ...
+
+This module turns the command line into a model spec and a
+:class:`~dmcmc_edu.core.sampler.DMCMCConfig`; the sampling itself is
+:func:`dmcmc_edu.experiments.distributed.sample_distributed`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from dmcmc_edu.cli.common import errors_as_exit
+from dmcmc_edu.core.integrators import INTEGRATORS
+from dmcmc_edu.core.langevin import X_UPDATES
+from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig
+from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
+from dmcmc_edu.experiments import distributed as dist_sampling
+from dmcmc_edu.experiments.distributed import (
+    build_config,
+    classifier_sigma_range,
+    model_sigma_info,
+    sample_distributed,
+    setup,
+)
+from dmcmc_edu.models.classifier import NoiseLevelClassifier
+
+__all__ = ["add_parsers", "add_arguments", "model_spec", "run_config", "cmd_sample_distributed", "main"]
+
+
+def _burn_in(text: str):
+    """``"10:0.5,10:"`` -> ``[[10, 0.5], [10, None]]`` (an empty eta means the main eta)."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        steps, _, eta = part.partition(":")
+        pairs.append([int(steps), float(eta) if eta.strip() else None])
+    return pairs
+
+
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    m = p.add_argument_group("model (exactly one)").add_mutually_exclusive_group(required=True)
+    m.add_argument("--target", help="a mixture target: ring | grid | lowrank | PATH.json")
+    m.add_argument("--score-sde", metavar="CHECKPOINT", help="a score_sde NCSN++ checkpoint (needs --config)")
+    m.add_argument("--diffusers-ve", metavar="PATH_OR_ID", help="a diffusers VE NCSN++ UNet2DModel (hub id or folder)")
+    m.add_argument("--diffusers-vp", metavar="PATH_OR_ID", help="a diffusers DDPM UNet2DModel (hub id or folder)")
+    p.add_argument("--config", help="score_sde config: cifar10_ncsnpp_continuous | celebahq_256_ncsnpp_continuous | "
+                                    "PATH to a config.json")
+    p.add_argument("--vp-data-range", default="unit", choices=["unit", "model"],
+                   help="data space of a diffusers VP model: unit = [0, 1] like the score_sde models (default), "
+                        "model = the DDPM's own [-1, 1]")
+    p.add_argument("--out", required=True, help="output folder: OUT/rank_{r}/ per rank, OUT/manifest.json at the end")
+
+
+def _add_dlg_arguments(p: argparse.ArgumentParser) -> None:
+    s = p.add_argument_group("DLG settings (default: the preset's, else DMCMCConfig's)")
+    s.add_argument("--preset", choices=list(PRESETS), default=None, help="the paper's settings (sampler.PRESETS)")
+    s.add_argument("--sigma-min", type=float, default=None, help="default: preset, else the model's")
+    s.add_argument("--sigma-max", type=float, default=None, help="default: preset, else the model's")
+    s.add_argument("--n-levels", type=int, default=None, help="noise-level grid size (a classifier's own by default)")
+    s.add_argument("--eta", type=float, default=None, help="absolute Langevin step size")
+    s.add_argument("--n-skip", type=int, default=None, help="Gibbs steps per output")
+    s.add_argument("--integrator", default=None, choices=list(INTEGRATORS), help="denoising integrator")
+    s.add_argument("--steps", type=int, default=None, help="denoising integrator steps")
+    s.add_argument("--sigma-update", default=None, choices=list(SIGMA_UPDATES))
+    s.add_argument("--classifier", default=None, help="a saved noise-level classifier (train-image-classifier)")
+    s.add_argument("--x-update", default=None, choices=list(X_UPDATES))
+    s.add_argument("--chains", type=int, default=None, help="chains PER RANK")
+    s.add_argument("--outputs-per-chain", type=int, default=None)
+    s.add_argument("--init-steps", type=int, default=None, help="KAR2 steps of the chains' initialisation")
+    s.add_argument("--burn-in", type=_burn_in, default=None, help='e.g. "10:0.5,10:" (empty eta = the main eta)')
+    s.add_argument("--final-tweedie", default=None, choices=["auto", "always", "never"])
+    s.add_argument("--tweedie-sigma", type=float, default=None)
+    s.add_argument("--seed", type=int, default=0, help="base seed; rank r uses derive_seed(seed, r)")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the options of ``sample-distributed`` to ``p`` (the sub-command and this package's own entry)."""
+    _add_model_arguments(p)
+    _add_dlg_arguments(p)
+    r = p.add_argument_group("run")
+    r.add_argument("--device", default="auto", help="auto (cuda:LOCAL_RANK if available, else cpu) | cpu | cuda")
+    r.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"])
+    r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64"],
+                   help="sampling dtype (auto: float64 for mixtures, float32 for networks)")
+    r.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every K output rounds")
+    r.add_argument("--quiet", action="store_true")
+    return p
+
+
+def model_spec(args) -> dict:
+    """The model spec of :func:`dmcmc_edu.experiments.distributed.build_model` that the options name."""
+    if args.target:
+        return {"kind": "mixture", "target": args.target}
+    if args.score_sde:
+        if not args.config:
+            raise SystemExit("error: --score-sde needs --config (a preset name or a config.json)")
+        return {"kind": "score_sde", "checkpoint": args.score_sde, "config": args.config}
+    if args.diffusers_ve:
+        return {"kind": "diffusers-ve", "path": args.diffusers_ve}
+    return {"kind": "diffusers-vp", "path": args.diffusers_vp,
+            "data_range": [0.0, 1.0] if args.vp_data_range == "unit" else [-1.0, 1.0]}
+
+
+def _grid_settings(args, spec: dict) -> tuple[float | None, float | None, int | None]:
+    """``(sigma_min, sigma_max, n_levels)``: the options, else the classifier's grid, else the model's own range.
+
+    With a ``--preset`` the missing values stay None (the preset fills them in).
+    """
+    n_levels = args.n_levels
+    smin, smax = args.sigma_min, args.sigma_max
+    if args.classifier and n_levels is None:
+        clf = NoiseLevelClassifier.load(args.classifier)
+        n_levels = clf.n_levels
+        if args.preset is None:  # the classifier's grid gives the sigma range
+            cmin, cmax = classifier_sigma_range(clf)
+            smin = smin if smin is not None else cmin
+            smax = smax if smax is not None else cmax
+    if args.preset is None and (smin is None or smax is None):
+        info = model_sigma_info(spec)
+        smin = smin if smin is not None else info["sigma_min"]
+        smax = smax if smax is not None else info["sigma_max"]
+        if smin is None or smax is None:
+            raise SystemExit("error: the model does not state its sigma range: give --sigma-min and --sigma-max")
+    return smin, smax, n_levels
+
+
+def run_config(args, spec: dict) -> DMCMCConfig:
+    """The per-rank DLG settings: the preset (if any), then every option given, then the model's defaults."""
+    smin, smax, n_levels = _grid_settings(args, spec)
+    sigma_update = args.sigma_update
+    if sigma_update is None and args.preset is None:
+        sigma_update = "exact" if spec["kind"] == "mixture" else "classifier-argmax"
+    return build_config(args.preset, sigma_min=smin, sigma_max=smax, n_levels=n_levels, eta=args.eta,
+                        n_skip=args.n_skip, integrator=args.integrator, steps=args.steps,
+                        sigma_update=sigma_update, x_update=args.x_update, n_chains=args.chains,
+                        outputs_per_chain=args.outputs_per_chain, init_steps=args.init_steps,
+                        burn_in=args.burn_in, final_tweedie=args.final_tweedie, tweedie_sigma=args.tweedie_sigma,
+                        seed=args.seed)
+
+
+def cmd_sample_distributed(args) -> int:
+    """``sample-distributed``: this process's shard; rank 0 prints where the manifest is (unless ``--quiet``)."""
+    spec = model_spec(args)
+    env = setup(args.device, args.backend)
+    try:
+        cfg = run_config(args, spec)
+        dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+        with errors_as_exit(ValueError, FileNotFoundError, prefix=f"error (rank {env.rank})"):
+            manifest = sample_distributed(spec, cfg, args.out, classifier_path=args.classifier, dtype=dtype,
+                                          checkpoint_every=args.checkpoint_every, progress=not args.quiet, env=env)
+        if manifest is not None and not args.quiet:
+            print(json.dumps({"manifest": str(Path(args.out) / "manifest.json"), "world_size": manifest["world_size"],
+                              "n_outputs": manifest["n_outputs"], "nfe_per_output": manifest["nfe_per_output"]},
+                             indent=1))
+    finally:
+        env.close()
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add ``sample-distributed`` to the sub-command parsers."""
+    d = sub.add_parser("sample-distributed", help="DLG across processes (launch with torchrun)",
+                       description="Launch with: torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ... "
+                                   "Each rank runs its own chains (--chains per rank) with seed derive_seed(seed, "
+                                   "rank) into OUT/rank_{r} (resumable); rank 0 writes OUT/manifest.json at the end.")
+    add_arguments(d)
+    d.set_defaults(func=cmd_sample_distributed)
+
+
+def main(argv=None) -> int:
+    """``torchrun ... -m dmcmc_edu.cli.distributed ...``: the same options as ``sample-distributed``."""
+    p = argparse.ArgumentParser(prog="torchrun ... -m dmcmc_edu.cli.distributed", description=dist_sampling.__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return cmd_sample_distributed(p.parse_args(argv))

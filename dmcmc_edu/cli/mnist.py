@@ -1,0 +1,335 @@
+"""Commands of the image rung (MNIST).
+
+train-score             train the U-Net score model (EDM preconditioning and loss); resumable, budgeted
+train-mnist-classifier  train the paper's SimpleCNN noise-level classifier on MNIST
+train-mnist-features    train the MNIST-FID feature network and compute the test-set reference statistics
+sample-mnist            draw digits with the shipped (or your) weights: vanilla from noise, or DLG (--dlg); resumable
+
+Every command takes ``--device cpu|cuda`` and ``--max-minutes`` (a wall-clock
+budget: the command stops cleanly, saves what it has, and reports
+``stopped_by: budget``), and writes weights + a JSON config/log into ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.image import imsave
+from torchvision.utils import save_image
+
+from dmcmc_edu.cli.common import chunk_seed, device, errors_as_exit, set_threads, settings
+from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
+from dmcmc_edu.core.sampler import DMCMCSampler
+from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
+from dmcmc_edu.datasets import load_mnist
+from dmcmc_edu.evaluation.calibration import calibration
+from dmcmc_edu.evaluation.mnist_fid import (
+    FEATURE_NET_NAME,
+    REFERENCE_NAME,
+    accuracy,
+    load_feature_net,
+    load_reference,
+    mnist_fid,
+    real_data_fid,
+    reference_stats,
+    save_feature_net,
+    train_feature_net,
+)
+from dmcmc_edu.experiments.mnist import (
+    SIGMA_MAX,
+    SIGMA_MIN,
+    dlg_config,
+    image_grid,
+    load_shipped_models,
+    vanilla_samples,
+)
+from dmcmc_edu.models.classifier import NoiseLevelClassifier
+from dmcmc_edu.models.unet import UNetConfig, load_score_model
+from dmcmc_edu.runs import atomic_write, run_chunks, run_to_directory, save_npy, write_json
+from dmcmc_edu.training.score import WEIGHTS_NAME, ScoreTrainingConfig, train_mnist_noise_classifier, train_score_model
+
+__all__ = ["add_parsers", "CLASSIFIER_NAME", "cmd_train_score", "cmd_train_classifier", "cmd_train_features",
+           "cmd_sample_mnist"]
+
+CLASSIFIER_NAME = "mnist_noise_classifier.pt"
+
+
+def _load(root: str, train: bool, labels: bool = False):
+    """MNIST from ``--data-root``; missing files become one ``error:`` line."""
+    with errors_as_exit(FileNotFoundError):
+        return load_mnist(root, train=train, return_labels=labels)
+
+
+# ----------------------------------------------------------------------------- train-score
+
+
+def cmd_train_score(args) -> int:
+    """``train-score``: train (or resume) the U-Net score model; optionally a PNG grid of its samples."""
+    set_threads(args)
+    dev = device(args.device)
+    images = _load(args.data_root, train=True)
+    mcfg = UNetConfig(channels=[int(c) for c in args.channels.split(",")], blocks_per_level=args.blocks_per_level,
+                      attention=not args.no_attention, emb_dim=args.emb_dim)
+    tcfg = ScoreTrainingConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
+                               ema_decay=args.ema_decay, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                               sigma_sampling=args.sigma_sampling, seed=args.seed)
+    with errors_as_exit(ValueError):
+        summary = train_score_model(args.out, images, model_config=mcfg, config=tcfg, device=dev,
+                                    max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every,
+                                    progress=not args.quiet, info={"dataset": args.dataset})
+    if args.sample_grid:
+        summary["sample_grid"] = _sample_grid(Path(args.out) / WEIGHTS_NAME, Path(args.out) / "samples.png", dev,
+                                              args.sigma_min, args.sigma_max, args.seed)
+    print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=1, default=float))
+    return 0
+
+
+def _sample_grid(weights: Path, png: Path, dev, sigma_min: float, sigma_max: float, seed: int) -> str:
+    """64 KAR1 samples (18 steps, 35 NFE) of the saved EMA model, as a PNG grid."""
+    model = load_score_model(weights).to(dev)
+    with torch.no_grad():
+        x, _ = sample_from_noise(model, (64, 1, 28, 28), integrator="kar1", steps=18, sigma_max=sigma_max,
+                                 sigma_min=sigma_min, generator=torch.Generator(device=dev).manual_seed(seed),
+                                 dtype=torch.float32, device=dev)
+    save_image(x.clamp(0, 1).cpu(), png, nrow=8)
+    return str(png)
+
+
+# ----------------------------------------------------------------------------- train-mnist-classifier
+
+
+def cmd_train_classifier(args) -> int:
+    """``train-mnist-classifier``: the SimpleCNN noise-level classifier, saved with a test-set calibration record."""
+    set_threads(args)
+    dev = device(args.device)
+    out = Path(args.out)
+    path = out / CLASSIFIER_NAME
+    if path.exists() and not args.overwrite:
+        raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    images = _load(args.data_root, train=True)
+    clf, info = train_mnist_noise_classifier(images, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
+                                             n_levels=args.n_levels, steps=args.steps, batch_size=args.batch,
+                                             lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
+                                             device=dev, max_minutes=args.max_minutes, progress=not args.quiet)
+    clf.save(path)
+    clf = NoiseLevelClassifier.load(path)  # what is evaluated is what was written (weights_only load)
+    test = _load(args.data_root, train=False)
+    cal = calibration(clf, test, n=args.eval_n, generator=torch.Generator().manual_seed(12345))
+    metrics = {k: cal[k] for k in ("accuracy", "accuracy_within", "within_levels", "mean_abs_log_error")}
+    meta = {"format": "dmcmc_edu.noise_level_classifier/1", "arch": "simplecnn", "dataset": "mnist",
+            "grid": {"sigma_min": args.sigma_min, "sigma_max": args.sigma_max, "n_levels": args.n_levels},
+            "training": info,
+            "test_calibration": {**metrics, "n": args.eval_n, "seed": 12345,
+                                 "data": "MNIST test images + fresh noise, level uniform over the grid"}}
+    write_json(path.with_suffix(".json"), meta)
+    print(json.dumps({"saved": str(path), **info, **metrics}, indent=1, default=float))
+    return 0
+
+
+# ----------------------------------------------------------------------------- train-mnist-features
+
+
+def cmd_train_features(args) -> int:
+    """``train-mnist-features``: the MNIST-FID feature network, its test-set statistics and real-data FID floors."""
+    set_threads(args)
+    dev = device(args.device)
+    x, y = _load(args.data_root, train=True, labels=True)
+    xt, yt = _load(args.data_root, train=False, labels=True)
+    net, info = train_feature_net(x, y, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed,
+                                  device=dev, max_minutes=args.max_minutes, progress=not args.quiet)
+    net = net.cpu()
+    t0 = time.time()
+    info["test_accuracy"] = accuracy(net, xt, yt)
+    info["test_n"] = int(xt.shape[0])
+    ref = reference_stats(net, xt)
+    meta = save_feature_net(net, args.out, info={"training": info, "test_accuracy": info["test_accuracy"],
+                                                 "feature": "128-d penultimate layer (after ReLU)",
+                                                 "reference": "mnist_fid_ref_test.pt (MNIST test set, 10,000)"},
+                            ref=ref)
+    net2 = load_feature_net(Path(args.out) / FEATURE_NET_NAME)
+    ref2 = load_reference(Path(args.out) / REFERENCE_NAME)
+    floors = {str(n): real_data_fid(n, root=args.data_root, feature_net=net2, reference=ref2) for n in (500, 5000)}
+    meta["real_data_fid_floor"] = floors
+    meta["eval_seconds"] = round(time.time() - t0, 2)
+    write_json(Path(args.out) / Path(FEATURE_NET_NAME).with_suffix(".json"), meta)
+    print(json.dumps({"saved": args.out, "test_accuracy": info["test_accuracy"], "real_data_fid_floor": floors,
+                      **{k: v for k, v in info.items() if k != "test_accuracy"}}, indent=1, default=float))
+    return 0
+
+
+# ----------------------------------------------------------------------------- sample-mnist
+
+
+def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.Tensor, dict]:
+    """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
+
+    def make_chunk(k: int, rows: int):
+        x, info = vanilla_samples(score, rows, integrator=args.integrator, steps=args.steps,
+                                  seed=chunk_seed(args.seed, k), batch_size=rows, device=dev, **options)
+        return x.numpy(), info["nfe"]
+
+    x, nfe = run_chunks(out / "chunks", args.n, args.batch, make_chunk, desc=f"{args.integrator} chunks",
+                        progress=not args.quiet)
+    return torch.from_numpy(x), {"nfe_per_sample": nfe}
+
+
+def _sample_dlg(args, models: dict, out: Path, dev, options: dict) -> tuple[torch.Tensor, dict]:
+    """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds."""
+    cfg = dlg_config(args.n, outputs_per_chain=args.outputs_per_chain, integrator=args.integrator,
+                     steps=args.steps, sigma_update=args.sigma_update, seed=args.seed, integrator_options=options,
+                     **{k: v for k, v in (("eta", args.eta), ("n_skip", args.n_skip)) if v is not None})
+    sampler = DMCMCSampler(models["score"], cfg, data_shape=(1, 28, 28), classifier=models["classifier"],
+                           device=dev, keep_trace=False)
+    with errors_as_exit(ValueError):
+        res = run_to_directory(sampler, out, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
+                               run_info={"command": "sample-mnist", "weights": str(args.weights)})
+    led = res.ledger.per_output()
+    result = {"nfe_per_output_full": led["full"], "nfe_per_output_paper": led["paper"],
+              "nfe_per_output_score_evals": led["score_evals"], "n_chains": cfg.n_chains,
+              "outputs_per_chain": cfg.outputs_per_chain, "eta": cfg.eta, "n_skip": cfg.n_skip}
+    return res.samples[: args.n].float().clamp(0, 1), result
+
+
+def _mnist_fid(x: torch.Tensor, models: dict) -> dict:
+    """The MNIST-FID of the images, with a note on its small-sample bias."""
+    note = "MNIST-FID (not Inception FID); biased upwards at small n, compare only at equal n"
+    if x.shape[0] < 256:
+        note += "; with n < 256 (twice the 128 features) it is dominated by that bias"
+    return {"mnist_fid": mnist_fid(x, models["feature_net"], models["reference"]), "fid_note": note}
+
+
+def cmd_sample_mnist(args) -> int:
+    """``sample-mnist``: digits into ``--out`` (images.npy, samples.png and a JSON summary); resumable."""
+    set_threads(args)
+    dev = device(args.device)
+    if args.n < 1:
+        raise SystemExit(f"error: --n must be >= 1, got {args.n}")
+    with errors_as_exit(FileNotFoundError):
+        models = load_shipped_models(args.weights, device=dev)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    options = {"rtol": args.rtol, "atol": args.rtol} if args.integrator == "rk45" else {}
+    t0 = time.time()
+    if args.dlg:
+        x, result = _sample_dlg(args, models, out, dev, options)
+    else:
+        x, result = _sample_vanilla(args, models["score"], out, dev, options)
+    atomic_write(out / "images.npy", lambda tmp: save_npy(tmp, x.numpy().astype(np.float32)))
+    imsave(out / "samples.png", image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1)
+    if args.fid:
+        result.update(_mnist_fid(x, models))
+    summary = {"command": "sample-mnist", "settings": settings(args), "result": result, "n": int(x.shape[0]),
+               "wall_seconds_this_call": round(time.time() - t0, 2)}
+    write_json(out / ("dlg_summary.json" if args.dlg else "run.json"), summary)
+    if not args.quiet:
+        print(json.dumps({"images": list(x.shape), **result}, indent=1, default=float))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def _common(p, budget_default=None) -> None:
+    """The options every image-rung command takes."""
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--max-minutes", type=float, default=budget_default,
+                   help="wall-clock budget of this call; stops cleanly (and saves) when spent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (the repository's data/)")
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _add_train_score(sub) -> None:
+    s = sub.add_parser("train-score", help="train the MNIST U-Net score model (EDM preconditioning/loss, EMA)",
+                       description="Denoising score matching with EDM's weighting; writes OUT/checkpoint.pt, "
+                                   "OUT/score_model.pt + .json (EMA weights + config), OUT/train_log.json, and "
+                                   "OUT/samples.png.  Re-running on the same OUT resumes (same settings; --steps "
+                                   "may be raised).")
+    s.add_argument("--dataset", default="mnist", choices=["mnist"])
+    _common(s)
+    s.add_argument("--steps", type=int, default=20000)
+    s.add_argument("--batch", type=int, default=128)
+    s.add_argument("--lr", type=float, default=1e-3)
+    s.add_argument("--warmup-steps", type=int, default=200)
+    s.add_argument("--ema-decay", type=float, default=0.999)
+    s.add_argument("--channels", default="24,48,96", help="U-Net channels per resolution 28,14,7 (comma list)")
+    s.add_argument("--blocks-per-level", type=int, default=1)
+    s.add_argument("--no-attention", action="store_true")
+    s.add_argument("--emb-dim", type=int, default=128)
+    s.add_argument("--sigma-sampling", default="mixed", choices=["lognormal", "loguniform", "mixed"])
+    s.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
+    s.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
+    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--no-sample-grid", dest="sample_grid", action="store_false",
+                   help="skip OUT/samples.png (64 KAR1 samples, 35 NFE)")
+    s.set_defaults(func=cmd_train_score)
+
+
+def _add_train_classifier(sub) -> None:
+    c = sub.add_parser("train-mnist-classifier", help="train the SimpleCNN noise-level classifier on MNIST",
+                       description=f"Writes OUT/{CLASSIFIER_NAME} (NoiseLevelClassifier.save) and a .json with "
+                                   "the training log and a test-set calibration.")
+    _common(c)
+    c.add_argument("--steps", type=int, default=20000)
+    c.add_argument("--batch", type=int, default=100, help="paper: 100")
+    c.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
+    c.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"],
+                   help="paper: constant; cosine helps short runs")
+    c.add_argument("--n-levels", type=int, default=1000)
+    c.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
+    c.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
+    c.add_argument("--eval-n", type=int, default=2000, help="noisy test images for the calibration record")
+    c.add_argument("--overwrite", action="store_true")
+    c.set_defaults(func=cmd_train_classifier)
+
+
+def _add_train_features(sub) -> None:
+    f = sub.add_parser("train-mnist-features", help="train the MNIST-FID feature network + test-set statistics",
+                       description="Writes OUT/mnist_feature_net.pt + .json (test accuracy) and "
+                                   "OUT/mnist_fid_ref_test.pt (feature mean/covariance of the 10,000 test images).")
+    _common(f)
+    f.add_argument("--epochs", type=float, default=2.0)
+    f.add_argument("--batch", type=int, default=128)
+    f.add_argument("--lr", type=float, default=1e-3)
+    f.set_defaults(func=cmd_train_features)
+
+
+def _add_sample(sub) -> None:
+    m = sub.add_parser("sample-mnist", help="MNIST digits from the score model: vanilla, or DLG with --dlg",
+                       description="Writes OUT/images.npy (float32 [n, 1, 28, 28] in [0, 1]), OUT/samples.png (the "
+                                   "first 64) and the NFE per sample (DLG: the full ledger and the paper's count); "
+                                   "--fid adds the MNIST-FID.  Vanilla runs are written in chunks and DLG runs "
+                                   "checkpoint every round: re-running the same command on the same OUT resumes.")
+    _common(m)
+    m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
+    m.add_argument("--n", type=int, default=64, help="number of images")
+    m.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS),
+                   help="the integrator (vanilla: the whole run from sigma_max; DLG: each output's denoising run)")
+    m.add_argument("--steps", type=int, default=8, help="integrator steps (vanilla: from sigma_max; DLG: from the "
+                   "chain's sigma)")
+    m.add_argument("--rtol", type=float, default=1e-3, help="rk45: rtol = atol")
+    m.add_argument("--batch", type=int, default=256, help="vanilla: images per chunk")
+    m.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs with the noise-level classifier")
+    m.add_argument("--eta", type=float, default=None, help="DLG: absolute Langevin step (default: mnist.DLG_DEFAULTS)")
+    m.add_argument("--n-skip", type=int, default=None, help="DLG: Gibbs steps per output (default: DLG_DEFAULTS)")
+    m.add_argument("--outputs-per-chain", type=int, default=16)
+    m.add_argument("--sigma-update", default="classifier-argmax",
+                   choices=[name for name in SIGMA_UPDATES if name.startswith("classifier")])
+    m.add_argument("--checkpoint-every", type=int, default=1, help="DLG: output rounds between checkpoints")
+    m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
+    m.set_defaults(func=cmd_sample_mnist)
+
+
+def add_parsers(sub) -> None:
+    """Add the image rung's commands (train-score, train-mnist-classifier/-features, sample-mnist) to a parser."""
+    _add_train_score(sub)
+    _add_train_classifier(sub)
+    _add_train_features(sub)
+    _add_sample(sub)

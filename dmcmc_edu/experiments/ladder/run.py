@@ -1,0 +1,388 @@
+"""Running a ladder sweep: the shared context, one runner per kind of point, and the resumable driver.
+
+:func:`run_point` runs one settings dict of :mod:`.plan` and measures its
+outputs; :func:`run_ladder` runs (or resumes) a whole sweep, in one process or
+in several forked workers, saving the result file after every point, and then
+writes the tables, findings and figure of :mod:`.report`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dmcmc_edu.core.contract import CountingDenoiser
+from dmcmc_edu.core.integrators import get_integrator, kar1, sample_from_noise
+from dmcmc_edu.core.random import normal
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+from dmcmc_edu.core.schedules import noise_level_grid
+from dmcmc_edu.core.tweedie import finish_with_tweedie
+from dmcmc_edu.evaluation import metrics
+from dmcmc_edu.evaluation.calibration import kl_to_exact
+from dmcmc_edu.experiments.ladder.plan import build_plan, paper_eta, point_id, point_seed
+from dmcmc_edu.experiments.ladder.report import analyse, findings_markdown, plot_ladder, write_csv
+from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
+from dmcmc_edu.runs import atomic_write, versions, write_json
+from dmcmc_edu.targets import SpectralMixture, load_target
+from dmcmc_edu.training.classifier import train_noise_level_classifier
+from dmcmc_edu.training.denoiser import load_or_train_denoiser
+
+__all__ = ["LadderContext", "RUNNERS", "run_point", "run_ladder", "target_stem", "train_classifier"]
+
+
+class _WithPosterior:
+    """A denoiser (e.g. a learned net) with the analytic mixture's ``sigma_log_posterior`` attached.
+
+    Used when the ladder runs on a learned model with the ``exact`` sigma-update: the x-update and the denoising use
+    the learned model, the sigma-update the mixture's exact posterior (noted in every such point).
+    """
+
+    def __init__(self, model, oracle):
+        self.model = model
+        self.oracle = oracle
+
+    def __call__(self, x, sigma):
+        return self.model(x, sigma)
+
+    def sigma_log_posterior(self, x, grid, log_prior=None):
+        return self.oracle.sigma_log_posterior(x, grid, log_prior=log_prior)
+
+
+class LadderContext:
+    """Everything a sweep shares: the target, the model, the exact reference set and its noise floors."""
+
+    def __init__(self, mixture, *, n: int, seed: int = 0, model=None, classifier=None, learned: bool = False,
+                 n_levels: int = 200, floors=None, ref_values=None, floor_repeats=(40, 10)):
+        self.mix = mixture
+        self.oracle = SpectralMixture(mixture)
+        self.model = self.oracle if model is None else model
+        self.learned = learned
+        self.n, self.seed, self.d = int(n), int(seed), mixture.d
+        self.sigma_min, self.sigma_max = mixture.default_sigma_min(), mixture.default_sigma_max()
+        self.tau_min, lam_max = mixture.eigenvalue_range()
+        #: data diameter: the largest distance between means + 6 widest standard deviations (Song & Ermon 2020)
+        mu = mixture.means.double()
+        self.diameter = float(torch.cdist(mu, mu).max()) + 6 * math.sqrt(lam_max)
+        self.n_levels = n_levels
+        self.classifier = classifier
+        g = torch.Generator().manual_seed(10_000 + self.seed)
+        self.reference = mixture.sample(self.n, g)  # W2 and MMD of every point are measured against this set
+        self.ref_values = ref_values if ref_values is not None else metrics.reference_values(mixture, generator=g)
+        #: one MMD kernel for every point: the median heuristic on two exact sets (kept with the floors)
+        if floors is not None and floors.get("mmd_bandwidth"):
+            self.mmd_bandwidth = float(floors["mmd_bandwidth"])
+        else:
+            self.mmd_bandwidth = metrics.median_bandwidth(self.reference, mixture.sample(self.n, g))
+        if floors is None:
+            floors = metrics.noise_floors(mixture, self.n, self.reference, self.ref_values, repeats=floor_repeats[0],
+                                          w2_repeats=floor_repeats[1], generator=g, mmd_bandwidth=self.mmd_bandwidth)
+        self.floors = floors
+
+
+# ----------------------------------------------------------------------------- one runner per kind of point
+
+
+def _run_noise(ctx, s, gen):
+    """Vanilla sampling from sigma_max (optionally with the paper's extra Tweedie step)."""
+    ft = {"auto": None, "always": True}[s.get("final_tweedie", "auto")]
+    x, info = sample_from_noise(ctx.model, (ctx.n, ctx.d), integrator=s["integrator"], steps=s["steps"],
+                                sigma_max=ctx.sigma_max, sigma_min=ctx.sigma_min, generator=gen, final_tweedie=ft,
+                                tweedie_sigma=ctx.sigma_min, **s.get("options", {}))
+    return x, {"full": info.nfe, "paper": info.nfe, "parts": {"integrator_and_tweedie": info.nfe}}, None
+
+
+def _integrate_and_finish(ctx, D, x, sigma_start: float, s, gen):
+    """The point's integrator from ``sigma_start`` down to sigma_min, then Tweedie's step if it ends above 0."""
+    x, info = get_integrator(s["integrator"])(D, x, sigma_start, ctx.sigma_min, s["steps"], generator=gen,
+                                             **s.get("options", {}))
+    x, _ = finish_with_tweedie(D, x, info.sigma_end, ctx.sigma_min, "auto")
+    return x
+
+
+def _run_schedule(ctx, s, gen):
+    """Control (i): one DDIM step sigma_max -> sigma_mid, then the integrator's own schedule from sigma_mid."""
+    D = CountingDenoiser(ctx.model, n_samples=ctx.n)
+    x = normal((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
+    smid = float(s["sigma_mid"])
+    den = D(x, torch.full((ctx.n,), ctx.sigma_max, dtype=torch.float64))
+    x = den + (smid / ctx.sigma_max) * (x - den)  # probability-flow Euler in its exact-for-a-point-mass (DDIM) form
+    first = D.nfe
+    x = _integrate_and_finish(ctx, D, x, smid, s, gen)
+    parts = {"ddim_step": first, "integrator_and_tweedie": D.nfe - first}
+    return x, {"full": D.nfe, "paper": D.nfe, "parts": parts}, None
+
+
+def _run_restart(ctx, s, gen):
+    """Control (ii): coarse KAR1 sample, noise up to sigma_restart, the integrator from there; no chain."""
+    D = CountingDenoiser(ctx.model, n_samples=ctx.n)
+    x = normal((ctx.n, ctx.d), gen, torch.float64, "cpu") * ctx.sigma_max
+    x, _ = kar1(D, x, ctx.sigma_max, ctx.sigma_min, s["coarse_steps"])
+    coarse = D.nfe
+    sr = float(s["sigma_restart"])
+    x = x + sr * normal(x.shape, gen, x.dtype, x.device)
+    x = _integrate_and_finish(ctx, D, x, sr, s, gen)
+    return x, {"full": D.nfe, "paper": D.nfe, "parts": {"coarse": coarse, "restart_and_tweedie": D.nfe - coarse}}, None
+
+
+_DLG_KEYS = ("eta", "eta_rel", "n_skip", "integrator", "steps", "integrator_options", "steps_per_decade",
+             "sigma_update", "x_update", "init_steps", "init_kick", "burn_in", "final_tweedie", "tweedie_sigma")
+
+
+def _dlg_model_and_classifier(ctx, cfg):
+    """The denoiser and classifier a DLG point needs, or a ValueError saying what is missing."""
+    model = ctx.model
+    if cfg.sigma_update == "exact" and not hasattr(model, "sigma_log_posterior"):
+        model = _WithPosterior(model, ctx.oracle)
+    if cfg.x_update == "mala" and not hasattr(model, "log_prob"):
+        raise ValueError("MALA needs a log-density; a learned model has none (use ula)")
+    clf = ctx.classifier if cfg.sigma_update.startswith("classifier") else None
+    if cfg.sigma_update.startswith("classifier") and clf is None:
+        raise ValueError(f"sigma_update {cfg.sigma_update!r} needs a trained classifier")
+    return model, clf
+
+
+def _run_dlg(ctx, s, seed):
+    """DLG through :class:`~dmcmc_edu.core.sampler.DMCMCSampler`: n outputs from n / outputs_per_chain chains."""
+    T = int(s["outputs_per_chain"])
+    if ctx.n % T:
+        raise ValueError(f"outputs_per_chain {T} must divide n = {ctx.n}")
+    kw = {k: s[k] for k in _DLG_KEYS if k in s}
+    cfg = DMCMCConfig(sigma_min=ctx.sigma_min, sigma_max=ctx.sigma_max, n_levels=ctx.n_levels, n_chains=ctx.n // T,
+                      outputs_per_chain=T, seed=seed, **kw)
+    model, clf = _dlg_model_and_classifier(ctx, cfg)
+    beta = float(s.get("prior_tilt", 0.0))
+    log_prior = -beta * torch.log(cfg.grid()) if beta else None
+    res = DMCMCSampler(model, cfg, data_shape=(ctx.d,), classifier=clf, log_prior=log_prior, keep_trace=False).run()
+    led = res.ledger.per_output()
+    ledger = {"full": led["full"], "paper": led["paper"], "score_evals": led["score_evals"], "parts": led["parts"],
+              "totals_in_rows": res.ledger.to_dict()["totals_in_rows"]}
+    return res.samples, ledger, res
+
+
+RUNNERS = {"noise": _run_noise, "schedule": _run_schedule, "restart": _run_restart}
+"""The runners of the independent-output kinds: ``runner(ctx, settings, generator) -> (x, ledger, None)``."""
+
+
+def _dlg_chain_metrics(ctx, settings, res) -> dict:
+    chain = metrics.chain_metrics(ctx.mix, res.samples, res.chosen_sigma,
+                                  res.samples.shape[0] // int(settings["outputs_per_chain"]))
+    sig = res.chosen_sigma.double()
+    chain["chosen_sigma_median"] = float(sig.median())
+    chain["chosen_sigma_q90"] = float(sig.quantile(0.9))
+    return chain
+
+
+def run_point(ctx: LadderContext, settings: dict) -> dict:
+    """Run one point and measure it: returns the result row (settings, seed, ledger, metrics, chain metrics)."""
+    pid = point_id(settings)
+    seed = point_seed(ctx.seed, pid)
+    t0 = time.perf_counter()
+    row = {"id": pid, "kind": settings["kind"], "integrator": settings["integrator"], "settings": settings,
+           "seed": seed, "n": ctx.n, "tags": list(settings.get("tags", []))}
+    try:
+        if settings["kind"] == "dlg":
+            x, ledger, res = _run_dlg(ctx, settings, seed)
+            chain = _dlg_chain_metrics(ctx, settings, res)
+        else:
+            x, ledger, _ = RUNNERS[settings["kind"]](ctx, settings, torch.Generator().manual_seed(seed))
+            chain = None
+    except (FloatingPointError, ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
+        row.update(error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - t0)
+        return row
+    x = x.detach().to(torch.float64)
+    if not torch.isfinite(x).all():
+        row.update(error="non-finite outputs", seconds=time.perf_counter() - t0)
+        return row
+    m = metrics.evaluate(ctx.mix, x, ctx.reference, ctx.ref_values, mmd_bandwidth=ctx.mmd_bandwidth)
+    ess = chain["ess_ratio"] if chain else 1.0
+    row.update(ledger=ledger, nfe=ledger["full"], nfe_paper=ledger["paper"], ess_ratio=ess,
+               nfe_per_independent=ledger["full"] / max(ess, 1e-9), metrics=m,
+               within_floor=metrics.within_floors(m, ctx.floors), chain=chain,
+               seconds=time.perf_counter() - t0)
+    return row
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def _clean(v):
+    """JSON-safe copy: NaN/inf -> None, tensors and numpy scalars -> Python numbers."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    if isinstance(v, torch.Tensor):
+        return _clean(v.tolist())
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def target_stem(target: str, learned: bool = False, fast: bool = False) -> str:
+    """File stem of a sweep's outputs: the preset name or the JSON file's stem, plus _learned / _fast."""
+    name = Path(target).stem if str(target).lower().endswith(".json") else str(target)
+    return name + ("_learned" if learned else "") + ("_fast" if fast else "")
+
+
+def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: int = 256, progress: bool = False):
+    """The ladder's MLP noise-level classifier (the paper's training, cosine rate); returns (classifier, KL)."""
+    torch.manual_seed(seed)  # network initialisation
+    clf = NoiseLevelClassifier(MLPClassifier(mixture.d, len(grid)), grid,
+                               config={"steps": steps, "seed": seed, "batch_size": batch_size})
+    train_noise_level_classifier(clf, mixture.sample, steps=steps, batch_size=batch_size, lr_schedule="cosine",
+                                 generator=torch.Generator().manual_seed(seed), progress=progress)
+    kl = kl_to_exact(clf, mixture, n=2000, generator=torch.Generator().manual_seed(seed + 1))
+    return clf, float(kl["kl"])
+
+
+def _load_or_train_classifier(mix, grid, path: Path, steps: int, seed: int, progress: bool):
+    """A classifier saved at ``path`` for this grid and step count, else a newly trained one (then saved)."""
+    if path.exists():
+        clf = NoiseLevelClassifier.load(path)
+        if torch.allclose(clf.grid.double(), grid.double(), rtol=1e-9) and clf.config.get("steps") == steps:
+            kl = kl_to_exact(clf, mix, n=2000, generator=torch.Generator().manual_seed(seed + 1))
+            return clf, float(kl["kl"]), "loaded"
+    clf, kl = train_classifier(mix, grid, steps=steps, seed=seed, progress=progress)
+    atomic_write(path, lambda tmp: clf.save(tmp))
+    return clf, kl, "trained"
+
+
+_NOTES = [
+    "nfe = the full ledger per output (initialisation and burn-in amortised, classifier evaluations counted as one "
+    "evaluation each); nfe_paper = the paper's accounting (Gibbs steps + integrator + Tweedie).",
+    "nfe_per_independent = nfe / ess_ratio, ess_ratio = the smaller effective-sample-size ratio of the output "
+    "component labels and of the output positions (1 for independent outputs).",
+    "metrics against one exact reference set of n samples; floors: mean + 3 sd over exact sets of the same size "
+    "(an exact sampler passes all seven about 95 % of the time).",
+    "'exact' sigma-update: draws from the analytic mixture's p(sigma | x) (an oracle; no evaluation counted).",
+]
+_LEARNED_NOTE = ("learned model: every score/denoiser evaluation uses the trained MLP; the 'exact' sigma-update "
+                 "still uses the analytic mixture's posterior, and MALA is not available (no log-density).")
+
+
+def _saved_sweep(path: Path, sweep: dict):
+    """The result file of an earlier call with the same sweep settings (None if there is none)."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved.get("meta", {}).get("sweep") != sweep:
+        raise ValueError(f"{path} holds a sweep with other settings ({saved.get('meta', {}).get('sweep')}); "
+                         f"this call asks for {sweep}: choose another --out")
+    return saved
+
+
+def _meta(ctx, mix, sweep, stem, command, target, workers, classifier, learned_info) -> dict:
+    """The ``meta`` block of a result file: the sweep's settings, target, noise floors, classifier and versions."""
+    return {"format": "dmcmc_edu.experiments.ladder/1", "sweep": sweep, "stem": stem, "command": command,
+            "target": mix.to_dict() | {"spec": str(target)}, "d": mix.d, "K": mix.K,
+            "sigma_min": ctx.sigma_min, "sigma_max": ctx.sigma_max, "n_levels": ctx.n_levels, "tau_min": ctx.tau_min,
+            "paper_eta": paper_eta(ctx), "floors": ctx.floors, "ref_values": ctx.ref_values,
+            "w2_solver": "pot" if metrics.have_pot() else "scipy", "workers": workers, "classifier": classifier,
+            "learned": learned_info, "versions": versions(),
+            "notes": _NOTES + ([_LEARNED_NOTE] if ctx.learned else [])}
+
+
+def _write_reports(doc: dict, out: Path, stem: str, plot: bool) -> None:
+    """The CSV table, the findings (JSON and Markdown) and, with ``plot``, the Fig. 3 figure of a finished sweep."""
+    write_csv(doc["points"], out / f"{stem}.csv")
+    findings = analyse(doc)
+    write_json(out / f"{stem}_findings.json", _clean(findings), indent=1)
+    atomic_write(out / f"{stem}_findings.md",
+                 lambda tmp: Path(tmp).write_text(findings_markdown(findings, doc["meta"])))
+    if plot:
+        plot_ladder(doc, out / f"{stem}_fig3.png")
+
+
+def _sweep_points(ctx, todo, points, save, workers: int, desc: str, progress: bool) -> None:
+    """Run the points of ``todo``, appending each row to ``points`` and saving after every one."""
+    bar = tqdm(total=len(todo), desc=desc, disable=not progress)
+    for row in _run_points(ctx, todo, workers):
+        points.append(_clean(row))
+        bar.update(1)
+        bar.set_postfix_str(f"{row['kind']} {row['integrator']}")
+        save()
+    bar.close()
+
+
+def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned: bool = False, n: int | None = None,
+               seed: int = 0, progress: bool = True, plot: bool = True, integrators=None, command: str | None = None,
+               classifier_steps: int | None = None, workers: int = 1) -> dict:
+    """Run (or resume) a sweep and write ``OUT/<stem>.json``, ``.csv``, ``_fig3.png`` and ``_findings.{json,md}``.
+
+    ``stem`` is the target's name plus ``_learned`` / ``_fast``.  Points already in the JSON file are skipped
+    (resume); a file made with other sweep settings is refused.  ``workers > 1`` runs points in that many
+    forked processes (one torch thread each); every point is seeded by its id, so the results do not depend on
+    the number of workers.  Returns the result dict.
+    """
+    torch.set_num_threads(1)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem, base = target_stem(target, learned, fast), target_stem(target, fast=fast)
+    mix = load_target(target)
+    n = n or (500 if fast else 2000)
+    sweep = {"target": str(target), "n": n, "seed": seed, "fast": fast, "learned": learned,
+             "integrators": list(integrators) if integrators else None}
+    path = out / f"{stem}.json"
+    saved = _saved_sweep(path, sweep)
+    t_start = time.perf_counter()
+    n_levels = 200
+    grid = noise_level_grid(mix.default_sigma_min(), mix.default_sigma_max(), n_levels)
+    csteps = classifier_steps or (300 if fast else 3000)
+    clf, kl, how = _load_or_train_classifier(mix, grid, out / f"{base}_classifier.pt", csteps, seed, progress)
+    model, learned_info = None, None
+    if learned:
+        model, learned_info = load_or_train_denoiser(mix, out / f"{base}_denoiser.pt", fast=fast, seed=seed,
+                                                     progress=progress)
+    ctx = LadderContext(mix, n=n, seed=seed, model=model, classifier=clf, learned=learned, n_levels=n_levels,
+                        floors=saved["meta"]["floors"] if saved else None,
+                        ref_values=saved["meta"]["ref_values"] if saved else None,
+                        floor_repeats=(20, 5) if fast else (40, 10))
+    meta = _meta(ctx, mix, sweep, stem, command, target, workers,
+                 {"arch": "mlp", "steps": csteps, "kl_to_exact": kl, "source": how}, learned_info)
+    points = saved["points"] if saved else []
+    done = {p["id"] for p in points}
+    plan = build_plan(ctx, fast=fast, integrators=integrators)
+    doc = {"meta": meta, "points": points}
+
+    def save():
+        write_json(path, _clean(doc), indent=1)
+
+    save()
+    _sweep_points(ctx, [p for p in plan if point_id(p) not in done], points, save, workers, f"ladder {stem}", progress)
+    order = {point_id(p): i for i, p in enumerate(plan)}
+    points.sort(key=lambda p: order.get(p["id"], len(order)))
+    meta["seconds_this_call"] = time.perf_counter() - t_start
+    save()
+    _write_reports(doc, out, stem, plot)
+    return doc
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+_WORKER_CTX = None
+
+
+def _worker_run(settings):
+    torch.set_num_threads(1)
+    return run_point(_WORKER_CTX, settings)
+
+
+def _run_points(ctx, todo, workers: int):
+    """Yield the result rows of ``todo``, in order with one worker, as they finish with several (fork)."""
+    global _WORKER_CTX
+    if workers <= 1 or len(todo) <= 1:
+        for s in todo:
+            yield run_point(ctx, s)
+        return
+    _WORKER_CTX = ctx
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap_unordered(_worker_run, todo)
+    _WORKER_CTX = None
