@@ -15,6 +15,5 @@ Read them in this order (each is named after the concept it holds):
 9. ``pick.py``          -- the smallest-sigma pick among a block of ``n_skip`` Gibbs steps.
 10. ``ledger.py``       -- the NFE ledger: the paper's accounting beside the full one.
 11. ``sampler.py``      -- the whole algorithm: initialisation, burn-in, output rounds, the paper's presets.
-
-This package imports only torch, numpy, scipy and itself (an import-linter contract checks it).
+It imports only torch, numpy, scipy and itself (an import-linter contract checks it).
 """

@@ -1,16 +1,10 @@
 """The one model contract of dmcmc_edu.
 
-A *denoiser* is any callable ``D(x, sigma)`` that returns an estimate of the
-clean data ``x0 = E[x0 | x_sigma = x]``:
-
-* ``x``      -- tensor of shape ``[B, ...]`` (a batch of noisy samples),
-* ``sigma``  -- tensor of shape ``[B]`` with one noise level per sample, ``> 0``.
-
-The score of the noised density follows from Tweedie's formula,
-``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source of a model
-(analytic mixture, trained net, pretrained checkpoint, VP model) is turned into
-this contract by a small adapter.  :class:`CountingDenoiser` wraps any of them
-and counts the evaluations it actually receives: NFE is never a formula here.
+A *denoiser* is any callable ``D(x, sigma)`` that estimates the clean data ``E[x0 | x_sigma = x]``, for ``x`` of
+shape ``[B, ...]`` (noisy samples) and ``sigma`` of shape ``[B]`` (one level > 0 per sample).  The score of the
+noised density follows from Tweedie's formula, ``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source
+of a model (analytic mixture, trained net, pretrained checkpoint, VP model) is turned into this contract by a small
+adapter.  :class:`CountingDenoiser` wraps any of them and counts the evaluations it actually receives.
 """
 
 from __future__ import annotations
@@ -96,14 +90,9 @@ def denoiser_from_score(score_fn) -> Denoiser:
 class CountingDenoiser:
     """Wrap a denoiser and count its evaluations, per sample.
 
-    NFE is defined **per sample**: a call on a batch of B rows adds one
-    evaluation to each of those rows.  ``nfe`` = rows passed through the model
-    / ``n_samples`` (the batch size the counter was told about); ``calls`` is
-    the raw number of calls and ``rows`` the total number of rows evaluated.
-
-    The wrapper forwards any other attribute to the wrapped model, so e.g. the
-    ``log_prob`` of an analytic mixture stays reachable.  Counters nest: an
-    integrator may wrap an already-counting model and both tallies advance.
+    NFE is **per sample**: a call on a batch of B rows adds one evaluation to each row.  ``nfe`` = rows /
+    ``n_samples`` (the batch size the counter was told about); ``calls`` and ``rows`` are the raw tallies.
+    Other attributes are forwarded to the model (e.g. a mixture's ``log_prob``); counters nest.
     """
 
     def __init__(self, model: Denoiser, n_samples: int | None = None):

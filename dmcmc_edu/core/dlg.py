@@ -1,16 +1,15 @@
 """Denoising Langevin Gibbs (DLG): a Gibbs kernel on the product space (x, sigma), in init/step form.
 
-Target: ``p(x, sigma_i) ∝ p_{sigma_i}(x) prior_i`` over a grid of noise levels
-(uniform prior by default, as in the paper).  One Gibbs step is
+Target: ``p(x, sigma_i) ∝ p_{sigma_i}(x) prior_i`` on a grid of noise levels (uniform prior by default, as in
+the paper).  One Gibbs step is
 
 1. the **x-update** at the current sigma (:mod:`dmcmc_edu.core.langevin`:
    ``"ula"``, the paper's, or ``"mala"``), then
 2. the **sigma-update** at the new x (:mod:`dmcmc_edu.core.sigma_updates`:
    ``"exact"``, ``"classifier-argmax"``, the paper's, or ``"classifier-sample"``).
 
-With ``"mala"`` and ``"exact"`` each half-step leaves p(x, sigma) invariant,
-so the chain samples the joint exactly; the paper's ULA + argmax is a fast,
-biased approximation.  As in blackjax, :func:`dlg_init` builds a
+With ``"mala"`` and ``"exact"`` each half-step leaves p(x, sigma) invariant, so the chain samples the joint
+exactly; the paper's ULA + argmax is a fast, biased approximation.  As in blackjax, :func:`dlg_init` builds a
 :class:`DLGState` and :func:`dlg_step` returns ``(new_state, DLGInfo)``.
 """
 
@@ -95,18 +94,10 @@ def _check_finite(x_new: torch.Tensor, state: DLGState, eta: torch.Tensor) -> No
 def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_update="ula"):
     """One Denoising-Langevin-Gibbs step: the x-update at the current sigma, then the sigma-update.
 
-    Parameters
-    ----------
-    model : denoiser D(x, sigma) (wrap it in a CountingDenoiser to count NFE).
-    state : :class:`DLGState`.
-    sigma_update : a callable ``(x, grid, generator) -> index``
-        (see :func:`~dmcmc_edu.core.sigma_updates.make_sigma_update`).
-    eta : absolute Langevin step size (> 0), a float or a per-chain [C] tensor.
-    generator : a ``torch.Generator``, or a list of one per chain.
-    x_update : ``"ula"`` (the paper), ``"mala"``, or an x-update function of :mod:`dmcmc_edu.core.langevin`.
-
-    Returns ``(new_state, info)``.  Raises ``FloatingPointError`` naming the
-    chain(s) and step when a state becomes non-finite.
+    ``sigma_update`` is a callable ``(x, grid, generator) -> index`` (:mod:`dmcmc_edu.core.sigma_updates`);
+    ``eta`` the absolute Langevin step (> 0), a float or one per chain; ``generator`` one generator or one per
+    chain; ``x_update`` ``"ula"`` (the paper), ``"mala"`` or a function of :mod:`dmcmc_edu.core.langevin`.
+    Returns ``(new_state, info)``; a non-finite state raises ``FloatingPointError`` naming chains and step.
     """
     update_x = get_x_update(x_update) if isinstance(x_update, str) else x_update
     eta_t = _per_chain_eta(eta, state.x)

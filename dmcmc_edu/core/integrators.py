@@ -52,8 +52,6 @@ class IntegratorInfo:
     extra: dict = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------- helpers
-
 
 def _prepare(model, x, sigma_start, sigma_min, steps):
     """Validate an integrator's inputs; returns the ``[B]`` start levels and a counting wrapper of the model."""
@@ -71,8 +69,6 @@ def _after_step(name: str, i: int, x, sigma, denoised, callback) -> None:
     if callback is not None:
         callback({"i": i, "x": x, "sigma": sigma, "denoised": denoised})
 
-
-# ----------------------------------------------------------------------------- Karras et al. 2022
 
 
 def _heun_step(D, x, t_cur, t_next, correct: bool):
@@ -92,11 +88,9 @@ def _heun_step(D, x, t_cur, t_next, correct: bool):
 
 
 def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0):
-    """KAR1: Karras et al. (2022) Algorithm 1, deterministic Heun on the probability-flow ODE.
+    """KAR1: Karras et al. (2022) Alg. 1, Heun on the probability-flow ODE over ``steps`` rho-levels, then 0.
 
-    Schedule: ``steps`` levels from ``sigma_start`` to ``sigma_min`` on the
-    rho-schedule, then 0; Heun's correction on every step but the last (an
-    Euler step to 0).  NFE = 2 * steps - 1.
+    Heun's correction on every step but the last (an Euler step to 0).  NFE = 2 * steps - 1.
     """
     sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
     sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
@@ -110,11 +104,9 @@ def kar1(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
 def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0,
          s_churn=KAR2_DEFAULTS["s_churn"], s_tmin=KAR2_DEFAULTS["s_tmin"], s_tmax=KAR2_DEFAULTS["s_tmax"],
          s_noise=KAR2_DEFAULTS["s_noise"]):
-    """KAR2: Karras et al. (2022) Algorithm 2, stochastic Heun with "churn".
+    """KAR2: Karras et al. (2022) Alg. 2, stochastic Heun with "churn" (defaults: the paper's settings).
 
-    Defaults are the paper's settings: S_churn=80, S_tmin=0.05, S_tmax=1,
-    S_noise=1.007, gamma_i = min(S_churn/steps, sqrt(2)-1) for t_i in
-    [S_tmin, S_tmax] (per sample).  NFE = 2 * steps - 1.
+    gamma_i = min(S_churn / steps, sqrt(2) - 1) for t_i in [S_tmin, S_tmax] (per sample).  NFE = 2 * steps - 1.
     """
     sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
     sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
@@ -131,8 +123,6 @@ def kar2(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=No
         _after_step("kar2", i, x, t_next, denoised, callback)
     return x, IntegratorInfo("kar2", D.nfe, steps, 0.0, {"gamma": gamma_max, "s_churn": s_churn})
 
-
-# ----------------------------------------------------------------------------- Song et al. 2021 (VE SDE)
 
 
 def _ve_sde_loop(name, update, model, x, sigma_start, sigma_min, steps, callback, corrector=None):
@@ -153,11 +143,9 @@ def _ve_sde_loop(name, update, model, x, sigma_start, sigma_min, steps, callback
 
 
 def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None):
-    """Probability flow: Euler on the probability-flow ODE of the VE SDE (Song et al. 2021).
+    """Probability flow: Euler on the VE probability-flow ODE (Song et al. 2021), time linear in log sigma.
 
-    Time is score_sde's t, linear in log sigma (geometric levels), so a step
-    of h = log(sigma_i / sigma_{i+1}) reads ``x <- x + h (D(x, sigma_i) - x)``.
-    Ends at ``sigma_min``.  NFE = steps.
+    A step of h = log(sigma_i / sigma_{i+1}) reads ``x <- x + h (D(x, sigma_i) - x)``.  NFE = steps.
     """
 
     def update(x, den, s, s_next):
@@ -167,10 +155,9 @@ def pf_euler(model, x, sigma_start, sigma_min, steps, *, generator=None, callbac
 
 
 def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, corrector=None):
-    """Reverse-diffusion predictor of Song et al. (2021) on geometric VE levels.
+    """Reverse-diffusion predictor of Song et al. (2021) on geometric VE levels.  NFE = steps (+ a corrector's).
 
     ``x <- x + (s_i^2 - s_{i+1}^2) score(x, s_i) + sqrt(s_i^2 - s_{i+1}^2) z``.
-    Ends at ``sigma_min``.  NFE = steps (plus the corrector's, if one is given).
     """
 
     def update(x, den, s, s_next):
@@ -182,10 +169,9 @@ def reverse_diffusion(model, x, sigma_start, sigma_min, steps, *, generator=None
 
 
 def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, corrector=None):
-    """Euler-Maruyama on the VE reverse SDE (Song et al. 2021), time linear in log sigma.
+    """Euler-Maruyama on the VE reverse SDE (Song et al. 2021), time linear in log sigma.  NFE = steps.
 
-    With g(t)^2 dt = 2 sigma^2 h for a step of h in log sigma:
-    ``x <- x + 2 h (D(x, s_i) - x) + s_i sqrt(2 h) z``.  Ends at ``sigma_min``.  NFE = steps.
+    With g(t)^2 dt = 2 sigma^2 h for a step of h in log sigma: ``x <- x + 2 h (D(x, s_i) - x) + s_i sqrt(2 h) z``.
     """
 
     def update(x, den, s, s_next):
@@ -197,14 +183,11 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
 
 
 def rk45(model, x, sigma_start, sigma_min, steps=1, *, generator=None, callback=None, rtol=1e-5, atol=1e-5):
-    """RK45: adaptive Runge-Kutta (scipy ``solve_ivp``) on the probability-flow ODE.
+    """RK45: adaptive Runge-Kutta (scipy ``solve_ivp``) on the probability-flow ODE; ``steps`` is unused.
 
-    Per-sample start times through a shared time u in [0, 1]: sample b has
-    ``log sigma_b(u) = (1-u) log sigma_start_b + u log sigma_min``, so
-    ``dx/du = (D(x, sigma_b(u)) - x) log(sigma_start_b / sigma_min)``; one
-    solve over the whole batch (error control is joint, as in score_sde).
-    ``steps`` is unused (the solver chooses); NFE = the solver's nfev, which the
-    counting wrapper confirms.  Ends at ``sigma_min``.
+    Per-sample starts through a shared time u in [0, 1]: ``log sigma_b(u) = (1-u) log sigma_start_b + u log
+    sigma_min``, so ``dx/du = (D(x, sigma_b(u)) - x) log(sigma_start_b / sigma_min)``; one solve over the batch
+    (joint error control, as in score_sde).  NFE = the solver's nfev, confirmed by the counting wrapper.
     """
     sigma_start, D = _prepare(model, x, sigma_start, sigma_min, 1)
     shape, dtype, device = x.shape, x.dtype, x.device
@@ -263,10 +246,8 @@ def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80
                       device="cpu", callback=None, **options):
     """Vanilla sampling: x = sigma_max z, run ``integrator`` to the end, then the Tweedie step if needed.
 
-    ``final_tweedie`` (default: only when the integrator ends at sigma_min > 0)
-    applies :func:`~dmcmc_edu.core.tweedie.tweedie` at ``tweedie_sigma`` (default: the integrator's end
-    level).  Returns ``(samples, info)``; ``info.nfe`` counts every evaluation,
-    the Tweedie step included.
+    ``final_tweedie`` (None: only when the integrator ends above 0) applies the Tweedie step at ``tweedie_sigma``
+    (default: the end level).  Returns ``(samples, info)``; ``info.nfe`` counts every evaluation.
     """
     fn = get_integrator(integrator)
     counter = CountingDenoiser(model, n_samples=shape[0])

@@ -5,18 +5,14 @@ step size ``eta`` (the paper's), the Langevin proposal is
 
     x' = x + (eta / 2) s(x) + sqrt(eta) z,        z ~ N(0, I).
 
-* :func:`ula_step` -- the unadjusted Langevin algorithm: accept ``x'`` always
-  (1 NFE).  The paper's choice; biased (its stationary law is wider than
-  p_sigma, more so as eta grows).
-* :func:`mala_step` -- the Metropolis-adjusted Langevin algorithm: accept
-  ``x'`` with probability ``min(1, p(x') q(x | x') / (p(x) q(x' | x)))``,
-  where ``q(y | x) = N(y; x + (eta/2) s(x), eta I)``; exact for p_sigma.
-  Needs ``log p_sigma`` (``model.log_prob``, the analytic mixture) and costs
-  2 NFE.
+* :func:`ula_step` -- unadjusted Langevin: always accept ``x'`` (1 NFE; the paper's choice).  Biased: its
+  stationary law is wider than p_sigma, more so as eta grows.
+* :func:`mala_step` -- Metropolis-adjusted Langevin: accept ``x'`` with probability
+  ``min(1, p(x') q(x | x') / (p(x) q(x' | x)))``, ``q(y | x) = N(y; x + (eta/2) s(x), eta I)``; exact for
+  p_sigma.  Needs ``model.log_prob`` (the analytic mixture); 2 NFE.
 
-Both have the signature ``(model, x, sigma, eta, generator) -> (x_new,
-accepted)``; ``sigma`` and ``eta`` hold one value per chain (``[C]``).
-Chosen by name through :data:`X_UPDATES`.
+Both map ``(model, x, sigma, eta, generator)`` to ``(x_new, accepted)``, with one sigma and eta per chain
+(``[C]``), and are chosen by name through :data:`X_UPDATES`.
 
 Stability: for a Gaussian component of variance tau, ULA with an absolute
 step eta diverges once ``eta > 4 (tau + sigma^2)`` (:func:`langevin_stability_bound`).
@@ -64,8 +60,7 @@ def mala_step(model, x, sigma, eta, generator=None):
     return torch.where(per_sample(accepted, x), x_prop, x), accepted
 
 
-X_UPDATES = {"ula": ula_step, "mala": mala_step}
-"""The x-updates by name."""
+X_UPDATES = {"ula": ula_step, "mala": mala_step}  # the x-updates by name
 
 
 def get_x_update(name: str):

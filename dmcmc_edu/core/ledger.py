@@ -1,10 +1,8 @@
 """An honest NFE ledger for a DMCMC run.
 
-Every entry is *counted* (rows passed through the model or the classifier by a
-:class:`~dmcmc_edu.core.contract.CountingDenoiser` or the classifier's own counter),
-never computed by formula.  Units are evaluations of one sample: a call on a
-batch of C chains adds C.  Per-output figures divide by the number of outputs.
-
+Every entry is *counted* (rows through the model or the classifier, by a
+:class:`~dmcmc_edu.core.contract.CountingDenoiser` or the classifier's own
+counter), never a formula; per-output figures divide by the number of outputs.
 Two accountings, side by side:
 
 * **paper** -- what the paper reports per output: Gibbs steps + integrator +
@@ -42,14 +40,9 @@ class NFELedger:
     def per_output(self) -> dict:
         """Per-output NFE of each part and of the paper's and the full accounting."""
         n = max(self.n_outputs, 1)
-        parts = {
-            "gibbs": self.gibbs / n,
-            "denoise": self.denoise / n,
-            "tweedie": self.tweedie / n,
-            "init_amortised": self.init / n,
-            "classifier": self.classifier / n,
-            "classifier_init_amortised": self.classifier_init / n,
-        }
+        parts = {"gibbs": self.gibbs / n, "denoise": self.denoise / n, "tweedie": self.tweedie / n,
+                 "init_amortised": self.init / n, "classifier": self.classifier / n,
+                 "classifier_init_amortised": self.classifier_init / n}
         paper = parts["gibbs"] + parts["denoise"] + parts["tweedie"]
         score_total = paper + parts["init_amortised"]
         full = score_total + parts["classifier"] + parts["classifier_init_amortised"]

@@ -1,8 +1,7 @@
 """The smallest-sigma pick: which state of a block of Gibbs steps a chain hands to the integrator.
 
-Between two outputs a chain takes ``n_skip`` Gibbs steps; the state at the
-smallest noise level of the block is the one closest to the data, so it is
-denoised (the fewest integrator steps are wasted on noise).
+Between two outputs a chain takes ``n_skip`` Gibbs steps; the state at the smallest noise level of the block
+is the closest to the data, so it is the one denoised.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Every random draw of the core, in one place.
 
-Each draw takes ``generator``: ``None`` (torch's global generator), one
-``torch.Generator``, or a list of one generator per sample.  With a list,
-row ``b`` depends only on ``generator[b]``, so a sample reproduces whatever
-batch it is run in (as in EDM's sampler).  Draws are made on the
-generator's device and moved to ``device``.
+Each draw takes ``generator``: ``None`` (torch's global one), a ``torch.Generator``, or a list of one per
+sample; then row ``b`` depends only on ``generator[b]``, so a sample reproduces whatever batch it is run in (as in
+EDM's sampler).  Draws are made on the generator's device and moved to ``device``.
 """
 
 from __future__ import annotations

@@ -2,25 +2,19 @@
 
 What happens (the paper's algorithm, every constant a parameter):
 
-1. **Initialisation** -- ``x = sigma_max z``; a short KAR2 run (``init_steps``;
-   the paper's "20-step" run is 19 steps = 37 NFE); add ``init_kick * z``; a
-   sigma-update; then the burn-in, a list of ``(steps, eta)`` pairs
+1. **Initialisation** -- ``x = sigma_max z``; a short KAR2 run (``init_steps``; the paper's "20-step" run is 19
+   steps = 37 NFE); add ``init_kick * z``; a sigma-update; then the burn-in, a list of ``(steps, eta)`` pairs
    (``eta=None`` means the main eta).
-2. **Per output round** -- every chain takes ``n_skip`` Gibbs steps; per chain
-   the state with the smallest sigma in the block (a strictly smaller sigma
-   replaces) is denoised by any integrator of the registry from that sigma
-   down to ``sigma_min`` (``steps`` steps), then the Tweedie step.
+2. **Per output round** -- every chain takes ``n_skip`` Gibbs steps; per chain the state with the smallest sigma
+   in the block (a strictly smaller sigma replaces) is denoised by any integrator of the registry from that
+   sigma down to ``sigma_min`` (``steps`` steps), then the Tweedie step.
 3. Chains are persistent: each round yields one output per chain.
 
-**Mode weights.**  Chains that stay near the data manifold rarely switch
-modes, so the outputs of one chain are strongly correlated and the mode
-weights of the outputs are set by the *initialisation* of the chains.  The
-effective sample size is then about ``n_chains``, not ``n_chains *
-outputs_per_chain``.  The defaults therefore favour many chains with few
-outputs each (``outputs_per_chain=4``); ask for more outputs by raising
-``n_chains`` first (as :func:`dmcmc_edu.targets.dlg_config` does for the
-mixtures).  :mod:`dmcmc_edu.evaluation.diagnostics` measures the
-autocorrelation and effective sample size of a run.
+**Mode weights.**  Chains that stay near the data manifold rarely switch modes, so the outputs of one chain are
+strongly correlated and the mode weights of the outputs are set by the *initialisation* of the chains: the
+effective sample size is about ``n_chains``, not ``n_chains * outputs_per_chain``.  Ask for more outputs by
+raising ``n_chains`` first (as :func:`dmcmc_edu.targets.dlg_config` does); :mod:`dmcmc_edu.evaluation.diagnostics`
+measures the autocorrelation and effective sample size of a run.
 """
 
 from __future__ import annotations
@@ -38,7 +32,7 @@ from dmcmc_edu.core.ledger import NFELedger
 from dmcmc_edu.core.pick import pick_smallest_sigma
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.core.sigma_updates import make_sigma_update
+from dmcmc_edu.core.sigma_updates import check_classifier_fits, make_sigma_update
 from dmcmc_edu.core.tweedie import finish_with_tweedie
 
 __all__ = ["DMCMCConfig", "DMCMCSampler", "DMCMCResult", "PRESETS"]
@@ -110,7 +104,7 @@ PRESETS = {
                            sigma_update="classifier-argmax", init_steps=19, init_kick=0.5,
                            burn_in=[[50, 1.6], [20, None]], final_tweedie="always", tweedie_sigma=1e-3),
 }
-"""Documented presets of the paper's settings (eta/n_skip for CIFAR10 vary by figure; set them)."""
+"""The paper's settings as :class:`DMCMCConfig` keywords (eta/n_skip for CIFAR10 vary by figure; set them)."""
 
 
 @dataclass
@@ -133,17 +127,10 @@ class DMCMCSampler:
         self.device, self.dtype = torch.device(device), dtype
         self.grid = config.grid().to(self.device)
         self.classifier = classifier
-        if classifier is not None:
-            n = getattr(classifier, "n_levels", None)
-            if n is not None and n != self.grid.numel():
-                raise ValueError(f"the classifier predicts {n} levels but the grid has {self.grid.numel()} "
-                                 f"(n_levels={config.n_levels})")
-            in_shape = getattr(classifier, "input_shape", None)
-            if in_shape is not None and tuple(in_shape) != self.data_shape:
-                raise ValueError(f"classifier input shape {tuple(in_shape)} does not match data shape "
-                                 f"{self.data_shape}")
         self.sigma_update = make_sigma_update(sigma_update or config.sigma_update, model=model,
                                               classifier=classifier, log_prior=log_prior)
+        if classifier is not None:
+            check_classifier_fits(classifier, self.grid, self.data_shape)
         self.integrator = get_integrator(config.integrator)
         # noise is drawn where the chains live (a CPU generator would copy every draw to the GPU)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
@@ -153,7 +140,6 @@ class DMCMCSampler:
         self.keep_trace = keep_trace
         self.trace: list[torch.Tensor] = []
 
-    # -- counting helpers
     def _classifier_rows(self) -> int:
         return int(getattr(self.classifier, "rows", 0)) if self.classifier is not None else 0
 
@@ -218,12 +204,9 @@ class DMCMCSampler:
         return torch.maximum(base, torch.ceil(cfg.steps_per_decade * dec - 1e-9).long())
 
     def _denoise(self, den, x, sigma0):
-        """Run the integrator from each chain's own sigma; with steps_per_decade, one batch per step count."""
+        """Run the integrator from each chain's own sigma, one batch per number of steps."""
         cfg = self.config
         steps = self.denoising_steps(sigma0)
-        if bool((steps == cfg.steps).all()):
-            return self.integrator(den, x, sigma0, cfg.sigma_min, cfg.steps, generator=self.generator,
-                                   **cfg.integrator_options)
         out, info = torch.empty_like(x), None
         for k in torch.unique(steps).tolist():
             idx = (steps == k).nonzero().flatten()
@@ -232,10 +215,7 @@ class DMCMCSampler:
         return out, info
 
     def run(self, rounds: int | None = None, progress=None) -> DMCMCResult:
-        """Run ``rounds`` output rounds (default ``outputs_per_chain``) in memory.
-
-        ``progress``: ``None``, or a wrapper of an iterable that shows progress (e.g. ``tqdm.tqdm``).
-        """
+        """Run ``rounds`` output rounds (default ``outputs_per_chain``); ``progress`` may wrap them (``tqdm.tqdm``)."""
         rounds = self.config.outputs_per_chain if rounds is None else rounds
         outs, sigs = [], []
         for _ in (progress or iter)(range(rounds)):

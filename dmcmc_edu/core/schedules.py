@@ -1,11 +1,8 @@
 """Noise schedules, each built **per sample** (shape ``[B, N]``).
 
-Every schedule here starts at a per-sample ``sigma_start`` (shape ``[B]``) and
-decreases to ``sigma_min``.  Schedules used by algorithms that take a last step
-to sigma = 0 (Karras et al. 2022) carry a trailing zero column.
-
-Also defined: :func:`noise_level_grid`, the 1000-level grid of the paper's
-noise-level classifier.
+Each starts at a per-sample ``sigma_start`` (``[B]``) and decreases to ``sigma_min``; those of algorithms whose
+last step goes to sigma = 0 (Karras et al. 2022) carry a trailing zero column.  Also here:
+:func:`noise_level_grid`, the 1000-level grid of the paper's noise-level classifier.
 """
 
 from __future__ import annotations
@@ -18,10 +15,7 @@ __all__ = ["karras_sigmas", "geometric_sigmas", "noise_level_grid", "check_grid"
 
 
 def check_start(sigma_start, sigma_min: float, steps: int, min_steps: int = 1) -> torch.Tensor:
-    """Validate where a schedule starts and how many steps it takes; returns ``sigma_start`` as a ``[B]`` tensor.
-
-    ``sigma_start`` may lie below ``sigma_min`` by float round-off (1e-9 relative); it is then raised to it.
-    """
+    """Validate a schedule's start and step count; returns ``[B]`` start levels (round-off below sigma_min raised)."""
     sigma_start = torch.as_tensor(sigma_start)
     sigma_start = sigma_start.reshape(1) if sigma_start.ndim == 0 else sigma_start
     if sigma_start.ndim != 1:
@@ -29,8 +23,7 @@ def check_start(sigma_start, sigma_min: float, steps: int, min_steps: int = 1) -
     sigma_start = sigma_start if torch.is_floating_point(sigma_start) else sigma_start.double()
     if not torch.isfinite(sigma_start).all():
         raise ValueError("sigma_start has non-finite values")
-    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not math.isfinite(sigma_min) \
-            or sigma_min <= 0:
+    if isinstance(sigma_min, bool) or not isinstance(sigma_min, (int, float)) or not 0 < sigma_min < math.inf:
         raise ValueError(f"sigma_min must be a finite float > 0, got {sigma_min!r}")
     below = sigma_start < sigma_min * (1 - 1e-9)
     if below.any():
@@ -46,8 +39,7 @@ def karras_sigmas(sigma_start, sigma_min: float, steps: int, rho: float = 7.0,
                   append_zero: bool = True) -> torch.Tensor:
     """Karras et al. (2022), eq. 5: ``steps`` levels from ``sigma_start`` to ``sigma_min`` spaced in sigma^(1/rho).
 
-    Returns shape ``[B, steps + 1]`` (trailing zero) or ``[B, steps]``.  With
-    ``steps == 1`` the only level is ``sigma_start``.
+    Shape ``[B, steps + 1]`` (trailing zero) or ``[B, steps]``; with ``steps == 1`` the only level is sigma_start.
     """
     s0 = check_start(sigma_start, sigma_min, steps)
     ramp = torch.linspace(0, 1, steps, dtype=s0.dtype, device=s0.device)  # steps == 1 gives [0]
@@ -101,8 +93,6 @@ def check_grid(grid: torch.Tensor, name: str = "grid") -> torch.Tensor:
     diffs = grid[1:] - grid[:-1]
     if (diffs >= 0).any():
         i = int((diffs >= 0).nonzero()[0])
-        raise ValueError(
-            f"{name} must be strictly decreasing (index 0 = largest sigma); "
-            f"level {i + 1} ({grid[i + 1].item():.4g}) >= level {i} ({grid[i].item():.4g})"
-        )
+        raise ValueError(f"{name} must be strictly decreasing (index 0 = largest sigma); "
+                         f"level {i + 1} ({grid[i + 1].item():.4g}) >= level {i} ({grid[i].item():.4g})")
     return grid

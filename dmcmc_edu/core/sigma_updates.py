@@ -1,9 +1,7 @@
 """The sigma-update of DLG: a new noise-level index for each chain, given its x.
 
-The chains live on a grid of noise levels ``sigma_0 > ... > sigma_{N-1}``
-(index 0 is sigma_max) under a prior (uniform by default, as in the paper).
-Three named choices (:data:`SIGMA_UPDATES`), each a callable
-``(x, grid, generator) -> index [C]``:
+The chains live on a grid ``sigma_0 > ... > sigma_{N-1}`` (index 0 is sigma_max) under a prior (uniform by
+default, as in the paper).  Three named choices (:data:`SIGMA_UPDATES`), each ``(x, grid, generator) -> index``:
 
 * ``"exact"``             -- draw from the exact posterior p(sigma_i | x) ∝ p_{sigma_i}(x) prior_i
   of an analytic mixture (an oracle: no network evaluation);
@@ -18,7 +16,7 @@ import torch
 from dmcmc_edu.core.random import categorical
 
 __all__ = ["ExactSigmaUpdate", "ClassifierArgmaxUpdate", "ClassifierSampleUpdate", "SIGMA_UPDATES",
-           "make_sigma_update"]
+           "make_sigma_update", "check_classifier_fits"]
 
 
 def _normalised_log_prior(log_prior, grid):
@@ -46,6 +44,19 @@ class ExactSigmaUpdate:
         return categorical(log_p, generator)
 
 
+def check_classifier_fits(classifier, grid, data_shape=None) -> None:
+    """Refuse a classifier made for another grid of levels or another data shape than the chain's."""
+    n = getattr(classifier, "n_levels", None)
+    if n is not None and n != grid.numel():
+        raise ValueError(f"the classifier predicts {n} levels but the chain's grid has {grid.numel()}")
+    c_grid = getattr(classifier, "grid", None)
+    if c_grid is not None and not torch.allclose(c_grid.to(grid), grid, rtol=1e-6):
+        raise ValueError("the classifier was trained on a different noise-level grid than the chain's")
+    in_shape = getattr(classifier, "input_shape", None)
+    if data_shape is not None and in_shape is not None and tuple(in_shape) != tuple(data_shape):
+        raise ValueError(f"classifier input shape {tuple(in_shape)} does not match data shape {tuple(data_shape)}")
+
+
 class _ClassifierUpdate:
     def __init__(self, classifier, log_prior=None):
         self.classifier = classifier
@@ -53,12 +64,7 @@ class _ClassifierUpdate:
 
     def log_q(self, x, grid):
         """``log q(i | x)`` on the chain's grid (checked against the classifier's), reweighted by the prior."""
-        n = getattr(self.classifier, "n_levels", None)
-        if n is not None and n != grid.numel():
-            raise ValueError(f"the classifier predicts {n} levels but the chain's grid has {grid.numel()}")
-        c_grid = getattr(self.classifier, "grid", None)
-        if c_grid is not None and not torch.allclose(c_grid.to(grid), grid, rtol=1e-6):
-            raise ValueError("the classifier was trained on a different noise-level grid than the chain's")
+        check_classifier_fits(self.classifier, grid)
         log_q = self.classifier.log_probs(x).to(torch.float64)
         lp = _normalised_log_prior(self.log_prior, grid)
         if lp is not None:  # the classifier was trained under a uniform prior: reweight by the prior ratio

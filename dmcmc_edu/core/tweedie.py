@@ -1,10 +1,8 @@
 """Tweedie's formula: the last denoising step, ``E[x0 | x_sigma = x] = x + sigma^2 score(x, sigma) = D(x, sigma)``.
 
-Integrators that end at ``sigma_min > 0`` (probability-flow Euler, RK45,
-reverse diffusion, Euler-Maruyama) leave a little noise; the paper removes it
-with one more evaluation at ``eps`` (1e-2 on CIFAR10, 1e-3 on CelebA-HQ) --
-the "+1" of its NFE counts.  KAR1/KAR2 end at sigma = 0: their last Euler
-step already is this step.
+Integrators that end at ``sigma_min > 0`` leave a little noise; the paper removes it with one more evaluation
+at ``eps`` (1e-2 on CIFAR10, 1e-3 on CelebA-HQ), the "+1" of its NFE counts.  KAR1/KAR2 end at sigma = 0:
+their last Euler step already is this step.
 """
 
 from __future__ import annotations
