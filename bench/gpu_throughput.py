@@ -48,12 +48,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256  # noqa: E402
 from dmcmc_edu.core.contract import CountingDenoiser  # noqa: E402
 from dmcmc_edu.core.dlg import dlg_init, dlg_step  # noqa: E402
 from dmcmc_edu.core.integrators import kar1, kar2  # noqa: E402
-from dmcmc_edu.models.score_sde import ScoreSDEDenoiser, build_ncsnpp  # noqa: E402
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
+from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256  # noqa: E402
+from dmcmc_edu.models.score_sde import ScoreSDEDenoiser, build_ncsnpp  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "score_sde"
 

@@ -142,7 +142,8 @@ def main(argv=None) -> int:
     p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
     p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
     p.add_argument("--variants", default=",".join(VARIANTS))
-    p.add_argument("--eta", type=float, default=None, help="DLG Langevin step (default: dmcmc_edu.experiments.mnist.DLG_DEFAULTS)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DLG Langevin step (default: dmcmc_edu.experiments.mnist.DLG_DEFAULTS)")
     p.add_argument("--n-skip", type=int, default=None, help="Gibbs steps per output (default: DLG_DEFAULTS)")
     p.add_argument("--outputs-per-chain", type=int, default=16, help="DLG: n / this = number of chains")
     p.add_argument("--batch", type=int, default=500, help="vanilla: samples per batch")

@@ -118,9 +118,9 @@ class _ExactForZeroData(torch.nn.Module):
 
 
 def test_level_posterior_spread_matches_the_chi_square_width():
+    from dmcmc_edu.core.schedules import noise_level_grid
     from dmcmc_edu.evaluation.calibration import level_posterior_spread
     from dmcmc_edu.models.classifier import NoiseLevelClassifier
-    from dmcmc_edu.core.schedules import noise_level_grid
 
     grid = noise_level_grid(0.01, 20.0, 1000)
     clf = NoiseLevelClassifier(_ExactForZeroData(grid, (1, 28, 28)), grid)
@@ -137,8 +137,8 @@ def test_level_posterior_spread_matches_the_chi_square_width():
 
 def test_shipped_noise_classifier_is_nearly_as_sharp_as_the_exact_posterior():
     """Measured 0.040 / 0.036 / 0.041 at sigma 0.5 / 1 / 2.5 against 1/sqrt(2*784) = 0.025 (seed 0, n 256)."""
-    from dmcmc_edu.evaluation.calibration import level_posterior_spread
     from dmcmc_edu.datasets import load_mnist
+    from dmcmc_edu.evaluation.calibration import level_posterior_spread
 
     clf = load_shipped_models_classifier()
     x = load_mnist(ROOT / "data", train=False)
@@ -148,8 +148,8 @@ def test_shipped_noise_classifier_is_nearly_as_sharp_as_the_exact_posterior():
 
 
 def load_shipped_models_classifier():
-    from dmcmc_edu.models.classifier import NoiseLevelClassifier
     from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
 
     return NoiseLevelClassifier.load(default_weights_dir() / WEIGHT_FILES["classifier"]).eval()
 

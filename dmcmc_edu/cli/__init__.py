@@ -20,7 +20,6 @@ sample-distributed      DLG across processes (torchrun); one resumable shard per
 from __future__ import annotations
 
 import argparse
-import sys
 
 from dmcmc_edu.cli import distributed, gpu, ladder, mnist, toy
 
@@ -45,6 +44,3 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     return args.func(args)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,6 +10,7 @@ errors.  JSON files are written with :func:`dmcmc_edu.runs.write_json`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 
 import torch
 
@@ -74,3 +75,16 @@ def errors_as_exit(*types: type[BaseException], prefix: str = "error"):
         yield
     except types as err:
         raise SystemExit(f"{prefix}: {err}") from None
+
+
+def add_command(sub, name: str, handler):
+    """Add the sub-command ``name`` run by ``handler``; its docstring gives the help line and the description.
+
+    The first paragraph of the docstring is the one-line help of ``--help``'s command list; the rest (if any)
+    is the description of ``<name> --help``.  Returns the new parser for its arguments.
+    """
+    doc = inspect.cleandoc(handler.__doc__ or "")
+    help_line, _, description = doc.partition("\n\n")
+    parser = sub.add_parser(name, help=" ".join(help_line.split()), description=" ".join(description.split()) or None)
+    parser.set_defaults(func=handler)
+    return parser

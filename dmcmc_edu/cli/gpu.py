@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from dmcmc_edu.cli.common import device, errors_as_exit
+from dmcmc_edu.cli.common import add_command, device, errors_as_exit
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.evaluation.images import save_images
 from dmcmc_edu.evaluation.inception_fid import InceptionWeightsUnavailable, compute_fid, save_fid_stats
@@ -140,7 +140,12 @@ def _image_grid_range(args) -> tuple[float, float]:
 
 
 def cmd_train_image_classifier(args) -> int:
-    """``train-image-classifier``: the paper's SimpleCNN (32 px) or SimpleCNN256 (>= 128 px) on images."""
+    """train the paper's noise-level classifier on images
+
+    Cross-entropy on x0 + sigma_y z, y uniform over a 1000-level grid (sigma_min 0.01; sigma_max 50 at 32 px,
+    348 at 256 px), Adam lr 1e-3, batch 100, as in the paper. SimpleCNN for 32 px, SimpleCNN256 for 256 px.
+    Images in [0, 1].
+    """
     size = args.image_size
     smin, smax = _image_grid_range(args)
     images = load_image_dataset(args.dataset, args.root, size, args.max_images)
@@ -187,7 +192,11 @@ def _load_samples(path) -> np.ndarray:
 
 
 def cmd_save_images(args) -> int:
-    """``save-images``: samples ``[N, C, H, W]`` as numbered image files, 1000 at a time."""
+    """write samples as image files (PNG, or the paper's JPEG)
+
+    Clamp to [0, 1], uint8 by truncation (as the paper), then PNG (lossless, the default) or JPEG (the paper's
+    files, PIL quality 75). Names {index:06d}.png/.jpg.
+    """
     x = torch.from_numpy(_load_samples(args.samples))
     if x.ndim != 4:
         raise SystemExit(f"error: samples have shape {tuple(x.shape)}; images need [N, C, H, W]")
@@ -207,7 +216,12 @@ def cmd_save_images(args) -> int:
 
 
 def cmd_fid(args) -> int:
-    """``fid``: the FID of two image folders (or a folder and statistics), or ``--save-stats`` of one folder."""
+    """FID with pytorch-fid (optional extra 'fid')
+
+    FID between FOLDER_A and FOLDER_B or STATS.npz, with pytorch-fid's Inception. Its weights
+    (pt_inception-2015-12-05-6726825d.pth) are downloaded once into torch.hub's checkpoints folder; offline, put
+    the file there or pass --inception-weights PATH.
+    """
     dev = str(device(args.device or "auto"))
     options = dict(inception_weights=args.inception_weights, device=dev, batch_size=args.batch_size,
                    dims=args.dims, num_workers=args.num_workers)
@@ -225,10 +239,7 @@ def cmd_fid(args) -> int:
 
 
 def _add_train_image_classifier(sub) -> None:
-    t = sub.add_parser("train-image-classifier", help="train the paper's noise-level classifier on images",
-                       description="Cross-entropy on x0 + sigma_y z, y uniform over a 1000-level grid (sigma_min "
-                                   "0.01; sigma_max 50 at 32 px, 348 at 256 px), Adam lr 1e-3, batch 100, as in the "
-                                   "paper. SimpleCNN for 32 px, SimpleCNN256 for 256 px. Images in [0, 1].")
+    t = add_command(sub, "train-image-classifier", cmd_train_image_classifier)
     t.add_argument("--dataset", required=True, choices=["cifar10", "folder"])
     t.add_argument("--root", required=True, help="CIFAR10: the folder holding cifar-10-batches-py; folder: images")
     t.add_argument("--out", required=True, help="output classifier file (.pt)")
@@ -244,13 +255,10 @@ def _add_train_image_classifier(sub) -> None:
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=cmd_train_image_classifier)
 
 
 def _add_save_images(sub) -> None:
-    s = sub.add_parser("save-images", help="write samples as image files (PNG, or the paper's JPEG)",
-                       description="Clamp to [0, 1], uint8 by truncation (as the paper), then PNG (lossless, the "
-                                   "default) or JPEG (the paper's files, PIL quality 75). Names {index:06d}.png/.jpg.")
+    s = add_command(sub, "save-images", cmd_save_images)
     s.add_argument("samples", help="a samples .npy, a run folder (samples.npy) or a distributed run folder")
     s.add_argument("folder", help="output image folder (existing images are never overwritten)")
     s.add_argument("--format", default="png", choices=["png", "jpeg"])
@@ -258,15 +266,10 @@ def _add_save_images(sub) -> None:
                    help="data range mapped to [0, 1] (write a negative one as --value-range=-1,1)")
     s.add_argument("--start-index", type=int, default=0)
     s.add_argument("--limit", type=int, default=None)
-    s.set_defaults(func=cmd_save_images)
 
 
 def _add_fid(sub) -> None:
-    f = sub.add_parser("fid", help="FID with pytorch-fid (optional extra 'fid')",
-                       description="FID between FOLDER_A and FOLDER_B or STATS.npz, with pytorch-fid's Inception. "
-                                   "Its weights (pt_inception-2015-12-05-6726825d.pth) are downloaded once into "
-                                   "torch.hub's checkpoints folder; offline, put the file there or pass "
-                                   "--inception-weights PATH.")
+    f = add_command(sub, "fid", cmd_fid)
     f.add_argument("path_a", help="image folder")
     f.add_argument("path_b", help="image folder or .npz statistics (with --save-stats: the .npz to write)")
     f.add_argument("--inception-weights", default=None, help="the FID Inception weights file (offline use)")
@@ -276,11 +279,9 @@ def _add_fid(sub) -> None:
                    help="feature block (2048 = the standard FID)")
     f.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
     f.add_argument("--save-stats", action="store_true", help="write the statistics of path_a to path_b (.npz)")
-    f.set_defaults(func=cmd_fid)
 
 
 def add_parsers(sub) -> None:
     """Add ``train-image-classifier``, ``save-images`` and ``fid`` to the sub-command parsers."""
-    _add_train_image_classifier(sub)
-    _add_save_images(sub)
-    _add_fid(sub)
+    for add in (_add_train_image_classifier, _add_save_images, _add_fid):
+        add(sub)

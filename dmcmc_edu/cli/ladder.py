@@ -9,7 +9,7 @@ import json
 import shlex
 from pathlib import Path
 
-from dmcmc_edu.cli.common import errors_as_exit
+from dmcmc_edu.cli.common import add_command, errors_as_exit
 from dmcmc_edu.experiments.ladder import run_ladder, target_stem
 
 __all__ = ["add_parsers", "cmd_ladder", "ladder_command"]
@@ -32,7 +32,15 @@ def ladder_command(args) -> str:
 
 
 def cmd_ladder(args) -> int:
-    """``ladder``: run (or resume) the sweep, print its findings and a one-line summary."""
+    """NFE-quality sweep: six integrators from noise, controls, DLG (exact / classifier)
+
+    Sweeps NFE (about 5 to 1000) for the six integrators from sigma_max, two controls (a re-allocated schedule;
+    a restart from a small sigma without MCMC) and DLG with each integrator (exact posterior, classifier argmax,
+    classifier sample) over a grid of settings.  Writes OUT/<stem>.json and .csv (every point with its seed,
+    settings, NFE ledger and metrics), OUT/<stem>_fig3.png and OUT/<stem>_findings.{json,md}; <stem> is the
+    target name plus _learned / _fast.  Re-running the same command resumes (points already in the JSON are
+    skipped).  The noise-level classifier (and with --learned the denoiser) is trained once and cached in OUT.
+    """
     with errors_as_exit(ValueError, FileNotFoundError):
         doc = run_ladder(args.target, args.out, fast=args.fast, learned=args.learned, n=args.n, seed=args.seed,
                          progress=not args.quiet, plot=not args.no_plot, command=ladder_command(args),
@@ -48,16 +56,7 @@ def cmd_ladder(args) -> int:
 
 def add_parsers(sub) -> None:
     """Add ``ladder`` to the sub-command parsers."""
-    p = sub.add_parser(
-        "ladder", help="NFE-quality sweep: six integrators from noise, controls, DLG (exact / classifier)",
-        description="Sweeps NFE (about 5 to 1000) for the six integrators from sigma_max, two controls (a "
-                    "re-allocated schedule; a restart from a small sigma without MCMC) and DLG with each integrator "
-                    "(exact posterior, classifier argmax, classifier sample) over a grid of settings.  Writes "
-                    "OUT/<stem>.json and .csv (every point with its seed, settings, NFE ledger and metrics), "
-                    "OUT/<stem>_fig3.png and OUT/<stem>_findings.{json,md}; <stem> is the target name plus "
-                    "_learned / _fast.  Re-running the same command resumes (points already in the JSON are "
-                    "skipped).  The noise-level classifier (and with --learned the denoiser) is trained once and "
-                    "cached in OUT.")
+    p = add_command(sub, "ladder", cmd_ladder)
     p.add_argument("--target", default="ring", help=_TARGET_HELP)
     p.add_argument("--out", default="runs/ladder")
     p.add_argument("--fast", action="store_true", help="a small sweep (500 outputs per point; < 60 s on the ring)")
@@ -69,4 +68,3 @@ def add_parsers(sub) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes running points in parallel (one thread each)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_ladder)

@@ -21,7 +21,7 @@ import torch
 from matplotlib.image import imsave
 from torchvision.utils import save_image
 
-from dmcmc_edu.cli.common import chunk_seed, device, errors_as_exit, set_threads, settings
+from dmcmc_edu.cli.common import add_command, chunk_seed, device, errors_as_exit, set_threads, settings
 from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
 from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
@@ -68,7 +68,12 @@ def _load(root: str, train: bool, labels: bool = False):
 
 
 def cmd_train_score(args) -> int:
-    """``train-score``: train (or resume) the U-Net score model; optionally a PNG grid of its samples."""
+    """train the MNIST U-Net score model (EDM preconditioning/loss, EMA)
+
+    Denoising score matching with EDM's weighting; writes OUT/checkpoint.pt, OUT/score_model.pt + .json (EMA
+    weights + config), OUT/train_log.json, and OUT/samples.png.  Re-running on the same OUT resumes (same
+    settings; --steps may be raised).
+    """
     set_threads(args)
     dev = device(args.device)
     images = _load(args.data_root, train=True)
@@ -103,7 +108,11 @@ def _sample_grid(weights: Path, png: Path, dev, sigma_min: float, sigma_max: flo
 
 
 def cmd_train_classifier(args) -> int:
-    """``train-mnist-classifier``: the SimpleCNN noise-level classifier, saved with a test-set calibration record."""
+    """train the SimpleCNN noise-level classifier on MNIST
+
+    Writes OUT/mnist_noise_classifier.pt (NoiseLevelClassifier.save) and a .json with the training log and a
+    test-set calibration.
+    """
     set_threads(args)
     dev = device(args.device)
     out = Path(args.out)
@@ -135,7 +144,11 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_train_features(args) -> int:
-    """``train-mnist-features``: the MNIST-FID feature network, its test-set statistics and real-data FID floors."""
+    """train the MNIST-FID feature network + test-set statistics
+
+    Writes OUT/mnist_feature_net.pt + .json (test accuracy) and OUT/mnist_fid_ref_test.pt (feature
+    mean/covariance of the 10,000 test images).
+    """
     set_threads(args)
     dev = device(args.device)
     x, y = _load(args.data_root, train=True, labels=True)
@@ -169,6 +182,7 @@ def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.T
     """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
 
     def make_chunk(k: int, rows: int):
+        """Chunk k: ``rows`` digits and their NFE per image."""
         x, info = vanilla_samples(score, rows, integrator=args.integrator, steps=args.steps,
                                   seed=chunk_seed(args.seed, k), batch_size=rows, device=dev, **options)
         return x.numpy(), info["nfe"]
@@ -204,7 +218,12 @@ def _mnist_fid(x: torch.Tensor, models: dict) -> dict:
 
 
 def cmd_sample_mnist(args) -> int:
-    """``sample-mnist``: digits into ``--out`` (images.npy, samples.png and a JSON summary); resumable."""
+    """MNIST digits from the score model: vanilla, or DLG with --dlg
+
+    Writes OUT/images.npy (float32 [n, 1, 28, 28] in [0, 1]), OUT/samples.png (the first 64) and the NFE per
+    sample (DLG: the full ledger and the paper's count); --fid adds the MNIST-FID.  Vanilla runs are written in
+    chunks and DLG runs checkpoint every round: re-running the same command on the same OUT resumes.
+    """
     set_threads(args)
     dev = device(args.device)
     if args.n < 1:
@@ -247,11 +266,7 @@ def _common(p, budget_default=None) -> None:
 
 
 def _add_train_score(sub) -> None:
-    s = sub.add_parser("train-score", help="train the MNIST U-Net score model (EDM preconditioning/loss, EMA)",
-                       description="Denoising score matching with EDM's weighting; writes OUT/checkpoint.pt, "
-                                   "OUT/score_model.pt + .json (EMA weights + config), OUT/train_log.json, and "
-                                   "OUT/samples.png.  Re-running on the same OUT resumes (same settings; --steps "
-                                   "may be raised).")
+    s = add_command(sub, "train-score", cmd_train_score)
     s.add_argument("--dataset", default="mnist", choices=["mnist"])
     _common(s)
     s.add_argument("--steps", type=int, default=20000)
@@ -269,13 +284,10 @@ def _add_train_score(sub) -> None:
     s.add_argument("--checkpoint-every", type=int, default=500)
     s.add_argument("--no-sample-grid", dest="sample_grid", action="store_false",
                    help="skip OUT/samples.png (64 KAR1 samples, 35 NFE)")
-    s.set_defaults(func=cmd_train_score)
 
 
 def _add_train_classifier(sub) -> None:
-    c = sub.add_parser("train-mnist-classifier", help="train the SimpleCNN noise-level classifier on MNIST",
-                       description=f"Writes OUT/{CLASSIFIER_NAME} (NoiseLevelClassifier.save) and a .json with "
-                                   "the training log and a test-set calibration.")
+    c = add_command(sub, "train-mnist-classifier", cmd_train_classifier)
     _common(c)
     c.add_argument("--steps", type=int, default=20000)
     c.add_argument("--batch", type=int, default=100, help="paper: 100")
@@ -287,26 +299,18 @@ def _add_train_classifier(sub) -> None:
     c.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
     c.add_argument("--eval-n", type=int, default=2000, help="noisy test images for the calibration record")
     c.add_argument("--overwrite", action="store_true")
-    c.set_defaults(func=cmd_train_classifier)
 
 
 def _add_train_features(sub) -> None:
-    f = sub.add_parser("train-mnist-features", help="train the MNIST-FID feature network + test-set statistics",
-                       description="Writes OUT/mnist_feature_net.pt + .json (test accuracy) and "
-                                   "OUT/mnist_fid_ref_test.pt (feature mean/covariance of the 10,000 test images).")
+    f = add_command(sub, "train-mnist-features", cmd_train_features)
     _common(f)
     f.add_argument("--epochs", type=float, default=2.0)
     f.add_argument("--batch", type=int, default=128)
     f.add_argument("--lr", type=float, default=1e-3)
-    f.set_defaults(func=cmd_train_features)
 
 
 def _add_sample(sub) -> None:
-    m = sub.add_parser("sample-mnist", help="MNIST digits from the score model: vanilla, or DLG with --dlg",
-                       description="Writes OUT/images.npy (float32 [n, 1, 28, 28] in [0, 1]), OUT/samples.png (the "
-                                   "first 64) and the NFE per sample (DLG: the full ledger and the paper's count); "
-                                   "--fid adds the MNIST-FID.  Vanilla runs are written in chunks and DLG runs "
-                                   "checkpoint every round: re-running the same command on the same OUT resumes.")
+    m = add_command(sub, "sample-mnist", cmd_sample_mnist)
     _common(m)
     m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
     m.add_argument("--n", type=int, default=64, help="number of images")
@@ -324,12 +328,9 @@ def _add_sample(sub) -> None:
                    choices=[name for name in SIGMA_UPDATES if name.startswith("classifier")])
     m.add_argument("--checkpoint-every", type=int, default=1, help="DLG: output rounds between checkpoints")
     m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
-    m.set_defaults(func=cmd_sample_mnist)
 
 
 def add_parsers(sub) -> None:
     """Add the image rung's commands (train-score, train-mnist-classifier/-features, sample-mnist) to a parser."""
-    _add_train_score(sub)
-    _add_train_classifier(sub)
-    _add_train_features(sub)
-    _add_sample(sub)
+    for add in (_add_train_score, _add_train_classifier, _add_train_features, _add_sample):
+        add(sub)

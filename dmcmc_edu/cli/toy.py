@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dmcmc_edu.cli.common import TARGET_HELP, chunk_seed, load_target, settings, sigma_range
+from dmcmc_edu.cli.common import TARGET_HELP, add_command, chunk_seed, load_target, settings, sigma_range
 from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
 from dmcmc_edu.core.langevin import X_UPDATES
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
@@ -36,7 +36,7 @@ __all__ = ["add_parsers", "cmd_demo", "cmd_sample", "cmd_train_classifier", "cmd
 
 
 def cmd_demo(args) -> int:
-    """``demo``: the figures and results table of the 2D demo."""
+    """the 2D demo: figures and a results table into runs/demo"""
     run_demo(args.out, fast=args.fast, progress=not args.quiet)
     return 0
 
@@ -48,6 +48,7 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     """Vanilla sampling in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
 
     def make_chunk(k: int, rows: int):
+        """Chunk k: ``rows`` samples from noise and their NFE per sample."""
         g = torch.Generator().manual_seed(chunk_seed(args.seed, k))
         x, info = sample_from_noise(mix, (rows, mix.d), integrator=args.integrator, steps=args.steps,
                                     sigma_max=smax, sigma_min=smin, generator=g, tweedie_sigma=smin,
@@ -93,7 +94,12 @@ def _sample_dlg(args, mix, smin, smax, out: Path) -> dict:
 
 
 def cmd_sample(args) -> int:
-    """``sample``: vanilla or DLG samples of a mixture target into ``--out`` (samples.npy, run.json)."""
+    """sample a mixture target with an integrator, or with DLG (--dlg)
+
+    Writes OUT/samples.npy (float64, [n, d]) and OUT/run.json (every setting and the counted NFE); with --dlg
+    also OUT/ledger.json.  Re-running the same command resumes an interrupted run; existing outputs are never
+    overwritten.
+    """
     if args.n < 1 or args.steps < 1:
         raise SystemExit("error: --n and --steps must be >= 1")
     mix = load_target(args.target)
@@ -120,7 +126,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
-    """``train-classifier``: an MLP noise-level classifier of a mixture target, with its KL to the exact posterior."""
+    """train an MLP noise-level classifier on a mixture target"""
     mix = load_target(args.target)
     smin, smax = sigma_range(args, mix)
     grid = noise_level_grid(smin, smax, args.n_levels)
@@ -141,7 +147,7 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_inspect_checkpoint(args) -> int:
-    """``inspect-checkpoint``: what a score_sde checkpoint holds and whether it fits a config."""
+    """print what a score_sde NCSN++ checkpoint holds"""
     print(format_inspection(inspect_checkpoint(args.path, args.config)))
     return 0
 
@@ -150,10 +156,7 @@ def cmd_inspect_checkpoint(args) -> int:
 
 
 def _add_sample(sub) -> None:
-    s = sub.add_parser("sample", help="sample a mixture target with an integrator, or with DLG (--dlg)",
-                       description="Writes OUT/samples.npy (float64, [n, d]) and OUT/run.json (every setting and "
-                                   "the counted NFE); with --dlg also OUT/ledger.json.  Re-running the same "
-                                   "command resumes an interrupted run; existing outputs are never overwritten.")
+    s = add_command(sub, "sample", cmd_sample)
     s.add_argument("--target", default="ring", help=TARGET_HELP)
     s.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS))
     s.add_argument("--steps", type=int, default=18, help="integrator steps (KAR: 2*steps-1 NFE; others: steps)")
@@ -180,11 +183,10 @@ def _add_sample(sub) -> None:
     g.add_argument("--n-levels", type=int, default=1000, help="size of the noise-level grid")
     g.add_argument("--x-update", default="ula", choices=list(X_UPDATES))
     g.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every K output rounds")
-    s.set_defaults(func=cmd_sample)
 
 
 def _add_train_classifier(sub) -> None:
-    t = sub.add_parser("train-classifier", help="train an MLP noise-level classifier on a mixture target")
+    t = add_command(sub, "train-classifier", cmd_train_classifier)
     t.add_argument("--target", default="ring", help=TARGET_HELP)
     t.add_argument("--out", required=True, help="output file (.pt)")
     t.add_argument("--steps", type=int, default=3000)
@@ -195,20 +197,17 @@ def _add_train_classifier(sub) -> None:
     t.add_argument("--sigma-max", type=float, default=None)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--quiet", action="store_true")
-    t.set_defaults(func=cmd_train_classifier)
 
 
 def add_parsers(sub) -> None:
     """Add ``demo``, ``sample``, ``train-classifier`` and ``inspect-checkpoint`` to the sub-command parsers."""
-    d = sub.add_parser("demo", help="the 2D demo: figures and a results table into runs/demo")
+    d = add_command(sub, "demo", cmd_demo)
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--fast", action="store_true", help="fewer samples (for CI)")
     d.add_argument("--quiet", action="store_true")
-    d.set_defaults(func=cmd_demo)
     _add_sample(sub)
     _add_train_classifier(sub)
-    c = sub.add_parser("inspect-checkpoint", help="print what a score_sde NCSN++ checkpoint holds")
+    c = add_command(sub, "inspect-checkpoint", cmd_inspect_checkpoint)
     c.add_argument("path")
     c.add_argument("--config", required=True,
                    help="cifar10_ncsnpp_continuous | celebahq_256_ncsnpp_continuous | PATH to a config.json")
-    c.set_defaults(func=cmd_inspect_checkpoint)

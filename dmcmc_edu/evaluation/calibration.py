@@ -199,18 +199,7 @@ def level_posterior_spread(classifier: NoiseLevelClassifier, data, sigmas, n: in
 
 
 def plot_calibration(cal: dict, ax=None):
-    """Scatter predicted (argmax) vs true sigma on log-log axes, with the diagonal.
-
-    Parameters
-    ----------
-    cal : dict
-        Output of :func:`calibration`.
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    matplotlib Axes
-    """
+    """Scatter predicted (argmax) vs true sigma of :func:`calibration`'s ``cal`` on log-log axes; returns the Axes."""
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     t, p = cal["true_sigma"].numpy(), cal["pred_sigma"].numpy()
@@ -227,17 +216,9 @@ def plot_calibration(cal: dict, ax=None):
 
 
 def plot_confusion(cal: dict, ax=None):
-    """Row-normalised confusion matrix over coarse bins of the grid (rows: true bin, columns: predicted bin).
+    """Row-normalised confusion matrix of :func:`calibration`'s ``cal`` over coarse bins of the grid.
 
-    Parameters
-    ----------
-    cal : dict
-        Output of :func:`calibration`.
-    ax : matplotlib Axes, optional
-
-    Returns
-    -------
-    matplotlib Axes
+    Rows: true bin, columns: predicted bin.  Draws into ``ax`` (or a new figure) and returns the Axes.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 4.5))

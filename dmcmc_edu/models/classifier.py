@@ -141,7 +141,11 @@ class MLPClassifier(nn.Module):
 
 
 class _ConvClassifier(nn.Module):
-    """Four conv3x3 (padding 1) layers ``in -> 32 -> 64 -> 128 -> 256``, each ReLU + AvgPool, then Linear."""
+    """Four conv3x3 (padding 1) layers ``in -> 32 -> 64 -> 128 -> 256``, each ReLU + AvgPool, then Linear.
+
+    Parameters of the subclasses: ``in_channels`` (image channels), ``n_levels``
+    (grid levels; the paper: 1000), ``image_size`` (height = width of the input).
+    """
 
     channels = (32, 64, 128, 256)
 
@@ -152,6 +156,7 @@ class _ConvClassifier(nn.Module):
                 raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
         self.in_channels = in_channels
         self.image_size = image_size
+        self.arch_kwargs = dict(in_channels=in_channels, n_levels=n_levels, image_size=image_size)
         layers: list[nn.Module] = []
         c_in, size = in_channels, image_size
         for c_out, stride in zip(self.channels, pool_strides):
@@ -187,22 +192,12 @@ class SimpleCNN(_ConvClassifier):
     flattened size is 1024 and the head is ``Linear(1024, n_levels)``.  The
     flattened size is computed from ``image_size`` (1x28x28 MNIST: 28 -> 14 ->
     7 -> 3 -> 1, flatten 256); it is stored as ``flatten_features``.
-
-    Parameters
-    ----------
-    in_channels : int
-        Image channels.
-    n_levels : int
-        Number of grid levels (the paper: 1000).
-    image_size : int
-        Height = width of the input images.
     """
 
     arch_name = "simplecnn"
 
     def __init__(self, in_channels: int = 3, n_levels: int = 1000, image_size: int = 32):
         super().__init__(in_channels, n_levels, image_size, pool_strides=(2, 2, 2, 2))
-        self.arch_kwargs = dict(in_channels=in_channels, n_levels=n_levels, image_size=image_size)
 
 
 class SimpleCNN256(_ConvClassifier):
@@ -211,22 +206,12 @@ class SimpleCNN256(_ConvClassifier):
     As :class:`SimpleCNN`, but the first three pools are
     ``AvgPool2d(kernel_size=2, stride=4)``: 256 -> 64 -> 16 -> 4 -> 2, so the
     flattened size is again 1024.
-
-    Parameters
-    ----------
-    in_channels : int
-        Image channels.
-    n_levels : int
-        Number of grid levels (the paper: 1000).
-    image_size : int
-        Height = width of the input images.
     """
 
     arch_name = "simplecnn256"
 
     def __init__(self, in_channels: int = 3, n_levels: int = 1000, image_size: int = 256):
         super().__init__(in_channels, n_levels, image_size, pool_strides=(4, 4, 4, 2))
-        self.arch_kwargs = dict(in_channels=in_channels, n_levels=n_levels, image_size=image_size)
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

@@ -308,30 +308,19 @@ class GaussianMixture:
 
     # ------------------------------------------------------------------ properties
 
-    @property
-    def K(self) -> int:
-        """Number of components."""
-        return self._mu.shape[0]
-
-    @property
-    def d(self) -> int:
-        """Dimension of the data."""
-        return self._mu.shape[1]
-
-    @property
-    def rank(self) -> int | None:
-        """Rank ``r`` of the low-rank factors (``None`` for full covariances)."""
-        return self._F.shape[2] if self._low_rank else None
-
-    @property
-    def weights(self) -> torch.Tensor:
-        """Normalised weights ``w_k``, shape [K]."""
-        return self._w
-
-    @property
-    def means(self) -> torch.Tensor:
-        """Component means ``mu_k``, shape [K, d]."""
-        return self._mu
+    K = property(lambda self: self._mu.shape[0], doc="Number of components.")
+    d = property(lambda self: self._mu.shape[1], doc="Dimension of the data.")
+    rank = property(lambda self: self._F.shape[2] if self._low_rank else None,
+                    doc="Rank ``r`` of the low-rank factors (``None`` for full covariances).")
+    weights = property(lambda self: self._w, doc="Normalised weights ``w_k``, shape [K].")
+    means = property(lambda self: self._mu, doc="Component means ``mu_k``, shape [K, d].")
+    factors = property(lambda self: self._F if self._low_rank else None,
+                       doc="Low-rank factors ``F_k``, shape [K, d, r] (``None`` for full covariances).")
+    diagonal = property(lambda self: self._D if self._low_rank else None,
+                        doc="Diagonal ``D_k``, shape [K, d] (``None`` for full covariances).")
+    is_low_rank = property(lambda self: self._low_rank, doc="True for the ``F F^T + diag(D)`` parametrisation.")
+    dtype = property(lambda self: self._dtype, doc="Dtype of every tensor the mixture returns.")
+    device = property(lambda self: self._device, doc="Device of the mixture's tensors.")
 
     @property
     def covariances(self) -> torch.Tensor:
@@ -339,31 +328,6 @@ class GaussianMixture:
         if self._low_rank:
             return self._F @ self._F.transpose(-1, -2) + torch.diag_embed(self._D)
         return self._S64.to(self._dtype)
-
-    @property
-    def factors(self) -> torch.Tensor | None:
-        """Low-rank factors ``F_k``, shape [K, d, r] (``None`` for full covariances)."""
-        return self._F if self._low_rank else None
-
-    @property
-    def diagonal(self) -> torch.Tensor | None:
-        """Diagonal ``D_k``, shape [K, d] (``None`` for full covariances)."""
-        return self._D if self._low_rank else None
-
-    @property
-    def is_low_rank(self) -> bool:
-        """True for the ``F F^T + diag(D)`` parametrisation."""
-        return self._low_rank
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Dtype of every tensor the mixture returns."""
-        return self._dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the mixture's tensors."""
-        return self._device
 
     def __repr__(self) -> str:
         kind = f"low-rank r={self.rank}" if self._low_rank else "full"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from dmcmc_edu.cli.common import errors_as_exit
+from dmcmc_edu.cli.common import add_command, errors_as_exit
 from dmcmc_edu.core.integrators import INTEGRATORS
 from dmcmc_edu.core.langevin import X_UPDATES
 from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig
@@ -147,7 +147,12 @@ def run_config(args, spec: dict) -> DMCMCConfig:
 
 
 def cmd_sample_distributed(args) -> int:
-    """``sample-distributed``: this process's shard; rank 0 prints where the manifest is (unless ``--quiet``)."""
+    """DLG across processes (launch with torchrun)
+
+    Launch with: torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ... Each rank runs its own chains
+    (--chains per rank) with seed derive_seed(seed, rank) into OUT/rank_{r} (resumable); rank 0 writes
+    OUT/manifest.json at the end.
+    """
     spec = model_spec(args)
     env = setup(args.device, args.backend)
     try:
@@ -167,12 +172,8 @@ def cmd_sample_distributed(args) -> int:
 
 def add_parsers(sub) -> None:
     """Add ``sample-distributed`` to the sub-command parsers."""
-    d = sub.add_parser("sample-distributed", help="DLG across processes (launch with torchrun)",
-                       description="Launch with: torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ... "
-                                   "Each rank runs its own chains (--chains per rank) with seed derive_seed(seed, "
-                                   "rank) into OUT/rank_{r} (resumable); rank 0 writes OUT/manifest.json at the end.")
+    d = add_command(sub, "sample-distributed", cmd_sample_distributed)
     add_arguments(d)
-    d.set_defaults(func=cmd_sample_distributed)
 
 
 def main(argv=None) -> int:
