@@ -29,9 +29,10 @@ from dmcmc_edu.core.integrators import (  # noqa: E402
 )
 from dmcmc_edu.core.langevin import mala_step, ula_step  # noqa: E402
 from dmcmc_edu.core.ledger import NFELedger  # noqa: E402
-from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig, DMCMCResult, DMCMCSampler  # noqa: E402
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCResult, DMCMCSampler  # noqa: E402
 from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES, make_sigma_update  # noqa: E402
 from dmcmc_edu.core.tweedie import tweedie  # noqa: E402
+from dmcmc_edu.paper import PRESETS  # noqa: E402
 from dmcmc_edu.targets import GaussianMixture, dlg_config, grid, load_target, lowrank, ring  # noqa: E402
 
 __all__ = [

@@ -15,6 +15,10 @@ train-image-classifier  train the paper's noise-level classifier on CIFAR10 or a
 save-images             write samples as PNG or the paper's JPEG files
 fid                     FID with pytorch-fid (optional extra 'fid')
 sample-distributed      DLG across processes (torchrun); one resumable shard per rank and a manifest
+
+Bad input (an option out of range, options that do not go together, a missing, empty or truncated file, a
+refused resume, an output that would be overwritten) ends a command with one line "error: ..." on stderr and
+exit status 2; nothing already written is changed.  --debug shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 
 from dmcmc_edu.cli import distributed, gpu, ladder, mnist, toy
+from dmcmc_edu.cli.common import run_handler
 
 __all__ = ["build_parser", "main"]
 
@@ -30,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``python -m dmcmc_edu``, with the sub-commands of every command module."""
     p = argparse.ArgumentParser(prog="python -m dmcmc_edu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of a failure instead of the one-line error message")
     sub = p.add_subparsers(dest="command", required=True)
     toy.add_parsers(sub)  # demo, sample, train-classifier, inspect-checkpoint
     ladder.add_parsers(sub)  # ladder
@@ -40,7 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns its exit status."""
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the chosen command; returns its exit status.
+
+    A bad argument ends with argparse's usage error, an expected failure of the command with one ``error:`` line
+    (:func:`dmcmc_edu.cli.common.run_handler`); both raise ``SystemExit`` with status 2.
+    """
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_handler(args)
 

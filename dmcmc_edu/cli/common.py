@@ -1,33 +1,297 @@
 """Helpers that more than one command module needs.
 
-Loading a mixture target (a bad name or file ends the command with one
-``error:`` line), the sigma range of a target, the torch device and thread
-count of a command, the seed of a chunk of a resumable vanilla run, the
-settings record of a run, and turning expected exceptions into one-line
-errors.  JSON files are written with :func:`dmcmc_edu.runs.write_json`.
+* **Argument types** (:func:`positive_int`, :func:`nonnegative_int`,
+  :func:`seed`, :func:`positive_float`, :func:`nonnegative_float`,
+  :func:`finite_float`, :func:`probability`, :func:`int_at_least`, ...): every
+  numeric option of every command is parsed by one of them, so a zero chain
+  count, a NaN step size or an infinite sigma is an argparse error (exit 2,
+  the usage line and one ``error:`` line) before anything runs.
+* **The error boundary** (:func:`run_handler`): the expected failures of a
+  command (a refused combination of options, a missing, unreadable, empty or
+  truncated file, a refused resume) end it with one line ``error: <message>``
+  on stderr and exit status 2; other exceptions are bugs and keep their
+  traceback.  Handlers refuse with :class:`CommandError`.
+* Loading a mixture target, the sigma range of a target, the torch device
+  and thread count of a command, the seed of a chunk of a resumable vanilla
+  run, the settings record of a run, files that must not be overwritten.
+  JSON files are written with :func:`dmcmc_edu.runs.write_json`.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import inspect
+import math
+import os
+import pickle
+import sys
+from pathlib import Path
 
+import numpy as np
 import torch
 
+from dmcmc_edu.models.files import check_torch_file
 from dmcmc_edu.targets import load_target as _load_target
 
-__all__ = ["TARGET_HELP", "load_target", "sigma_range", "device", "set_threads", "chunk_seed", "settings",
-           "errors_as_exit"]
+__all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "run_handler", "one_line",
+           "positive_int", "nonnegative_int", "int_at_least", "seed", "finite_float", "positive_float",
+           "nonnegative_float", "probability", "decay", "positive_int_list", "value_range", "name_list",
+           "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
+           "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command"]
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
+
+SEED_MAX = 2**32 - 1
+
+
+# ----------------------------------------------------------------------------- refusals and the error boundary
+
+
+class CommandError(Exception):
+    """A command refuses its input: options that do not go together, an output that would be overwritten, ...
+
+    ``prefix`` starts the printed line (``error``, or ``error (rank 3)`` for one
+    rank of a distributed run).
+    """
+
+    def __init__(self, message: str, *, prefix: str = "error"):
+        super().__init__(message)
+        self.prefix = prefix
+
+
+class CommandFailed(SystemExit):
+    """Raised by :func:`run_handler` after it printed the ``error:`` line: exit status 2, like argparse's errors.
+
+    ``str()`` of it is the message, so ``pytest.raises(SystemExit, match=...)`` can look at the message.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+#: what a command may fail with because of its input (files, options, a refused resume); anything else is a bug
+EXPECTED_ERRORS = (CommandError, ValueError, OSError, EOFError, RuntimeError, FloatingPointError,
+                   pickle.UnpicklingError, ImportError)
+
+
+def one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line; an empty message becomes the exception's name.
+
+    An ``OSError`` whose text does not show the file it concerns gets the file appended.
+    """
+    text = " ".join(str(err).split())
+    filename = getattr(err, "filename", None)
+    if isinstance(err, OSError) and filename is not None and os.fspath(filename) not in text:
+        text = f"{text}: {os.fspath(filename)}" if text else os.fspath(filename)
+    return text or type(err).__name__
+
+
+def run_handler(args) -> int:
+    """Run ``args.func(args)``, turning an expected failure into one ``error:`` line and exit status 2.
+
+    With ``args.debug`` (the global ``--debug``) the exception propagates with its traceback.  The status of a
+    failure is delivered as :class:`CommandFailed` (a ``SystemExit``), so ``python -m dmcmc_edu`` and an
+    in-process ``main([...])`` end the same way.
+    """
+    try:
+        return args.func(args)
+    except EXPECTED_ERRORS as err:
+        if getattr(args, "debug", False):
+            raise
+        message = one_line(err)
+        prefix = err.prefix if isinstance(err, CommandError) else "error"
+        print(f"{prefix}: {message}", file=sys.stderr)
+        raise CommandFailed(message) from None
+
+
+@contextlib.contextmanager
+def errors_as_exit(*types: type[BaseException], prefix: str = "error"):
+    """Turn the listed exceptions raised inside the block into :class:`CommandError` with ``prefix``."""
+    try:
+        yield
+    except types as err:
+        raise CommandError(one_line(err), prefix=prefix) from err  # the cause shows with --debug
+
+
+# ----------------------------------------------------------------------------- argument types
+
+
+def _number(text: str, kind: type, what: str):
+    """``kind(text)`` or an argparse error saying what was expected."""
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} (not finite)")
+    return value
+
+
+def int_at_least(low: int):
+    """An argparse type: an integer ``>= low``."""
+
+    def parse(text: str) -> int:
+        value = _number(text, int, f"an integer >= {low}")
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"int_at_least_{low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+positive_int.__doc__ = "An argparse type: an integer >= 1 (a count, a number of steps, a batch size, ...)."
+nonnegative_int = int_at_least(0)
+nonnegative_int.__doc__ = "An argparse type: an integer >= 0."
+
+
+def seed(text: str) -> int:
+    """An argparse type: a random seed, an integer in [0, 2**32 - 1]."""
+    value = _number(text, int, f"an integer seed in [0, {SEED_MAX}]")
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {SEED_MAX}], got {text!r}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (no NaN, no inf)."""
+    return _number(text, float, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0 (a step size, a sigma, a learning rate, a budget, ...)."""
+    value = _number(text, float, "a finite number > 0")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    value = _number(text, float, "a finite number >= 0")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    value = _number(text, float, "a number in [0, 1]")
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def decay(text: str) -> float:
+    """An argparse type: a decay rate in [0, 1) (an EMA's)."""
+    value = _number(text, float, "a number in [0, 1)")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def positive_int_list(text: str) -> str:
+    """An argparse type: a comma list of integers >= 1 (``"24,48,96"``); returned as given, without spaces."""
+    parts = [p.strip() for p in text.split(",")]
+    for part in parts:
+        if not part.isdigit() or int(part) < 1:
+            raise argparse.ArgumentTypeError(f"expected a comma list of integers >= 1, got {text!r}")
+    return ",".join(parts)
+
+
+def value_range(text: str) -> tuple[float, float]:
+    """An argparse type: ``"lo,hi"``, two finite numbers with lo < hi."""
+    lo, sep, hi = text.partition(",")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected LO,HI (two numbers with LO < HI), got {text!r}")
+    low, high = finite_float(lo.strip()), finite_float(hi.strip())
+    if not low < high:
+        raise argparse.ArgumentTypeError(f"expected LO,HI with LO < HI, got {text!r}")
+    return low, high
+
+
+def name_list(known, what: str):
+    """An argparse type: a comma list of distinct names out of ``known`` (a mapping or a sequence, read at parse time).
+
+    An unknown name is refused with the list of known ones; the value is returned as a comma string.
+    """
+
+    def parse(text: str) -> str:
+        names = [p.strip() for p in text.split(",")]
+        if not all(names):
+            raise argparse.ArgumentTypeError(f"expected a comma list of {what} names, got {text!r}")
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"unknown {what} {', '.join(map(repr, unknown))}; "
+                                             f"known: {', '.join(known)}")
+        if len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"{what} names repeated in {text!r}")
+        return ",".join(names)
+
+    parse.__name__ = f"{what}_list"
+    return parse
+
+
+# ----------------------------------------------------------------------------- checks shared by several commands
+
+
+def check_sigma_order(sigma_min, sigma_max) -> None:
+    """Refuse ``--sigma-min >= --sigma-max`` (each may be None: not given)."""
+    if sigma_min is not None and sigma_max is not None and not sigma_min < sigma_max:
+        raise CommandError(f"--sigma-min ({sigma_min:g}) must be smaller than --sigma-max ({sigma_max:g})")
+
+
+def refuse_existing(path, option: str = "--out", *, overwrite_flag: str | None = None) -> Path:
+    """Refuse to write ``path`` when something is there already (a user's file is not replaced); returns it.
+
+    ``overwrite_flag`` names the option that allows replacing it, if the command has one.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        kind = "a folder" if path.is_dir() else "a file"
+        fix = f"pass {overwrite_flag} to replace it" if overwrite_flag else "it is never overwritten"
+        raise CommandError(f"{option}: {path} exists ({kind}); choose another {option} or delete it ({fix})")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise CommandError(f"{option} {path}: {parent} is a file, not a folder")
+    return path
+
+
+def check_torch_files(folder, names) -> None:
+    """Refuse, by name, any of the torch files ``folder/name`` that exists but is empty or cut short.
+
+    For files that code outside this package's loaders reads with ``torch.load`` (a run's checkpoint, weights
+    read by the evaluation code), so that the error names the file instead of being a bare ``EOFError``.
+    """
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file():
+            check_torch_file(path)
+
+
+def read_npy(path) -> np.ndarray:
+    """``np.load(path)`` of an array file; an empty, truncated or foreign file raises a ValueError naming it."""
+    try:
+        if os.path.getsize(path) == 0:
+            raise ValueError("it has 0 bytes")
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, pickle.UnpicklingError) as err:
+        raise ValueError(f"{os.fspath(path)}: cannot be read as a .npy array ({one_line(err)}) "
+                         "(empty or truncated file)") from None
 
 
 def load_target(spec: str):
     """The mixture target ``spec`` names; an unknown name or a malformed file becomes one ``error: --target`` line."""
     try:
         return _load_target(spec)
-    except (FileNotFoundError, ValueError) as e:
-        raise SystemExit(f"error: --target {spec!r}: {e}") from None
+    except (OSError, ValueError) as e:
+        raise CommandError(f"--target: {one_line(e)}") from e  # the cause shows with --debug
 
 
 def sigma_range(args, mix) -> tuple[float, float]:
@@ -35,7 +299,8 @@ def sigma_range(args, mix) -> tuple[float, float]:
     smin = args.sigma_min if args.sigma_min is not None else mix.default_sigma_min()
     smax = args.sigma_max if args.sigma_max is not None else mix.default_sigma_max()
     if not 0 < smin < smax:
-        raise SystemExit(f"error: need 0 < --sigma-min < --sigma-max, got {smin} and {smax}")
+        raise CommandError(f"need 0 < --sigma-min < --sigma-max, got {smin:g} and {smax:g} (a missing one is the "
+                           "target's default)")
     return smin, smax
 
 
@@ -44,8 +309,11 @@ def device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit("error: --device cuda asked for, but torch.cuda.is_available() is False")
-    return torch.device(name)
+        raise CommandError(f"--device {name} asked for, but torch.cuda.is_available() is False")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise CommandError(f"--device {name!r}: {one_line(err)}") from None
 
 
 def set_threads(args) -> None:
@@ -64,17 +332,8 @@ def chunk_seed(seed: int, k: int) -> int:
 
 
 def settings(args) -> dict:
-    """The parsed command line as the settings record of a run (the handler function left out)."""
-    return {k: v for k, v in vars(args).items() if k != "func"}
-
-
-@contextlib.contextmanager
-def errors_as_exit(*types: type[BaseException], prefix: str = "error"):
-    """Turn the listed exceptions raised inside the block into ``SystemExit("<prefix>: <message>")``."""
-    try:
-        yield
-    except types as err:
-        raise SystemExit(f"{prefix}: {err}") from None
+    """The parsed command line as the settings record of a run (the handler function and ``--debug`` left out)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "debug")}
 
 
 def add_command(sub, name: str, handler):
@@ -87,4 +346,7 @@ def add_command(sub, name: str, handler):
     help_line, _, description = doc.partition("\n\n")
     parser = sub.add_parser(name, help=" ".join(help_line.split()), description=" ".join(description.split()) or None)
     parser.set_defaults(func=handler)
+    # also after the command name; SUPPRESS keeps a --debug given before it
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of a failure instead of the one-line error message")
     return parser

@@ -19,12 +19,27 @@ import torch
 from PIL import Image
 from torchvision.datasets import CIFAR10
 
-from dmcmc_edu.cli.common import add_command, device, errors_as_exit
+from dmcmc_edu.cli.common import (
+    CommandError,
+    add_command,
+    check_sigma_order,
+    check_torch_files,
+    device,
+    int_at_least,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    read_npy,
+    refuse_existing,
+    seed,
+    value_range,
+)
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.evaluation.images import save_images
-from dmcmc_edu.evaluation.inception_fid import InceptionWeightsUnavailable, compute_fid, save_fid_stats
+from dmcmc_edu.evaluation.inception_fid import compute_fid, save_fid_stats
 from dmcmc_edu.experiments.distributed import load_distributed_samples
 from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
+from dmcmc_edu.runs import fingerprint, saved_output, sha256_tensors
 from dmcmc_edu.training.classifier import train_noise_level_classifier
 
 __all__ = ["add_parsers", "GRIDS", "load_image_dataset", "EpochSampler", "cmd_train_image_classifier", "cmd_fid",
@@ -44,10 +59,10 @@ def _cifar10_uint8(root) -> torch.Tensor:
     try:
         ds = CIFAR10(root=str(root), train=True, download=False)
     except RuntimeError as err:
-        raise SystemExit(
-            f"error: CIFAR10 not found under --root {root} ({err}).\nExpected {Path(root) / 'cifar-10-batches-py'}/ "
-            "(the python version of the data set). Get it once, where there is network access, with\n"
-            f"  python -c \"import torchvision; torchvision.datasets.CIFAR10('{root}', download=True)\"\n"
+        raise CommandError(
+            f"CIFAR10 not found under --root {root} ({err}). Expected {Path(root) / 'cifar-10-batches-py'}/ "
+            "(the python version of the data set). Get it once, where there is network access, with "
+            f"python -c \"import torchvision; torchvision.datasets.CIFAR10('{root}', download=True)\" "
             "or download https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz and extract it into --root."
         ) from None
     return torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()
@@ -69,12 +84,12 @@ def _folder_uint8(root, image_size: int, max_images: int | None) -> torch.Tensor
     """Every image file under ``root`` (recursively, sorted), as RGB ``[N, 3, S, S]`` uint8."""
     root = Path(root)
     if not root.is_dir():
-        raise SystemExit(f"error: --root {root} is not a folder")
+        raise CommandError(f"--root {root} is not a folder")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_EXT and p.is_file())
     if max_images is not None:
         files = files[:max_images]
     if not files:
-        raise SystemExit(f"error: no image files ({', '.join(sorted(_IMAGE_EXT))}) under {root}")
+        raise CommandError(f"no image files ({', '.join(sorted(_IMAGE_EXT))}) under {root}")
     out = torch.empty((len(files), 3, image_size, image_size), dtype=torch.uint8)
     for i, f in enumerate(files):
         img = _square(Image.open(f).convert("RGB"), image_size)
@@ -93,11 +108,11 @@ def load_image_dataset(dataset: str, root, image_size: int, max_images: int | No
     if dataset == "cifar10":
         data = _cifar10_uint8(root)
         if image_size != 32:
-            raise SystemExit("error: CIFAR10 images are 32 px: use --image-size 32")
+            raise CommandError("CIFAR10 images are 32 px: use --image-size 32")
         return data[:max_images] if max_images else data
     if dataset == "folder":
         return _folder_uint8(root, image_size, max_images)
-    raise SystemExit(f"error: unknown --dataset {dataset!r} (cifar10 | folder)")
+    raise CommandError(f"unknown --dataset {dataset!r} (cifar10 | folder)")
 
 
 class EpochSampler:
@@ -131,11 +146,14 @@ class EpochSampler:
 
 def _image_grid_range(args) -> tuple[float, float]:
     """``(sigma_min, sigma_max)``: the options, else the default grid of the image size (:data:`GRIDS`)."""
+    check_sigma_order(args.sigma_min, args.sigma_max)
     smin, smax = GRIDS.get(args.image_size, (0.01, None))
     smin = args.sigma_min if args.sigma_min is not None else smin
     smax = args.sigma_max if args.sigma_max is not None else smax
     if smax is None:
-        raise SystemExit(f"error: no default grid for --image-size {args.image_size}: give --sigma-max")
+        raise CommandError(f"no default grid for --image-size {args.image_size}: give --sigma-max")
+    if not smin < smax:
+        raise CommandError(f"--sigma-min {smin:g} must be smaller than the sigma_max {smax:g} of the grid")
     return smin, smax
 
 
@@ -144,20 +162,32 @@ def cmd_train_image_classifier(args) -> int:
 
     Cross-entropy on x0 + sigma_y z, y uniform over a 1000-level grid (sigma_min 0.01; sigma_max 50 at 32 px,
     348 at 256 px), Adam lr 1e-3, batch 100, as in the paper. SimpleCNN for 32 px, SimpleCNN256 for 256 px.
-    Images in [0, 1].
+    Images in [0, 1].  An existing --out file is never replaced: the same call again (same settings, same
+    images by content) reports it, another call is refused.
     """
     size = args.image_size
     smin, smax = _image_grid_range(args)
     images = load_image_dataset(args.dataset, args.root, size, args.max_images)
     dev = device(args.device)
+    steps_per_epoch = math.ceil(images.shape[0] / args.batch_size)
+    steps = args.steps if args.steps is not None else args.epochs * steps_per_epoch
+    data_sha256 = sha256_tensors({"images": images})
+    fp = fingerprint("train-image-classifier",
+                     {"image_size": size, "n_images": int(images.shape[0]), "steps": steps,
+                      "batch_size": args.batch_size, "lr": args.lr, "n_levels": args.n_levels, "sigma_min": smin,
+                      "sigma_max": smax, "seed": args.seed, "device": dev.type}, hashes={"data": data_sha256})
+    if saved_output(args.out, fp, lambda p: NoiseLevelClassifier.load(p).config.get("fingerprint")):
+        print(json.dumps({"saved": str(args.out), "steps": steps,
+                          "note": "trained earlier with the same settings and images; nothing was written"}))
+        return 0
+    refuse_existing(args.out)
     torch.manual_seed(args.seed)  # network initialisation
     net = (SimpleCNN256 if size >= 128 else SimpleCNN)(3, args.n_levels, size)
     grid = noise_level_grid(smin, smax, args.n_levels)
-    steps_per_epoch = math.ceil(images.shape[0] / args.batch_size)
-    steps = args.steps if args.steps is not None else args.epochs * steps_per_epoch
     config = {"dataset": args.dataset, "root": str(args.root), "image_size": size, "n_images": int(images.shape[0]),
               "epochs": args.epochs if args.steps is None else None, "steps": steps, "batch_size": args.batch_size,
-              "lr": args.lr, "seed": args.seed, "sigma_min": smin, "sigma_max": smax, "data_range": [0.0, 1.0]}
+              "lr": args.lr, "seed": args.seed, "sigma_min": smin, "sigma_max": smax, "data_range": [0.0, 1.0],
+              "data_sha256": data_sha256, "fingerprint": fp}
     clf = NoiseLevelClassifier(net, grid, config=config).to(dev)
     g = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
@@ -184,11 +214,11 @@ def _load_samples(path) -> np.ndarray:
         if (path / "manifest.json").is_file():
             return load_distributed_samples(path)
         if (path / "samples.npy").is_file():
-            return np.load(path / "samples.npy")
-        raise SystemExit(f"error: {path} holds neither samples.npy nor a distributed manifest.json")
+            return read_npy(path / "samples.npy")
+        raise CommandError(f"{path} holds neither samples.npy nor a distributed manifest.json")
     if path.suffix == ".npy":
-        return np.load(path)
-    raise SystemExit(f"error: {path}: give a samples .npy, a run folder or a distributed run folder")
+        return read_npy(path)
+    raise CommandError(f"{path}: give a samples .npy, a run folder or a distributed run folder")
 
 
 def cmd_save_images(args) -> int:
@@ -199,8 +229,8 @@ def cmd_save_images(args) -> int:
     """
     x = torch.from_numpy(_load_samples(args.samples))
     if x.ndim != 4:
-        raise SystemExit(f"error: samples have shape {tuple(x.shape)}; images need [N, C, H, W]")
-    lo, hi = (float(v) for v in args.value_range.split(","))
+        raise CommandError(f"{args.samples}: samples have shape {tuple(x.shape)}; images need [N, C, H, W]")
+    lo, hi = args.value_range
     folder = Path(args.folder)
     if args.limit:
         x = x[:args.limit]
@@ -222,15 +252,16 @@ def cmd_fid(args) -> int:
     (pt_inception-2015-12-05-6726825d.pth) are downloaded once into torch.hub's checkpoints folder; offline, put
     the file there or pass --inception-weights PATH.
     """
+    if args.inception_weights is not None:  # read by pytorch-fid's loader: refuse a damaged file by its name
+        check_torch_files(Path(args.inception_weights).parent, [Path(args.inception_weights).name])
     dev = str(device(args.device or "auto"))
     options = dict(inception_weights=args.inception_weights, device=dev, batch_size=args.batch_size,
                    dims=args.dims, num_workers=args.num_workers)
-    with errors_as_exit(InceptionWeightsUnavailable, ImportError, FileNotFoundError, FileExistsError, ValueError):
-        if args.save_stats:
-            out = save_fid_stats(args.path_a, args.path_b, **options)
-            print(json.dumps({"saved_stats": str(out), "dims": args.dims}))
-            return 0
-        value = compute_fid(args.path_a, args.path_b, **options)
+    if args.save_stats:
+        out = save_fid_stats(args.path_a, args.path_b, **options)
+        print(json.dumps({"saved_stats": str(out), "dims": args.dims}))
+        return 0
+    value = compute_fid(args.path_a, args.path_b, **options)
     print(json.dumps({"fid": value, "dims": args.dims, "a": str(args.path_a), "b": str(args.path_b)}))
     return 0
 
@@ -242,18 +273,18 @@ def _add_train_image_classifier(sub) -> None:
     t = add_command(sub, "train-image-classifier", cmd_train_image_classifier)
     t.add_argument("--dataset", required=True, choices=["cifar10", "folder"])
     t.add_argument("--root", required=True, help="CIFAR10: the folder holding cifar-10-batches-py; folder: images")
-    t.add_argument("--out", required=True, help="output classifier file (.pt)")
-    t.add_argument("--image-size", type=int, default=32, help="32 (CIFAR10) or 256 (CelebA-HQ)")
-    t.add_argument("--epochs", type=int, default=100, help="paper: 100-200")
-    t.add_argument("--steps", type=int, default=None, help="train this many steps instead of --epochs")
-    t.add_argument("--batch-size", type=int, default=100)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--n-levels", type=int, default=1000)
-    t.add_argument("--sigma-min", type=float, default=None, help="default 0.01")
-    t.add_argument("--sigma-max", type=float, default=None, help="default 50 (32 px) / 348 (256 px)")
-    t.add_argument("--max-images", type=int, default=None, help="use only the first N images")
+    t.add_argument("--out", required=True, help="output classifier file (.pt); must not exist yet")
+    t.add_argument("--image-size", type=int_at_least(8), default=32, help="32 (CIFAR10) or 256 (CelebA-HQ)")
+    t.add_argument("--epochs", type=positive_int, default=100, help="paper: 100-200")
+    t.add_argument("--steps", type=positive_int, default=None, help="train this many steps instead of --epochs")
+    t.add_argument("--batch-size", type=positive_int, default=100)
+    t.add_argument("--lr", type=positive_float, default=1e-3)
+    t.add_argument("--n-levels", type=int_at_least(2), default=1000)
+    t.add_argument("--sigma-min", type=positive_float, default=None, help="default 0.01")
+    t.add_argument("--sigma-max", type=positive_float, default=None, help="default 50 (32 px) / 348 (256 px)")
+    t.add_argument("--max-images", type=positive_int, default=None, help="use only the first N images")
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:1 ...")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--quiet", action="store_true")
 
 
@@ -262,10 +293,10 @@ def _add_save_images(sub) -> None:
     s.add_argument("samples", help="a samples .npy, a run folder (samples.npy) or a distributed run folder")
     s.add_argument("folder", help="output image folder (existing images are never overwritten)")
     s.add_argument("--format", default="png", choices=["png", "jpeg"])
-    s.add_argument("--value-range", default="0,1",
+    s.add_argument("--value-range", type=value_range, default=(0.0, 1.0),
                    help="data range mapped to [0, 1] (write a negative one as --value-range=-1,1)")
-    s.add_argument("--start-index", type=int, default=0)
-    s.add_argument("--limit", type=int, default=None)
+    s.add_argument("--start-index", type=nonnegative_int, default=0)
+    s.add_argument("--limit", type=positive_int, default=None, help="write only the first N samples")
 
 
 def _add_fid(sub) -> None:
@@ -274,10 +305,10 @@ def _add_fid(sub) -> None:
     f.add_argument("path_b", help="image folder or .npz statistics (with --save-stats: the .npz to write)")
     f.add_argument("--inception-weights", default=None, help="the FID Inception weights file (offline use)")
     f.add_argument("--device", default=None, help="default: cuda if available, else cpu")
-    f.add_argument("--batch-size", type=int, default=50)
+    f.add_argument("--batch-size", type=positive_int, default=50)
     f.add_argument("--dims", type=int, default=2048, choices=[64, 192, 768, 2048],
                    help="feature block (2048 = the standard FID)")
-    f.add_argument("--num-workers", type=int, default=0, help="data-loader workers")
+    f.add_argument("--num-workers", type=nonnegative_int, default=0, help="data-loader workers")
     f.add_argument("--save-stats", action="store_true", help="write the statistics of path_a to path_b (.npz)")
 
 

@@ -9,12 +9,25 @@ import json
 import shlex
 from pathlib import Path
 
-from dmcmc_edu.cli.common import add_command, errors_as_exit
+from dmcmc_edu.cli.common import CommandError, add_command, name_list, positive_int, seed
+from dmcmc_edu.core.integrators import INTEGRATORS
 from dmcmc_edu.experiments.ladder import run_ladder, target_stem
 
 __all__ = ["add_parsers", "cmd_ladder", "ladder_command"]
 
 _TARGET_HELP = "ring | grid | lowrank | PATH.json (see `sample --help` for the JSON layout)"
+
+N_MULTIPLE = 20
+"""``--n`` must be a multiple of this: the DLG points use 1, 2, 5, 10 and 20 outputs per chain, n / T chains each."""
+
+
+def _check_ladder(args) -> None:
+    """The rules between ``ladder``'s options (each option's own range is checked by its argparse type)."""
+    if args.n is not None and args.n % N_MULTIPLE:
+        lower = args.n - args.n % N_MULTIPLE
+        near = f"{lower} or {lower + N_MULTIPLE}" if lower else f"{N_MULTIPLE} or a larger multiple"
+        raise CommandError(f"--n {args.n} is not a multiple of {N_MULTIPLE}: the DLG points split n outputs into "
+                           f"chains of 1, 2, 5, 10 or 20 outputs each; use --n {near}")
 
 
 def ladder_command(args) -> str:
@@ -41,11 +54,11 @@ def cmd_ladder(args) -> int:
     target name plus _learned / _fast.  Re-running the same command resumes (points already in the JSON are
     skipped).  The noise-level classifier (and with --learned the denoiser) is trained once and cached in OUT.
     """
-    with errors_as_exit(ValueError, FileNotFoundError):
-        doc = run_ladder(args.target, args.out, fast=args.fast, learned=args.learned, n=args.n, seed=args.seed,
-                         progress=not args.quiet, plot=not args.no_plot, command=ladder_command(args),
-                         integrators=args.integrators.split(",") if args.integrators else None,
-                         workers=args.workers)
+    _check_ladder(args)
+    doc = run_ladder(args.target, args.out, fast=args.fast, learned=args.learned, n=args.n, seed=args.seed,
+                     progress=not args.quiet, plot=not args.no_plot, command=ladder_command(args),
+                     integrators=args.integrators.split(",") if args.integrators else None,
+                     workers=args.workers)
     stem = target_stem(args.target, args.learned, args.fast)
     if not args.quiet:
         print((Path(args.out) / f"{stem}_findings.md").read_text())
@@ -62,9 +75,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--fast", action="store_true", help="a small sweep (500 outputs per point; < 60 s on the ring)")
     p.add_argument("--learned", action="store_true",
                    help="sample with an MLP denoiser trained by denoising score matching instead of the exact one")
-    p.add_argument("--n", type=int, default=None, help="outputs per point (default 2000; --fast: 500)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--integrators", default=None, help="comma-separated subset, e.g. kar1,kar2")
-    p.add_argument("--workers", type=int, default=1, help="processes running points in parallel (one thread each)")
+    p.add_argument("--n", type=positive_int, default=None,
+                   help=f"outputs per point, a multiple of {N_MULTIPLE} (default 2000; --fast: 500)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--integrators", type=name_list(INTEGRATORS, "integrator"), default=None,
+                   help=f"comma-separated subset of {', '.join(INTEGRATORS)}, e.g. kar1,kar2")
+    p.add_argument("--workers", type=positive_int, default=1,
+                   help="processes running points in parallel (one thread each)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--quiet", action="store_true")

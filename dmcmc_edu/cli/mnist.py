@@ -12,7 +12,9 @@ budget: the command stops cleanly, saves what it has, and reports
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -21,11 +23,27 @@ import torch
 from matplotlib.image import imsave
 from torchvision.utils import save_image
 
-from dmcmc_edu.cli.common import add_command, chunk_seed, device, errors_as_exit, set_threads, settings
+from dmcmc_edu.cli.common import (
+    CommandError,
+    add_command,
+    check_sigma_order,
+    check_torch_files,
+    chunk_seed,
+    decay,
+    device,
+    int_at_least,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    positive_int_list,
+    seed,
+    set_threads,
+    settings,
+)
 from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
 from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
-from dmcmc_edu.datasets import load_mnist
+from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir, load_mnist
 from dmcmc_edu.evaluation.calibration import calibration
 from dmcmc_edu.evaluation.mnist_fid import (
     FEATURE_NET_NAME,
@@ -49,7 +67,20 @@ from dmcmc_edu.experiments.mnist import (
 )
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.unet import UNetConfig, load_score_model
-from dmcmc_edu.runs import atomic_write, run_chunks, run_to_directory, save_npy, write_json
+from dmcmc_edu.runs import (
+    DLG_OUTPUTS,
+    RunDirectory,
+    atomic_write,
+    fingerprint,
+    run_chunks,
+    run_to_directory,
+    sampler_fingerprint,
+    save_once,
+    sha256_tensors,
+    versions,
+    write_json,
+    write_once,
+)
 from dmcmc_edu.training.score import WEIGHTS_NAME, ScoreTrainingConfig, train_mnist_noise_classifier, train_score_model
 
 __all__ = ["add_parsers", "CLASSIFIER_NAME", "cmd_train_score", "cmd_train_classifier", "cmd_train_features",
@@ -59,9 +90,8 @@ CLASSIFIER_NAME = "mnist_noise_classifier.pt"
 
 
 def _load(root: str, train: bool, labels: bool = False):
-    """MNIST from ``--data-root``; missing files become one ``error:`` line."""
-    with errors_as_exit(FileNotFoundError):
-        return load_mnist(root, train=train, return_labels=labels)
+    """MNIST from ``--data-root`` (missing files raise FileNotFoundError: one ``error:`` line of the command)."""
+    return load_mnist(root, train=train, return_labels=labels)
 
 
 # ----------------------------------------------------------------------------- train-score
@@ -74,6 +104,8 @@ def cmd_train_score(args) -> int:
     weights + config), OUT/train_log.json, and OUT/samples.png.  Re-running on the same OUT resumes (same
     settings; --steps may be raised).
     """
+    check_sigma_order(args.sigma_min, args.sigma_max)
+    check_torch_files(args.out, ["checkpoint.pt"])  # the checkpoint of a run to resume
     set_threads(args)
     dev = device(args.device)
     images = _load(args.data_root, train=True)
@@ -82,13 +114,13 @@ def cmd_train_score(args) -> int:
     tcfg = ScoreTrainingConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup_steps,
                                ema_decay=args.ema_decay, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                                sigma_sampling=args.sigma_sampling, seed=args.seed)
-    with errors_as_exit(ValueError):
-        summary = train_score_model(args.out, images, model_config=mcfg, config=tcfg, device=dev,
-                                    max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every,
-                                    progress=not args.quiet, info={"dataset": args.dataset})
-    if args.sample_grid:
-        summary["sample_grid"] = _sample_grid(Path(args.out) / WEIGHTS_NAME, Path(args.out) / "samples.png", dev,
-                                              args.sigma_min, args.sigma_max, args.seed)
+    summary = train_score_model(args.out, images, model_config=mcfg, config=tcfg, device=dev,
+                                max_minutes=args.max_minutes, checkpoint_every=args.checkpoint_every,
+                                progress=not args.quiet, info={"dataset": args.dataset})
+    png = Path(args.out) / "samples.png"
+    if args.sample_grid and (summary["steps_this_call"] > 0 or not png.exists()):  # a finished run: nothing new
+        summary["sample_grid"] = _sample_grid(Path(args.out) / WEIGHTS_NAME, png, dev, args.sigma_min,
+                                              args.sigma_max, args.seed)
     print(json.dumps({k: v for k, v in summary.items() if k != "train_config"}, indent=1, default=float))
     return 0
 
@@ -100,7 +132,7 @@ def _sample_grid(weights: Path, png: Path, dev, sigma_min: float, sigma_max: flo
         x, _ = sample_from_noise(model, (64, 1, 28, 28), integrator="kar1", steps=18, sigma_max=sigma_max,
                                  sigma_min=sigma_min, generator=torch.Generator(device=dev).manual_seed(seed),
                                  dtype=torch.float32, device=dev)
-    save_image(x.clamp(0, 1).cpu(), png, nrow=8)
+    atomic_write(png, lambda tmp: save_image(x.clamp(0, 1).cpu(), tmp, nrow=8, format="png"))
     return str(png)
 
 
@@ -113,21 +145,31 @@ def cmd_train_classifier(args) -> int:
     Writes OUT/mnist_noise_classifier.pt (NoiseLevelClassifier.save) and a .json with the training log and a
     test-set calibration.
     """
+    check_sigma_order(args.sigma_min, args.sigma_max)
     set_threads(args)
     dev = device(args.device)
     out = Path(args.out)
     path = out / CLASSIFIER_NAME
-    if path.exists() and not args.overwrite:
-        raise SystemExit(f"error: {path} exists; pass --overwrite to replace it")
-    out.mkdir(parents=True, exist_ok=True)
     images = _load(args.data_root, train=True)
+    test = _load(args.data_root, train=False)
+    chosen = {k: getattr(args, k) for k in ("sigma_min", "sigma_max", "n_levels", "steps", "batch", "lr",
+                                            "lr_schedule", "seed", "eval_n")} | {"device": dev.type}
+    data = {"data": sha256_tensors({"images": images}), "test_data": sha256_tensors({"images": test})}
+    run = RunDirectory(out, fingerprint("train-mnist-classifier", chosen, hashes=data),
+                       outputs=(CLASSIFIER_NAME, Path(CLASSIFIER_NAME).with_suffix(".json").name))
+    if run.check(replace=args.overwrite) == "finished":  # the same training is there: report it, write nothing
+        print(json.dumps({"saved": str(path), **run.saved["result"],
+                          "note": "trained earlier with the same settings; nothing was written"}, indent=1,
+                         default=float))
+        return 0
+    run.start({"command": "train-mnist-classifier", "versions": versions()})
     clf, info = train_mnist_noise_classifier(images, sigma_min=args.sigma_min, sigma_max=args.sigma_max,
                                              n_levels=args.n_levels, steps=args.steps, batch_size=args.batch,
                                              lr=args.lr, lr_schedule=args.lr_schedule, seed=args.seed,
                                              device=dev, max_minutes=args.max_minutes, progress=not args.quiet)
+    clf.config |= {"data_sha256": data["data"], "fingerprint": run.fingerprint}  # the data it was trained on
     clf.save(path)
     clf = NoiseLevelClassifier.load(path)  # what is evaluated is what was written (weights_only load)
-    test = _load(args.data_root, train=False)
     cal = calibration(clf, test, n=args.eval_n, generator=torch.Generator().manual_seed(12345))
     metrics = {k: cal[k] for k in ("accuracy", "accuracy_within", "within_levels", "mean_abs_log_error")}
     meta = {"format": "dmcmc_edu.noise_level_classifier/1", "arch": "simplecnn", "dataset": "mnist",
@@ -136,6 +178,7 @@ def cmd_train_classifier(args) -> int:
             "test_calibration": {**metrics, "n": args.eval_n, "seed": 12345,
                                  "data": "MNIST test images + fresh noise, level uniform over the grid"}}
     write_json(path.with_suffix(".json"), meta)
+    run.finish({"result": {**info, **metrics}})
     print(json.dumps({"saved": str(path), **info, **metrics}, indent=1, default=float))
     return 0
 
@@ -147,12 +190,23 @@ def cmd_train_features(args) -> int:
     """train the MNIST-FID feature network + test-set statistics
 
     Writes OUT/mnist_feature_net.pt + .json (test accuracy) and OUT/mnist_fid_ref_test.pt (feature
-    mean/covariance of the 10,000 test images).
+    mean/covariance of the 10,000 test images); existing ones are replaced only with --overwrite.
     """
     set_threads(args)
     dev = device(args.device)
     x, y = _load(args.data_root, train=True, labels=True)
     xt, yt = _load(args.data_root, train=False, labels=True)
+    chosen = {k: getattr(args, k) for k in ("epochs", "batch", "lr", "seed")} | {"device": dev.type}
+    data = {"data": sha256_tensors({"images": x, "labels": y}),
+            "test_data": sha256_tensors({"images": xt, "labels": yt})}
+    run = RunDirectory(args.out, fingerprint("train-mnist-features", chosen, hashes=data),
+                       outputs=(FEATURE_NET_NAME, Path(FEATURE_NET_NAME).with_suffix(".json").name, REFERENCE_NAME))
+    if run.check(replace=args.overwrite) == "finished":  # the same training is there: report it, write nothing
+        print(json.dumps({"saved": args.out, **run.saved["result"],
+                          "note": "trained earlier with the same settings; nothing was written"}, indent=1,
+                         default=float))
+        return 0
+    run.start({"command": "train-mnist-features", "versions": versions()})
     net, info = train_feature_net(x, y, epochs=args.epochs, batch_size=args.batch, lr=args.lr, seed=args.seed,
                                   device=dev, max_minutes=args.max_minutes, progress=not args.quiet)
     net = net.cpu()
@@ -170,8 +224,10 @@ def cmd_train_features(args) -> int:
     meta["real_data_fid_floor"] = floors
     meta["eval_seconds"] = round(time.time() - t0, 2)
     write_json(Path(args.out) / Path(FEATURE_NET_NAME).with_suffix(".json"), meta)
-    print(json.dumps({"saved": args.out, "test_accuracy": info["test_accuracy"], "real_data_fid_floor": floors,
-                      **{k: v for k, v in info.items() if k != "test_accuracy"}}, indent=1, default=float))
+    result = {"test_accuracy": info["test_accuracy"], "real_data_fid_floor": floors,
+              **{k: v for k, v in info.items() if k != "test_accuracy"}}
+    run.finish({"result": result})
+    print(json.dumps({"saved": args.out, **result}, indent=1, default=float))
     return 0
 
 
@@ -192,16 +248,20 @@ def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.T
     return torch.from_numpy(x), {"nfe_per_sample": nfe}
 
 
-def _sample_dlg(args, models: dict, out: Path, dev, options: dict) -> tuple[torch.Tensor, dict]:
-    """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds."""
+def _dlg_sampler(args, models: dict, dev, options: dict) -> DMCMCSampler:
+    """The DLG sampler of ``sample-mnist --dlg``: :func:`dlg_config` with the options given."""
     cfg = dlg_config(args.n, outputs_per_chain=args.outputs_per_chain, integrator=args.integrator,
                      steps=args.steps, sigma_update=args.sigma_update, seed=args.seed, integrator_options=options,
                      **{k: v for k, v in (("eta", args.eta), ("n_skip", args.n_skip)) if v is not None})
-    sampler = DMCMCSampler(models["score"], cfg, data_shape=(1, 28, 28), classifier=models["classifier"],
-                           device=dev, keep_trace=False)
-    with errors_as_exit(ValueError):
-        res = run_to_directory(sampler, out, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                               run_info={"command": "sample-mnist", "weights": str(args.weights)})
+    return DMCMCSampler(models["score"], cfg, data_shape=(1, 28, 28), classifier=models["classifier"],
+                        device=dev, keep_trace=False)
+
+
+def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> tuple[torch.Tensor, dict]:
+    """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds."""
+    cfg = sampler.config
+    res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
+                           run_info=record, run=run)
     led = res.ledger.per_output()
     result = {"nfe_per_output_full": led["full"], "nfe_per_output_paper": led["paper"],
               "nfe_per_output_score_evals": led["score_evals"], "n_chains": cfg.n_chains,
@@ -217,34 +277,93 @@ def _mnist_fid(x: torch.Tensor, models: dict) -> dict:
     return {"mnist_fid": mnist_fid(x, models["feature_net"], models["reference"]), "fid_note": note}
 
 
+def _check_sample_mnist(args) -> None:
+    """The rules between ``sample-mnist``'s options (each option's own range is checked by its argparse type)."""
+    dlg_only = [flag for flag, v in (("--eta", args.eta), ("--n-skip", args.n_skip)) if v is not None]
+    if dlg_only and not args.dlg:
+        verb, them = ("sets", "it") if len(dlg_only) == 1 else ("set", "them")
+        raise CommandError(f"{' and '.join(dlg_only)} {verb} DLG's chains, which only --dlg runs; add --dlg or "
+                           f"leave {them} out")
+    weights = Path(args.weights) if args.weights is not None else default_weights_dir()
+    check_torch_files(weights, [*WEIGHT_FILES.values(), REFERENCE_NAME])  # read by code outside models/
+    if args.dlg:
+        check_torch_files(args.out, ["checkpoint.pt"])  # the checkpoint of a run to resume
+
+
+_MNIST_SETTINGS = ("integrator", "steps", "n", "seed", "batch", "fid")
+"""The options that change the outputs of vanilla ``sample-mnist`` (with the device type and rk45's rtol)."""
+
+
+def _weight_files(folder: Path, args) -> dict:
+    """The weight files a ``sample-mnist`` call reads, by name (their sha256 go into the fingerprint)."""
+    files = {"score_weights": folder / WEIGHT_FILES["score"],
+             "score_config": (folder / WEIGHT_FILES["score"]).with_suffix(".json")}
+    if args.fid:
+        files |= {"feature_net": folder / WEIGHT_FILES["features"], "fid_reference": folder / REFERENCE_NAME}
+    return files
+
+
+def _mnist_run(args, dev, options: dict, sampler) -> RunDirectory:
+    """The run folder ``--out`` with the fingerprint of this call (settings, device type, the weights' hashes)."""
+    folder = Path(args.weights) if args.weights is not None else default_weights_dir()
+    files = _weight_files(folder, args)
+    labels = {"score_weights": str(files["score_weights"])}
+    if sampler is not None:
+        del files["score_weights"], files["score_config"]  # the sampler's model and classifier are hashed instead
+        fp = sampler_fingerprint(sampler, "sample-mnist-dlg", settings={"n": args.n, "fid": args.fid}, files=files)
+        outputs = (*DLG_OUTPUTS, "images.npy", "samples.png", "dlg_summary.json")
+        return RunDirectory(args.out, fp, outputs=outputs, labels=labels)
+    s = {k: getattr(args, k) for k in _MNIST_SETTINGS} | {"device": dev.type, "integrator_options": options}
+    return RunDirectory(args.out, fingerprint("sample-mnist", s, files=files), outputs=("images.npy", "samples.png"),
+                        labels=labels)
+
+
+def _png_bytes(x: torch.Tensor) -> bytes:
+    """The PNG of the first 64 images as a grid (made in memory, so it can be written once)."""
+    buf = io.BytesIO()
+    imsave(buf, image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1, format="png")
+    return buf.getvalue()
+
+
 def cmd_sample_mnist(args) -> int:
     """MNIST digits from the score model: vanilla, or DLG with --dlg
 
     Writes OUT/images.npy (float32 [n, 1, 28, 28] in [0, 1]), OUT/samples.png (the first 64) and the NFE per
     sample (DLG: the full ledger and the paper's count); --fid adds the MNIST-FID.  Vanilla runs are written in
-    chunks and DLG runs checkpoint every round: re-running the same command on the same OUT resumes.
+    chunks and DLG runs checkpoint every round: re-running the same command on the same OUT resumes (a finished
+    run is reported, nothing written); other settings or other weight files are refused.
     """
+    _check_sample_mnist(args)
     set_threads(args)
     dev = device(args.device)
-    if args.n < 1:
-        raise SystemExit(f"error: --n must be >= 1, got {args.n}")
-    with errors_as_exit(FileNotFoundError):
-        models = load_shipped_models(args.weights, device=dev)
+    models = load_shipped_models(args.weights, device=dev)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     options = {"rtol": args.rtol, "atol": args.rtol} if args.integrator == "rk45" else {}
+    sampler = _dlg_sampler(args, models, dev, options) if args.dlg else None
+    run = _mnist_run(args, dev, options, sampler)
+    if run.check() == "finished":  # the same run is there, complete: report it, write nothing
+        result = run.saved["result"]
+        if not args.quiet:
+            print(f"{out} holds this run, finished earlier with the same settings; nothing was written",
+                  file=sys.stderr)
+            print(json.dumps({"images": [run.saved["n"], 1, 28, 28], **result}, indent=1, default=float))
+        return 0
     t0 = time.time()
+    record = {"command": "sample-mnist", "settings": settings(args), "weights": str(args.weights)}
     if args.dlg:
-        x, result = _sample_dlg(args, models, out, dev, options)
+        x, result = _sample_dlg(args, sampler, run, record)
     else:
+        run.start(record)
         x, result = _sample_vanilla(args, models["score"], out, dev, options)
-    atomic_write(out / "images.npy", lambda tmp: save_npy(tmp, x.numpy().astype(np.float32)))
-    imsave(out / "samples.png", image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1)
+    save_once(out / "images.npy", x.numpy().astype(np.float32))
+    write_once(out / "samples.png", _png_bytes(x))
     if args.fid:
         result.update(_mnist_fid(x, models))
     summary = {"command": "sample-mnist", "settings": settings(args), "result": result, "n": int(x.shape[0]),
                "wall_seconds_this_call": round(time.time() - t0, 2)}
-    write_json(out / ("dlg_summary.json" if args.dlg else "run.json"), summary)
+    if args.dlg:  # the DLG summary beside the run's record (ledger.json holds the full ledger)
+        write_json(out / "dlg_summary.json", summary)
+    run.finish(summary)
     if not args.quiet:
         print(json.dumps({"images": list(x.shape), **result}, indent=1, default=float))
     return 0
@@ -257,11 +376,12 @@ def _common(p, budget_default=None) -> None:
     """The options every image-rung command takes."""
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
-    p.add_argument("--max-minutes", type=float, default=budget_default,
+    p.add_argument("--max-minutes", type=positive_float, default=budget_default,
                    help="wall-clock budget of this call; stops cleanly (and saves) when spent")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (the repository's data/)")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave torch's default)")
+    p.add_argument("--threads", type=nonnegative_int, default=0,
+                   help="torch.set_num_threads (0: leave torch's default)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -269,19 +389,20 @@ def _add_train_score(sub) -> None:
     s = add_command(sub, "train-score", cmd_train_score)
     s.add_argument("--dataset", default="mnist", choices=["mnist"])
     _common(s)
-    s.add_argument("--steps", type=int, default=20000)
-    s.add_argument("--batch", type=int, default=128)
-    s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--warmup-steps", type=int, default=200)
-    s.add_argument("--ema-decay", type=float, default=0.999)
-    s.add_argument("--channels", default="24,48,96", help="U-Net channels per resolution 28,14,7 (comma list)")
-    s.add_argument("--blocks-per-level", type=int, default=1)
+    s.add_argument("--steps", type=positive_int, default=20000)
+    s.add_argument("--batch", type=positive_int, default=128)
+    s.add_argument("--lr", type=positive_float, default=1e-3)
+    s.add_argument("--warmup-steps", type=nonnegative_int, default=200)
+    s.add_argument("--ema-decay", type=decay, default=0.999, help="in [0, 1)")
+    s.add_argument("--channels", type=positive_int_list, default="24,48,96",
+                   help="U-Net channels per resolution 28,14,7 (comma list)")
+    s.add_argument("--blocks-per-level", type=positive_int, default=1)
     s.add_argument("--no-attention", action="store_true")
-    s.add_argument("--emb-dim", type=int, default=128)
+    s.add_argument("--emb-dim", type=positive_int, default=128)
     s.add_argument("--sigma-sampling", default="mixed", choices=["lognormal", "loguniform", "mixed"])
-    s.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
-    s.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
-    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--sigma-min", type=positive_float, default=SIGMA_MIN)
+    s.add_argument("--sigma-max", type=positive_float, default=SIGMA_MAX)
+    s.add_argument("--checkpoint-every", type=positive_int, default=500)
     s.add_argument("--no-sample-grid", dest="sample_grid", action="store_false",
                    help="skip OUT/samples.png (64 KAR1 samples, 35 NFE)")
 
@@ -289,44 +410,48 @@ def _add_train_score(sub) -> None:
 def _add_train_classifier(sub) -> None:
     c = add_command(sub, "train-mnist-classifier", cmd_train_classifier)
     _common(c)
-    c.add_argument("--steps", type=int, default=20000)
-    c.add_argument("--batch", type=int, default=100, help="paper: 100")
-    c.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
+    c.add_argument("--steps", type=positive_int, default=20000)
+    c.add_argument("--batch", type=positive_int, default=100, help="paper: 100")
+    c.add_argument("--lr", type=positive_float, default=1e-3, help="paper: 1e-3")
     c.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"],
                    help="paper: constant; cosine helps short runs")
-    c.add_argument("--n-levels", type=int, default=1000)
-    c.add_argument("--sigma-min", type=float, default=SIGMA_MIN)
-    c.add_argument("--sigma-max", type=float, default=SIGMA_MAX)
-    c.add_argument("--eval-n", type=int, default=2000, help="noisy test images for the calibration record")
-    c.add_argument("--overwrite", action="store_true")
+    c.add_argument("--n-levels", type=int_at_least(2), default=1000)
+    c.add_argument("--sigma-min", type=positive_float, default=SIGMA_MIN)
+    c.add_argument("--sigma-max", type=positive_float, default=SIGMA_MAX)
+    c.add_argument("--eval-n", type=positive_int, default=2000, help="noisy test images for the calibration record")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing OUT/" + CLASSIFIER_NAME)
 
 
 def _add_train_features(sub) -> None:
     f = add_command(sub, "train-mnist-features", cmd_train_features)
     _common(f)
-    f.add_argument("--epochs", type=float, default=2.0)
-    f.add_argument("--batch", type=int, default=128)
-    f.add_argument("--lr", type=float, default=1e-3)
+    f.add_argument("--epochs", type=positive_float, default=2.0)
+    f.add_argument("--batch", type=positive_int, default=128)
+    f.add_argument("--lr", type=positive_float, default=1e-3)
+    f.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing OUT/{FEATURE_NET_NAME} and OUT/{REFERENCE_NAME}")
 
 
 def _add_sample(sub) -> None:
     m = add_command(sub, "sample-mnist", cmd_sample_mnist)
     _common(m)
     m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
-    m.add_argument("--n", type=int, default=64, help="number of images")
+    m.add_argument("--n", type=positive_int, default=64, help="number of images")
     m.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS),
                    help="the integrator (vanilla: the whole run from sigma_max; DLG: each output's denoising run)")
-    m.add_argument("--steps", type=int, default=8, help="integrator steps (vanilla: from sigma_max; DLG: from the "
-                   "chain's sigma)")
-    m.add_argument("--rtol", type=float, default=1e-3, help="rk45: rtol = atol")
-    m.add_argument("--batch", type=int, default=256, help="vanilla: images per chunk")
+    m.add_argument("--steps", type=positive_int, default=8,
+                   help="integrator steps (vanilla: from sigma_max; DLG: from the chain's sigma)")
+    m.add_argument("--rtol", type=positive_float, default=1e-3, help="rk45: rtol = atol")
+    m.add_argument("--batch", type=positive_int, default=256, help="vanilla: images per chunk")
     m.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs with the noise-level classifier")
-    m.add_argument("--eta", type=float, default=None, help="DLG: absolute Langevin step (default: mnist.DLG_DEFAULTS)")
-    m.add_argument("--n-skip", type=int, default=None, help="DLG: Gibbs steps per output (default: DLG_DEFAULTS)")
-    m.add_argument("--outputs-per-chain", type=int, default=16)
+    m.add_argument("--eta", type=positive_float, default=None,
+                   help="DLG: absolute Langevin step (default: mnist.DLG_DEFAULTS)")
+    m.add_argument("--n-skip", type=positive_int, default=None,
+                   help="DLG: Gibbs steps per output (default: DLG_DEFAULTS)")
+    m.add_argument("--outputs-per-chain", type=positive_int, default=16, help="DLG: outputs per chain")
     m.add_argument("--sigma-update", default="classifier-argmax",
                    choices=[name for name in SIGMA_UPDATES if name.startswith("classifier")])
-    m.add_argument("--checkpoint-every", type=int, default=1, help="DLG: output rounds between checkpoints")
+    m.add_argument("--checkpoint-every", type=positive_int, default=1, help="DLG: output rounds between checkpoints")
     m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
 
 

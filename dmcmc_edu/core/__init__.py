@@ -14,6 +14,6 @@ Read them in this order (each is named after the concept it holds):
 8. ``dlg.py``           -- one Gibbs step on (x, sigma): ``dlg_init`` and ``dlg_step`` with State and Info.
 9. ``pick.py``          -- the smallest-sigma pick among a block of ``n_skip`` Gibbs steps.
 10. ``ledger.py``       -- the NFE ledger: the paper's accounting beside the full one.
-11. ``sampler.py``      -- the whole algorithm: initialisation, burn-in, output rounds, the paper's presets.
+11. ``sampler.py``      -- the whole algorithm: settings, initialisation, burn-in, output rounds.
 It imports only torch, numpy, scipy and itself (an import-linter contract checks it).
 """

@@ -48,11 +48,9 @@ def check_sigma(sigma: torch.Tensor, batch: int, name: str = "sigma", allow_zero
         raise ValueError(f"{name} must have shape [B] = [{batch}] (one level per sample), got {tuple(sigma.shape)}")
     if not torch.isfinite(sigma).all():
         raise ValueError(f"{name} has non-finite values: {sigma[~torch.isfinite(sigma)][:5].tolist()}")
-    if allow_zero:
-        if (sigma < 0).any():
-            raise ValueError(f"{name} must be >= 0, got min {sigma.min().item():.4g}")
-    elif (sigma <= 0).any():
-        raise ValueError(f"{name} must be > 0 for every sample, got min {sigma.min().item():.4g}")
+    if (sigma < 0).any() or (not allow_zero and (sigma == 0).any()):
+        raise ValueError(f"{name} must be {'>=' if allow_zero else '>'} 0 for every sample, "
+                         f"got min {sigma.min().item():.4g}")
     return sigma
 
 
@@ -75,11 +73,7 @@ def per_sample(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def score_from_denoiser(denoiser: Denoiser) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Return ``score(x, sigma) = (D(x, sigma) - x) / sigma**2`` (Tweedie's formula)."""
-
-    def score(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        return (denoiser(x, sigma) - x) / per_sample(sigma, x) ** 2
-
-    return score
+    return lambda x, sigma: (denoiser(x, sigma) - x) / per_sample(sigma, x) ** 2
 
 
 def denoiser_from_score(score_fn) -> Denoiser:

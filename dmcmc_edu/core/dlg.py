@@ -15,7 +15,7 @@ exactly; the paper's ULA + argmax is a fast, biased approximation.  As in blackj
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -47,13 +47,11 @@ class DLGInfo:
 
     index: torch.Tensor  # the new sigma index per chain
     accepted: torch.Tensor | None = None  # MALA acceptance per chain (None for ULA)
-    extra: dict = field(default_factory=dict)
 
 
 def nearest_grid_index(grid: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Index of the grid level nearest (in log sigma) to each sigma."""
-    d = (torch.log(grid)[None, :].to(torch.float64) - torch.log(sigma)[:, None].to(torch.float64)).abs()
-    return d.argmin(dim=1)
+    return (torch.log(grid)[None, :].double() - torch.log(sigma)[:, None].double()).abs().argmin(dim=1)
 
 
 def dlg_init(x: torch.Tensor, index_or_sigma: torch.Tensor, grid: torch.Tensor) -> DLGState:
@@ -61,8 +59,7 @@ def dlg_init(x: torch.Tensor, index_or_sigma: torch.Tensor, grid: torch.Tensor) 
     check_x(x)
     grid = check_grid(torch.as_tensor(grid)).to(x.device)
     v = torch.as_tensor(index_or_sigma, device=x.device)
-    if v.ndim == 0:
-        v = v.expand(x.shape[0])
+    v = v.expand(x.shape[0]) if v.ndim == 0 else v
     if v.shape != (x.shape[0],):
         raise ValueError(f"need one sigma (or index) per chain: shape [{x.shape[0]}], got {tuple(v.shape)}")
     if torch.is_floating_point(v):
@@ -81,14 +78,15 @@ def _per_chain_eta(eta, x: torch.Tensor) -> torch.Tensor:
     return eta_t.expand(x.shape[0]) if eta_t.ndim == 0 else eta_t
 
 
-def _check_finite(x_new: torch.Tensor, state: DLGState, eta: torch.Tensor) -> None:
-    bad = nonfinite_rows(x_new)
+def _check_bounded(x_new, state: DLGState, eta) -> None:  # diverged: NaN/inf, or an RMS coordinate > 100 sigma_max
+    rms = x_new.reshape(x_new.shape[0], -1).double().pow(2).mean(1).sqrt()
+    bad = torch.unique(torch.cat([nonfinite_rows(x_new), (rms > 100 * state.grid[0]).nonzero().flatten()]))
     if bad.numel():
-        raise FloatingPointError(
-            f"DLG: non-finite state in chain(s) {bad[:10].tolist()} at Gibbs step {state.step} "
-            f"(sigma {state.sigma[bad[:3]].tolist()}, eta {eta[bad[:3]].tolist()}); Langevin with an absolute step "
-            "is unstable once eta > 4 (component variance + sigma^2): lower eta"
-        )
+        s = state.sigma[bad[:3]]
+        raise FloatingPointError(f"DLG: chain(s) {bad[:10].tolist()} at Gibbs step {state.step} diverged (sigma "
+                                 f"{s.tolist()}, eta {eta[bad[:3]].tolist()}); Langevin with an absolute step is "
+                                 f"stable only for eta < 4 (tau + sigma^2) = 4 tau + {(4 * s**2).tolist()} for a "
+                                 "component of variance tau: lower eta")
 
 
 def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_update="ula"):
@@ -102,7 +100,7 @@ def dlg_step(model, state: DLGState, sigma_update, *, eta, generator=None, x_upd
     update_x = get_x_update(x_update) if isinstance(x_update, str) else x_update
     eta_t = _per_chain_eta(eta, state.x)
     x_new, accepted = update_x(model, state.x, state.sigma, eta_t, generator)
-    _check_finite(x_new, state, eta_t)
+    _check_bounded(x_new, state, eta_t)
     index = sigma_update(x_new, state.grid, generator).to(state.index.device)
     new = DLGState(x=x_new, index=index, grid=state.grid, step=state.step + 1)
     return new, DLGInfo(index=index, accepted=accepted)

@@ -172,6 +172,8 @@ def euler_maruyama(model, x, sigma_start, sigma_min, steps, *, generator=None, c
     """Euler-Maruyama on the VE reverse SDE (Song et al. 2021), time linear in log sigma.  NFE = steps.
 
     With g(t)^2 dt = 2 sigma^2 h for a step of h in log sigma: ``x <- x + 2 h (D(x, s_i) - x) + s_i sqrt(2 h) z``.
+    Noise on every step down to ``sigma_min``, then the Tweedie step; score_sde's own discretisation (the last
+    step's mean, no Tweedie) is ``"em_score_sde"`` in :mod:`dmcmc_edu.solvers`.
     """
 
     def update(x, den, s, s_next):

@@ -5,37 +5,42 @@ What happens (the paper's algorithm, every constant a parameter):
 1. **Initialisation** -- ``x = sigma_max z``; a short KAR2 run (``init_steps``; the paper's "20-step" run is 19
    steps = 37 NFE); add ``init_kick * z``; a sigma-update; then the burn-in, a list of ``(steps, eta)`` pairs
    (``eta=None`` means the main eta).
-2. **Per output round** -- every chain takes ``n_skip`` Gibbs steps; per chain the state with the smallest sigma
-   in the block (a strictly smaller sigma replaces) is denoised by any integrator of the registry from that
-   sigma down to ``sigma_min`` (``steps`` steps), then the Tweedie step.
-3. Chains are persistent: each round yields one output per chain.
+2. **Per output round** -- each (persistent) chain takes ``n_skip`` Gibbs steps; its smallest-sigma state
+   (``pick``) is denoised from its own sigma to ``sigma_min`` by any integrator, then the Tweedie step.
 
-**Mode weights.**  Chains that stay near the data manifold rarely switch modes, so the outputs of one chain are
-strongly correlated and the mode weights of the outputs are set by the *initialisation* of the chains: the
-effective sample size is about ``n_chains``, not ``n_chains * outputs_per_chain``.  Ask for more outputs by
-raising ``n_chains`` first (as :func:`dmcmc_edu.targets.dlg_config` does); :mod:`dmcmc_edu.evaluation.diagnostics`
-measures the autocorrelation and effective sample size of a run.
+**Mode weights.**  Chains near the data manifold rarely switch modes, so the mode weights are set by the chains'
+*initialisation* and the effective sample size is about ``n_chains``: raise ``n_chains`` first for more outputs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser
 from dmcmc_edu.core.dlg import dlg_init, dlg_step
-from dmcmc_edu.core.integrators import get_integrator, kar2
-from dmcmc_edu.core.langevin import step_size
+from dmcmc_edu.core.integrators import INTEGRATORS, get_integrator, kar2
+from dmcmc_edu.core.langevin import X_UPDATES, step_size
 from dmcmc_edu.core.ledger import NFELedger
-from dmcmc_edu.core.pick import pick_smallest_sigma
+from dmcmc_edu.core.pick import PICK_RULES, pick_smallest_sigma
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.core.sigma_updates import check_classifier_fits, make_sigma_update
-from dmcmc_edu.core.tweedie import finish_with_tweedie
+from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES, check_classifier_fits, make_sigma_update
+from dmcmc_edu.core.tweedie import FINAL_TWEEDIE, finish_with_tweedie
 
-__all__ = ["DMCMCConfig", "DMCMCSampler", "DMCMCResult", "PRESETS"]
+__all__ = ["DMCMCConfig", "DMCMCSampler", "DMCMCResult"]
+
+
+def _need(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -54,6 +59,7 @@ class DMCMCConfig:
     steps_per_decade: float = 0.0  # > 0: a state picked at sigma gets max(steps, ceil(spd * log10(sigma/sigma_min)))
     sigma_update: str = "exact"  # exact | classifier-argmax | classifier-sample
     x_update: str = "ula"  # ula (paper) | mala
+    pick: str = "block"  # block: among the n_skip new states | authors: also the state before the block (core/pick.py)
     n_chains: int = 256
     outputs_per_chain: int = 4
     init_steps: int = 19  # KAR2 steps of the initial run (19 steps = the paper's N=20, 37 NFE)
@@ -64,28 +70,31 @@ class DMCMCConfig:
     seed: int = 0
 
     def validate(self) -> "DMCMCConfig":
-        if not (0 < self.sigma_min < self.sigma_max):
-            raise ValueError(f"need 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
-        if not (self.eta > 0):
-            raise ValueError(f"eta must be > 0, got {self.eta}")
-        if not (self.eta_rel >= 0):
-            raise ValueError(f"eta_rel must be >= 0, got {self.eta_rel}")
-        for name in ("n_skip", "n_chains", "outputs_per_chain", "steps"):
+        """Check every setting's type, finiteness, range and name; a ``ValueError`` names the first bad one."""
+        for name, lo in (("n_skip", 1), ("n_chains", 1), ("outputs_per_chain", 1), ("steps", 1), ("init_steps", 0),
+                         ("n_levels", 2), ("seed", 0)):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.init_steps < 0 or self.n_levels < 2:
-            raise ValueError("init_steps must be >= 0 and n_levels >= 2")
-        get_integrator(self.integrator)
-        if not (self.steps_per_decade >= 0):
-            raise ValueError(f"steps_per_decade must be >= 0, got {self.steps_per_decade}")
-        if not isinstance(self.integrator_options, dict):
-            raise ValueError(f"integrator_options must be a dict, got {type(self.integrator_options).__name__}")
-        if self.final_tweedie not in ("auto", "always", "never"):
-            raise ValueError(f"final_tweedie must be auto|always|never, got {self.final_tweedie!r}")
+            _need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, f"{name} must be an integer >= {lo}, "
+                                                                              f"got {v!r}")
+        for name, strict in (("sigma_min", True), ("eta", True), ("eta_rel", False), ("init_kick", False),
+                             ("steps_per_decade", False)):
+            v = getattr(self, name)
+            _need(_finite(v) and (v > 0 if strict else v >= 0),
+                  f"{name} must be a finite number {'>' if strict else '>='} 0, got {v!r}")
+        _need(_finite(self.sigma_max) and self.sigma_max > self.sigma_min,
+              f"need 0 < sigma_min < sigma_max, both finite, got {self.sigma_min}, {self.sigma_max}")
+        _need(self.tweedie_sigma is None or (_finite(self.tweedie_sigma) and self.tweedie_sigma > 0),
+              f"tweedie_sigma must be None or a finite number > 0, got {self.tweedie_sigma!r}")
+        for name, known in (("sigma_update", SIGMA_UPDATES), ("x_update", X_UPDATES), ("pick", PICK_RULES),
+                            ("final_tweedie", FINAL_TWEEDIE), ("integrator", INTEGRATORS)):
+            value = getattr(self, name)
+            _need(value in known, f"unknown {name.replace('_', '-')} {value!r}; known: {', '.join(known)}")
+        _need(isinstance(self.integrator_options, dict),
+              f"integrator_options must be a dict, got {type(self.integrator_options).__name__}")
         for pair in self.burn_in:
-            if len(pair) != 2 or int(pair[0]) < 0 or (pair[1] is not None and pair[1] <= 0):
-                raise ValueError(f"burn_in entries must be (steps >= 0, eta > 0 or None), got {pair!r}")
+            ok = len(pair) == 2 and isinstance(pair[0], int) and pair[0] >= 0
+            _need(ok and (pair[1] is None or (_finite(pair[1]) and pair[1] > 0)),
+                  f"burn_in entries must be (steps >= 0, eta > 0 or None), got {pair!r}")
         return self
 
     def to_dict(self) -> dict:
@@ -93,18 +102,6 @@ class DMCMCConfig:
 
     def grid(self) -> torch.Tensor:
         return noise_level_grid(self.sigma_min, self.sigma_max, self.n_levels)
-
-
-PRESETS = {
-    # the settings visible in the authors' code (init: 20-step KAR2 = 37 NFE, kick 0.5, burn-in)
-    "paper-cifar10": dict(sigma_min=0.01, sigma_max=50.0, sigma_update="classifier-argmax", integrator="kar1",
-                          init_steps=19, init_kick=0.5, burn_in=[[10, 0.5], [10, None]],
-                          final_tweedie="always", tweedie_sigma=1e-2),
-    "paper-celebahq": dict(sigma_min=0.01, sigma_max=348.0, eta=0.8, n_skip=10, integrator="kar2", steps=19,
-                           sigma_update="classifier-argmax", init_steps=19, init_kick=0.5,
-                           burn_in=[[50, 1.6], [20, None]], final_tweedie="always", tweedie_sigma=1e-3),
-}
-"""The paper's settings as :class:`DMCMCConfig` keywords (eta/n_skip for CIFAR10 vary by figure; set them)."""
 
 
 @dataclass
@@ -135,8 +132,7 @@ class DMCMCSampler:
         # noise is drawn where the chains live (a CPU generator would copy every draw to the GPU)
         self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.ledger = NFELedger(n_chains=config.n_chains)
-        self.state = None
-        self.rounds_done = 0
+        self.state, self.burn_in_done, self.rounds_done = None, 0, 0
         self.keep_trace = keep_trace
         self.trace: list[torch.Tensor] = []
 
@@ -144,7 +140,7 @@ class DMCMCSampler:
         return int(getattr(self.classifier, "rows", 0)) if self.classifier is not None else 0
 
     def init_chains(self) -> None:
-        """The paper's initialisation: KAR2 from sigma_max, a noise kick, a sigma-update, the burn-in."""
+        """The paper's initialisation: KAR2 from sigma_max, a noise kick and a sigma-update (:meth:`burn_in` next)."""
         cfg, C = self.config, self.config.n_chains
         counter = CountingDenoiser(self.model, n_samples=C)
         c0 = self._classifier_rows()
@@ -152,27 +148,32 @@ class DMCMCSampler:
         if cfg.init_steps > 0:
             x, _ = kar2(counter, x, cfg.sigma_max, cfg.sigma_min, cfg.init_steps, generator=self.generator)
         x = x + cfg.init_kick * normal(x.shape, self.generator, self.dtype, self.device)
-        index = self.sigma_update(x, self.grid, self.generator)
-        state = dlg_init(x, index, self.grid)
-        for n_steps, eta in cfg.burn_in:
-            for _ in range(int(n_steps)):
-                state, _ = dlg_step(counter, state, self.sigma_update,
-                                    eta=step_size(eta if eta is not None else cfg.eta, cfg.eta_rel, state.sigma),
-                                    generator=self.generator, x_update=cfg.x_update)
+        self.state = dlg_init(x, self.sigma_update(x, self.grid, self.generator), self.grid)
+        self.burn_in_done = 0
         self.ledger.add(init=counter.rows, classifier_init=self._classifier_rows() - c0)
-        self.state = state
 
-    def next_round(self):
-        """n_skip Gibbs steps, smallest-sigma pick, denoise, Tweedie: one output per chain.
-
-        Returns ``(outputs [C, ...], chosen_sigma [C])``.
-        """
-        cfg, C = self.config, self.config.n_chains
+    def burn_in(self, max_steps: int | None = None) -> bool:
+        """Take up to ``max_steps`` (default: all) of the burn-in's Gibbs steps; True once the burn-in is done."""
+        cfg = self.config
         if self.state is None:
             self.init_chains()
+        etas = [cfg.eta if eta is None else eta for n, eta in cfg.burn_in for _ in range(int(n))][self.burn_in_done:]
+        counter, c0 = CountingDenoiser(self.model, n_samples=cfg.n_chains), self._classifier_rows()
+        for eta in etas[:max_steps]:
+            self.state, _ = dlg_step(counter, self.state, self.sigma_update, generator=self.generator,
+                                     eta=step_size(eta, cfg.eta_rel, self.state.sigma), x_update=cfg.x_update)
+            self.burn_in_done += 1
+        self.ledger.add(init=counter.rows, classifier_init=self._classifier_rows() - c0)
+        return len(etas[:max_steps]) == len(etas)
+
+    def next_round(self):
+        """n_skip Gibbs steps, the pick, denoising, Tweedie: returns ``(outputs [C, ...], chosen_sigma [C])``."""
+        cfg, C = self.config, self.config.n_chains
+        self.burn_in()
         gibbs = CountingDenoiser(self.model, n_samples=C)
         c0 = self._classifier_rows()
         state = self.state
+        start = (state.x, state.index) if cfg.pick == "authors" else None
         xs, idxs = [], []
         for _ in range(cfg.n_skip):
             state, info = dlg_step(gibbs, state, self.sigma_update, eta=step_size(cfg.eta, cfg.eta_rel, state.sigma),
@@ -181,7 +182,7 @@ class DMCMCSampler:
                 self.trace.append(state.sigma.detach().cpu())
             xs.append(state.x)
             idxs.append(state.index)
-        best_x, best_idx = pick_smallest_sigma(xs, idxs)
+        best_x, best_idx = pick_smallest_sigma(xs, idxs, start)
         self.state = state
         sigma0 = self.grid[best_idx].to(self.dtype)
         den = CountingDenoiser(self.model, n_samples=C)

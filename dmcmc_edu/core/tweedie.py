@@ -13,8 +13,7 @@ from dmcmc_edu.core.contract import as_sigma_batch, check_x
 
 __all__ = ["tweedie", "finish_with_tweedie", "FINAL_TWEEDIE"]
 
-FINAL_TWEEDIE = ("auto", "always", "never")
-"""When to add the Tweedie step: only if the integrator ends above 0 (auto), always (the paper), never."""
+FINAL_TWEEDIE = ("auto", "always", "never")  # only if the integrator ends above 0 | always (the paper) | never
 
 
 def tweedie(model, x: torch.Tensor, sigma) -> torch.Tensor:

@@ -15,6 +15,10 @@ the mixture component that each denoised output falls in -- and say how many
 * :func:`mode_switch_rate` -- fraction of consecutive outputs of a chain that
   land in a different component.
 * :func:`chain_report` -- all of the above for a :class:`~dmcmc_edu.core.sampler.DMCMCResult`.
+
+A series holding NaN or inf is refused with a ``ValueError`` (left alone, a
+NaN autocorrelation would make the ESS come out as "every output
+independent").
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from dmcmc_edu.evaluation.checks import require_finite
 
 __all__ = ["as_chains", "autocorrelation", "effective_sample_size", "label_autocorrelation", "mode_switch_rate",
            "chain_report", "plot_autocorrelation"]
@@ -46,6 +52,7 @@ def autocorrelation(series, max_lag: int | None = None) -> np.ndarray:
     x = np.asarray(series, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"series must have shape [T, C], got {x.shape}")
+    require_finite(x.ravel(), "autocorrelation", "values")
     T = x.shape[0]
     max_lag = T - 1 if max_lag is None else min(max_lag, T - 1)
     x = x - x.mean()
@@ -80,9 +87,11 @@ def label_autocorrelation(labels, K: int, max_lag: int | None = None) -> np.ndar
 
     ``None`` when no indicator varies (every output in one component).
     """
+    labels = np.asarray(labels)
+    require_finite(labels.ravel(), "label_autocorrelation", "labels")
     rhos, weights = [], []
     for k in range(K):
-        ind = (np.asarray(labels) == k).astype(np.float64)
+        ind = (labels == k).astype(np.float64)
         v = ind.var()
         if v > 0:
             rhos.append(autocorrelation(ind, max_lag))
@@ -105,6 +114,7 @@ def _label_ess(labels: np.ndarray, K: int, rho: np.ndarray | None = None) -> flo
 def mode_switch_rate(labels) -> float:
     """Fraction of consecutive outputs of a chain (``[T, C]`` labels) that change component."""
     lab = np.asarray(labels)
+    require_finite(lab.ravel(), "mode_switch_rate", "labels")
     if lab.shape[0] < 2:
         return float("nan")
     return float((lab[1:] != lab[:-1]).mean())
@@ -116,6 +126,7 @@ def chain_report(result, mixture=None) -> dict:
     Returns ``{"n_outputs", "n_chains", "ess_sigma", "ess_component", "mode_switch_rate",
     "lag1_sigma", "lag1_component"}`` (component entries only with ``mixture``).
     """
+    require_finite(result.samples, "chain_report")
     C = int(result.chain.max()) + 1
     sig = np.log(as_chains(result.chosen_sigma, C))
     rep = {"n_outputs": int(result.samples.shape[0]), "n_chains": C,

@@ -13,7 +13,11 @@ network, activations and Frechet distance; it adds only
   (``inception_weights=PATH`` / ``--inception-weights PATH``).  A given file
   is read with ``torch.load(weights_only=True)``.
 * reference statistics: the second argument may be a folder or a
-  ``.npz`` with ``mu`` and ``sigma`` (:func:`save_fid_stats` writes one).
+  ``.npz`` with ``mu`` and ``sigma`` (:func:`save_fid_stats` writes one);
+* no number for broken inputs: statistics holding NaN or inf (a damaged
+  ``.npz``, a network that produced NaN features) and a distance that comes
+  out NaN, inf or negative beyond round-off raise ``ValueError``, and
+  such statistics are never written to a ``.npz``.
 
 ``dims`` selects pytorch-fid's feature block: 2048 (pool3, the standard FID),
 768, 192 or 64.  Only 2048 gives numbers comparable with the literature; the
@@ -33,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dmcmc_edu.evaluation.checks import checked_frechet, require_finite_stats
 from dmcmc_edu.evaluation.images import list_images
 from dmcmc_edu.runs import atomic_write
 
@@ -140,12 +145,17 @@ def _check_folder(path) -> int:
 
 
 def fid_statistics(path, model, *, batch_size: int = 50, device="cpu", num_workers: int = 0):
-    """``(mu, sigma)`` of the Inception features of an image folder, or those stored in a ``.npz``."""
+    """``(mu, sigma)`` of the Inception features of an image folder, or those stored in a ``.npz``.
+
+    Statistics holding NaN or inf raise ``ValueError`` naming ``path``.
+    """
     pf = require_pytorch_fid()
     n = _check_folder(path)
     dims = _model_dims(model)
     batch_size = min(batch_size, n) if n else batch_size  # pytorch-fid would warn and do the same
-    return pf.fid_score.compute_statistics_of_path(str(path), model, batch_size, dims, device, num_workers)
+    mu, sigma = pf.fid_score.compute_statistics_of_path(str(path), model, batch_size, dims, device, num_workers)
+    require_finite_stats(mu, sigma, f"FID statistics of {path}")
+    return mu, sigma
 
 
 def _model_dims(model) -> int:
@@ -159,7 +169,8 @@ def compute_fid(path_a, path_b, *, inception_weights=None, device="cpu", batch_s
 
     Images are read as pytorch-fid reads them (RGB, ``ToTensor`` to [0, 1],
     resized to 299x299 inside the network).  ``num_workers`` is the data
-    loader's (0: in this process).
+    loader's (0: in this process).  Broken statistics or a distance that is
+    NaN, inf or negative beyond round-off raise ``ValueError``.
     """
     pf = require_pytorch_fid()
     _check_folder(path_a), _check_folder(path_b)  # fail before any network evaluation
@@ -168,7 +179,8 @@ def compute_fid(path_a, path_b, *, inception_weights=None, device="cpu", batch_s
     m2, s2 = fid_statistics(path_b, model, batch_size=batch_size, device=device, num_workers=num_workers)
     if m1.shape != m2.shape:
         raise ValueError(f"feature sizes differ ({m1.shape[0]} vs {m2.shape[0]}): a .npz made with other dims?")
-    return float(pf.fid_score.calculate_frechet_distance(m1, s1, m2, s2))
+    terms = float((m1 - m2) @ (m1 - m2) + np.trace(s1) + np.trace(s2))
+    return checked_frechet(pf.fid_score.calculate_frechet_distance(m1, s1, m2, s2), terms, "FID")
 
 
 def save_fid_stats(folder, out_npz, *, inception_weights=None, device="cpu", batch_size: int = 50, dims: int = 2048,

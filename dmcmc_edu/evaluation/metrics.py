@@ -41,11 +41,17 @@ and of log sigma, effective sample size per output, mode-switch rate, and
 :func:`evaluate` computes every per-set metric; :func:`noise_floors` the
 distribution of each over exact sample sets of the same size, and
 :func:`within_floors` says which metrics of a sampler lie inside them.
+
+No metric scores a broken sample set: every function that takes samples
+refuses NaN or inf rows with a ``ValueError`` that counts them
+(:func:`dmcmc_edu.evaluation.checks.require_finite`), and :func:`w2` refuses
+an optimal-transport solution that its solver did not certify as optimal.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -54,6 +60,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from scipy.stats import chi2
 
+from dmcmc_edu.evaluation.checks import require_finite
 from dmcmc_edu.evaluation.diagnostics import (
     _ess_from_rho,
     _label_ess,
@@ -78,8 +85,14 @@ def _np(x):
     return x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
 
 
-def _as_mix(mixture, x):
-    return torch.as_tensor(x, dtype=mixture.dtype).reshape(len(x), -1)
+def _as_mix(mixture, x, what: str):
+    """Samples ``[n, d]`` in the mixture's dtype, refused (naming ``what``) if a row holds NaN or inf."""
+    return torch.as_tensor(require_finite(x, what), dtype=mixture.dtype).reshape(len(x), -1)
+
+
+#: the status code of POT's network simplex for "optimal solution found" (the others: infeasible, unbounded,
+#: iteration limit reached)
+_POT_OPTIMAL = 1
 
 
 # ----------------------------------------------------------------------------- W2
@@ -96,9 +109,12 @@ def w2(a, b, method: str = "auto") -> float:
     ``method``: ``"pot"`` (``ot.emd2``, network simplex; any sizes),
     ``"scipy"`` (``linear_sum_assignment``; equal sizes only) or ``"auto"``
     (POT if installed, else scipy).  Both solve the same linear program
-    exactly; they agree to rounding.
+    exactly; they agree to rounding.  Raises ``ValueError`` for a set with
+    NaN or inf rows, for squared distances that overflow, and when POT's
+    solver reports anything but an optimal solution (e.g. its iteration limit).
     """
-    a, b = _np(a).reshape(len(a), -1), _np(b).reshape(len(b), -1)
+    a = require_finite(_np(a).reshape(len(a), -1), "w2", "samples of the first set")
+    b = require_finite(_np(b).reshape(len(b), -1), "w2", "samples of the second set")
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"w2 needs two sets of the same dimension, got {a.shape} and {b.shape}")
     if method not in ("auto", "pot", "scipy"):
@@ -106,17 +122,39 @@ def w2(a, b, method: str = "auto") -> float:
     if method == "auto":
         method = "pot" if have_pot() else "scipy"
     cost = cdist(a, b, "sqeuclidean")
+    if not np.isfinite(cost).all():
+        big = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0))
+        raise ValueError(f"w2: squared distances overflow float64 (coordinates up to {big:.3g}); "
+                         "a broken sample set has no score")
     if method == "pot":
         if ot is None:
             raise ImportError("w2(method='pot') needs POT: pip install POT")
-        wa = np.full(len(a), 1.0 / len(a))
-        wb = np.full(len(b), 1.0 / len(b))
-        val = ot.emd2(wa, wb, cost, numItermax=max(100000, 50 * len(a) * len(b)))
-        return float(np.sqrt(max(float(val), 0.0)))
+        val = _pot_cost(cost, numItermax=max(100000, 50 * len(a) * len(b)))
+        return float(np.sqrt(max(val, 0.0)))
     if a.shape != b.shape:
         raise ValueError(f"the scipy assignment path needs two sets of the same shape, got {a.shape} and {b.shape}")
-    r, c = linear_sum_assignment(cost)
+    r, c = linear_sum_assignment(cost)  # raises itself on an infeasible problem
     return float(np.sqrt(cost[r, c].mean()))
+
+
+def _pot_cost(cost: np.ndarray, numItermax: int) -> float:
+    """Optimal transport cost between uniform weights by POT's network simplex, only if POT certifies it optimal.
+
+    POT does not raise when its solver stops early (iteration limit) or finds
+    the problem infeasible: it warns and returns whatever cost it had, often
+    0.  Here its status code (``log["result_code"]``) is read instead and
+    anything but "optimal" raises ``ValueError`` carrying POT's own message
+    (its warning is silenced, the error says the same).
+    """
+    wa = np.full(cost.shape[0], 1.0 / cost.shape[0])
+    wb = np.full(cost.shape[1], 1.0 / cost.shape[1])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"ot(\.|$)")
+        val, log = ot.emd2(wa, wb, cost, numItermax=numItermax, log=True)
+    if log.get("result_code") != _POT_OPTIMAL:
+        raise ValueError(f"w2: POT's network simplex did not find the optimal transport (status "
+                         f"{log.get('result_code')}: {log.get('warning')}); no W2 without it")
+    return float(val)
 
 
 def w2_noise_floor(mixture, n: int, generator=None, repeats: int = 3) -> float:
@@ -142,12 +180,13 @@ def gaussian_w2(m1, c1, m2, c2) -> float:
 
 def mode_weights(mixture, x) -> torch.Tensor:
     """Empirical component weights, assigning each sample by responsibility at sigma = 0."""
-    lab = mixture.assign(torch.as_tensor(x, dtype=mixture.dtype))
+    lab = mixture.assign(_as_mix(mixture, x, "mode_weights"))
     return torch.bincount(lab, minlength=mixture.K).to(torch.float64) / len(lab)
 
 
 def mode_weight_tv(mixture, x) -> float:
     """Total variation between the empirical and the true component weights."""
+    require_finite(x, "mode_weight_tv")
     return float(0.5 * (mode_weights(mixture, x) - mixture.weights.to(torch.float64).cpu()).abs().sum())
 
 
@@ -155,19 +194,19 @@ def label_weight_tv(labels, weights) -> float:
     """Total variation between the frequencies of integer ``labels`` and ``weights`` ([K], normalised here)."""
     w = torch.as_tensor(weights, dtype=torch.float64)
     w = w / w.sum()
-    lab = torch.as_tensor(labels).long().flatten()
+    lab = require_finite(torch.as_tensor(labels).flatten(), "label_weight_tv", "labels").long()
     freq = torch.bincount(lab, minlength=w.numel()).to(torch.float64) / max(lab.numel(), 1)
     return float(0.5 * (freq - w).abs().sum())
 
 
-def _maha_assigned(mixture, x) -> torch.Tensor:
-    x = _as_mix(mixture, x)
+def _maha_assigned(mixture, x, what: str) -> torch.Tensor:
+    x = _as_mix(mixture, x, what)
     return mixture.mahalanobis_sq(x, mixture.assign(x))
 
 
 def spread(mixture, x) -> float:
     """Median squared Mahalanobis radius to the assigned component over the chi-square_d median (1 = exact)."""
-    return float(_maha_assigned(mixture, x).median() / chi2.median(mixture.d))
+    return float(_maha_assigned(mixture, x, "spread").median() / chi2.median(mixture.d))
 
 
 def on_manifold_fraction(mixture, x, q: float = 0.99) -> float:
@@ -176,17 +215,17 @@ def on_manifold_fraction(mixture, x, q: float = 0.99) -> float:
     About ``q`` for exact samples (a little above: the assigned component is
     the most responsible one).
     """
-    return float((_maha_assigned(mixture, x) <= chi2.ppf(q, mixture.d)).double().mean())
+    return float((_maha_assigned(mixture, x, "on_manifold_fraction") <= chi2.ppf(q, mixture.d)).double().mean())
 
 
 def nll(mixture, x) -> float:
     """Mean negative log-likelihood under p_0."""
-    return float(-mixture.log_prob(torch.as_tensor(x, dtype=mixture.dtype), 0.0).mean())
+    return float(-mixture.log_prob(_as_mix(mixture, x, "nll"), 0.0).mean())
 
 
 def nll_stats(mixture, x) -> dict:
     """``{"mean", "median", "sem"}`` of the negative log-likelihood under p_0 (sem: standard error of the mean)."""
-    v = -mixture.log_prob(_as_mix(mixture, x), 0.0).double()
+    v = -mixture.log_prob(_as_mix(mixture, x, "nll_stats"), 0.0).double()
     return {"mean": float(v.mean()), "median": float(v.median()),
             "sem": float(v.std() / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
 
@@ -196,7 +235,9 @@ def nll_stats(mixture, x) -> dict:
 
 def median_bandwidth(a, b, max_points: int = 1000) -> float:
     """Median pairwise Euclidean distance of the pooled sample (first ``max_points`` of each set)."""
-    z = torch.cat([torch.as_tensor(_np(a)[:max_points]), torch.as_tensor(_np(b)[:max_points])])
+    a = require_finite(_np(a), "median_bandwidth", "samples of the first set")
+    b = require_finite(_np(b), "median_bandwidth", "samples of the second set")
+    z = torch.cat([torch.as_tensor(a[:max_points]), torch.as_tensor(b[:max_points])])
     d = torch.cdist(z, z)
     iu = torch.triu_indices(len(z), len(z), 1)
     return float(d[iu[0], iu[1]].median())
@@ -209,8 +250,8 @@ def mmd2(a, b, bandwidth: float | None = None) -> float:
     unbiased estimate leaves out the diagonal terms, so it is about 0 (and may
     be negative) for two sets from the same law.
     """
-    a = torch.as_tensor(_np(a)).reshape(len(a), -1)
-    b = torch.as_tensor(_np(b)).reshape(len(b), -1)
+    a = torch.as_tensor(require_finite(_np(a), "mmd2", "samples of the first set")).reshape(len(a), -1)
+    b = torch.as_tensor(require_finite(_np(b), "mmd2", "samples of the second set")).reshape(len(b), -1)
     if len(a) < 2 or len(b) < 2:
         raise ValueError("mmd2 needs at least two points in each set")
     h = median_bandwidth(a, b) if bandwidth is None else float(bandwidth)
@@ -252,6 +293,7 @@ def decorrelation(mixture, outputs) -> float:
     if o.ndim < 3:
         raise ValueError(f"outputs must have shape [T, C, d], got {tuple(o.shape)}")
     T, C = o.shape[:2]
+    require_finite(o.reshape(T * C, -1), "decorrelation", "outputs")
     if T < 2:
         return float("nan")
     o = o.reshape(T, C, -1)
@@ -299,7 +341,8 @@ def chain_metrics(mixture, samples, chosen_sigma, n_chains: int, max_lag: int = 
     outputs per chain the autocorrelations rest on one or two lags only.  With one output
     per chain every entry says "independent" (chains start independently).
     """
-    x = torch.as_tensor(samples, dtype=torch.float64)
+    x = torch.as_tensor(require_finite(samples, "chain_metrics"), dtype=torch.float64)
+    require_finite(chosen_sigma, "chain_metrics", "chosen sigmas")
     n = len(x)
     out = as_chains(x.reshape(n, -1), n_chains)  # [T, C, d]
     T = out.shape[0]
@@ -354,7 +397,8 @@ def evaluate(mixture, x, reference, ref_values: dict | None = None, mmd_bandwidt
     ``*_dev`` of spread, on-manifold fraction and NLL from their population values.
     ``mmd_bandwidth`` fixes the MMD kernel (default: the median heuristic of each pair of sets).
     """
-    x = _as_mix(mixture, x)
+    x = _as_mix(mixture, x, "evaluate")
+    require_finite(reference, "evaluate", "reference samples")
     ns = nll_stats(mixture, x)
     res = {"n": len(x), "w2": w2(x, reference), "mmd2": mmd2(x, reference, mmd_bandwidth),
            "mode_tv": mode_weight_tv(mixture, x),
@@ -380,7 +424,7 @@ def noise_floors(mixture, n: int, reference, ref_values: dict, repeats: int = 40
     g = generator if generator is not None else torch.Generator().manual_seed(777)
     vals = {k: [] for k in FLOOR_METRICS}
     for i in range(max(repeats, w2_repeats)):
-        x = _as_mix(mixture, mixture.sample(n, g))
+        x = _as_mix(mixture, mixture.sample(n, g), "noise_floors")
         if i < w2_repeats:
             vals["w2"].append(w2(x, reference))
         if i >= repeats:
@@ -419,7 +463,7 @@ def within_floors(result: dict, floors: dict, targets: dict | None = None) -> di
 
 def summary(mixture, x, generator=None, w2_n: int = 1000) -> dict:
     """All metrics of a sample set, with the exact-sample references (noise floors) beside them."""
-    x = torch.as_tensor(x, dtype=mixture.dtype)
+    x = _as_mix(mixture, x, "summary")
     g = generator if generator is not None else torch.Generator().manual_seed(12345)
     n = min(len(x), w2_n)
     ref = mixture.sample(len(x), g)

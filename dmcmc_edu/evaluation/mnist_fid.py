@@ -23,6 +23,10 @@ Estimated from ``n`` samples the FID is biased upwards (roughly by a term of
 order ``d / n``); compare values only at equal ``n``, and compare with the
 FID of ``n`` real training images (:func:`real_data_fid`), the floor at that
 sample size.
+
+Broken inputs get no FID: images, feature statistics or a distance that are
+NaN or inf (or a distance negative by more than round-off) raise a
+``ValueError`` (:mod:`dmcmc_edu.evaluation.checks`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from dmcmc_edu.datasets import default_weights_dir, load_mnist
+from dmcmc_edu.evaluation.checks import checked_frechet, require_finite, require_finite_stats
 from dmcmc_edu.runs import atomic_write
 
 __all__ = ["frechet_distance", "gaussian_stats", "MNISTFeatureNet", "train_feature_net", "extract_features",
@@ -65,18 +70,23 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
     ``||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1^{1/2} S2 S1^{1/2})^{1/2})``, in
     float64 with symmetric eigendecompositions (see the module docstring).
     Accepts numpy arrays or tensors: ``mu`` of shape ``[d]``, ``sigma`` ``[d, d]``.
+    Raises ``ValueError`` for statistics holding NaN or inf and for a result
+    that is not finite or is negative beyond round-off.
     """
     mu1, mu2 = (np.asarray(torch.as_tensor(m).double().cpu(), dtype=np.float64) for m in (mu1, mu2))
     s1, s2 = (np.asarray(torch.as_tensor(s).double().cpu(), dtype=np.float64) for s in (sigma1, sigma2))
     d = mu1.shape[0]
     if mu1.shape != (d,) or mu2.shape != (d,) or s1.shape != (d, d) or s2.shape != (d, d):
         raise ValueError(f"shapes must be mu [d], sigma [d, d]; got {mu1.shape}, {s1.shape}, {mu2.shape}, {s2.shape}")
+    require_finite_stats(mu1, s1, "frechet_distance (first set)")
+    require_finite_stats(mu2, s2, "frechet_distance (second set)")
     r1 = _sqrt_psd(s1)
     m = r1 @ s2 @ r1
     eig = np.linalg.eigvalsh((m + m.T) / 2)
     tr_covmean = float(np.sqrt(np.clip(eig, 0, None)).sum())
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+    terms = diff @ diff + np.trace(s1) + np.trace(s2)
+    return checked_frechet(terms - 2.0 * tr_covmean, terms, "frechet_distance")
 
 
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
@@ -261,8 +271,7 @@ def mnist_fid(samples: torch.Tensor, feature_net: MNISTFeatureNet | None = None,
     samples = torch.as_tensor(samples)
     if samples.ndim != 4 or tuple(samples.shape[1:]) != (1, 28, 28):
         raise ValueError(f"samples must have shape [n, 1, 28, 28], got {tuple(samples.shape)}")
-    if not torch.isfinite(samples).all():
-        raise ValueError("samples have non-finite values")
+    require_finite(samples, "mnist_fid", "images")
     mu, sigma = gaussian_stats(extract_features(feature_net, samples.float()))
     return frechet_distance(mu, sigma, reference["mu"], reference["sigma"])
 

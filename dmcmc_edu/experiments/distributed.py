@@ -26,9 +26,12 @@ What each rank does:
   number of outputs, NFE ledger and files.  :func:`load_distributed_samples`
   reads the samples back in rank order.
 
-``OUT/distributed.json`` records the world size, base seed and settings of
-the first launch; a relaunch with other ones is refused (the shards would not
-fit together).  Ranks exchange nothing else: DLG chains are independent.
+``OUT/distributed.json`` records the world size, base seed, settings and the
+content hashes of the model and classifier of the first launch (a
+:class:`dmcmc_edu.runs.RunDirectory` record); a relaunch with other ones is
+refused before anything is written (the shards would not fit together), and a
+relaunch of a finished run reports its manifest and writes nothing.  Ranks
+exchange nothing else: DLG chains are independent.
 """
 
 from __future__ import annotations
@@ -43,11 +46,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig, DMCMCSampler
+from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.diffusers_adapters import load_diffusers_ve, load_diffusers_vp
 from dmcmc_edu.models.score_sde import load_score_sde, resolve_config
-from dmcmc_edu.runs import atomic_write, run_to_directory, versions
+from dmcmc_edu.paper import PRESETS
+from dmcmc_edu.runs import (
+    RunDirectory,
+    atomic_write,
+    fingerprint,
+    run_to_directory,
+    sha256_file,
+    sha256_json,
+    target_sha256,
+    versions,
+)
 from dmcmc_edu.targets import load_target
 
 __all__ = [
@@ -162,7 +175,7 @@ def build_model(spec: dict, device) -> tuple[object, tuple[int, ...], dict]:
 
 
 def build_config(preset: str | None = None, **overrides) -> DMCMCConfig:
-    """A DMCMCConfig: the defaults, then a preset of :data:`sampler.PRESETS`, then the overrides (None = keep)."""
+    """A DMCMCConfig: the defaults, then a preset of :mod:`dmcmc_edu.paper`, then the overrides (None = keep)."""
     values = DMCMCConfig().to_dict()
     if preset is not None:
         if preset not in PRESETS:
@@ -197,18 +210,37 @@ def sample_distributed(model_spec: dict, config: DMCMCConfig, out_dir, *, classi
             env.close()
 
 
-def _check_settings(env: DistEnv, out: Path, settings: dict) -> None:
-    """Record the settings of the first launch (rank 0); refuse a relaunch with other ones."""
-    dist_json = out / "distributed.json"
-    if env.rank == 0 and not dist_json.exists():
-        atomic_write(dist_json, lambda tmp: Path(tmp).write_text(json.dumps(settings, indent=2)))
-    env.barrier()
-    saved = json.loads(dist_json.read_text())
-    diff = [k for k in settings if saved.get(k) != settings[k]]
-    if diff:
-        raise ValueError(f"{out} holds a distributed run with other settings ({', '.join(diff)}: "
-                         f"{ {k: saved.get(k) for k in diff} } vs { {k: settings[k] for k in diff} }); "
-                         "relaunch with the same world size and settings, or choose another --out")
+def _path_sha256(path) -> str | None:
+    """The sha256 of a local model file, or of a folder's files (names and contents); None for a hub id."""
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    if p.is_dir():
+        return sha256_json({str(f.relative_to(p)): sha256_file(f) for f in sorted(p.rglob("*")) if f.is_file()})
+    return None
+
+
+def _distributed_run(env: DistEnv, out: Path, config: DMCMCConfig, model_spec: dict, classifier_path,
+                     dtype) -> RunDirectory:
+    """The record ``OUT/distributed.json`` of the whole run: world size, base seed, settings and content hashes.
+
+    The model enters by content: a mixture by its numbers, a checkpoint or model folder by its files' sha256
+    (a hub id by its name only); the classifier by its file's sha256.
+    """
+    spec = dict(model_spec)
+    hashes = {}
+    if spec["kind"] == "mixture":
+        hashes["target"] = target_sha256(load_target(spec.pop("target")).to_dict())
+    else:
+        hashes["model"] = _path_sha256(spec.get("checkpoint") or spec.get("path"))
+    hashes["classifier"] = None if classifier_path is None else sha256_file(classifier_path)
+    settings = {**config.to_dict(), "world_size": env.world_size, "model": spec,
+                "dtype": "auto" if dtype is None else str(dtype)}
+    settings["base_seed"] = settings.pop("seed")
+    labels = {"target": model_spec.get("target"), "model": model_spec.get("checkpoint") or model_spec.get("path"),
+              "classifier": None if classifier_path is None else str(classifier_path)}
+    return RunDirectory(out, fingerprint("sample-distributed", settings, hashes=hashes), outputs=("manifest.json",),
+                        record="distributed.json", labels=labels)
 
 
 def _load_classifier(classifier_path, config: DMCMCConfig, device):
@@ -267,10 +299,16 @@ def _write_manifest(env: DistEnv, out: Path, summaries: list, config: DMCMCConfi
 def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, checkpoint_every, progress):
     config = config.validate()
     t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
-    settings = {"world_size": env.world_size, "base_seed": config.seed, "config": config.to_dict(),
-                "model": model_spec, "classifier": None if classifier_path is None else str(classifier_path)}
-    _check_settings(env, out, _jsonable(settings))
+    run = _distributed_run(env, out, config, model_spec, classifier_path, dtype)
+    state = run.check()  # every rank checks before rank 0 writes anything
+    env.barrier()
+    if state == "finished":  # the whole run is there: report its manifest, write nothing
+        return json.loads((out / "manifest.json").read_text()) if env.rank == 0 else None
+    if env.rank == 0:
+        run.start({"world_size": env.world_size, "base_seed": config.seed, "config": config.to_dict(),
+                   "model": model_spec, "classifier": None if classifier_path is None else str(classifier_path),
+                   "versions": versions()})
+    env.barrier()
     model, data_shape, info = build_model(model_spec, env.device)
     classifier = _load_classifier(classifier_path, config, env.device)
     _check_sigma_update(config, info, classifier)
@@ -289,7 +327,9 @@ def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, ch
     summaries = env.all_gather(_jsonable(summary))  # also the barrier: every shard is complete
     if env.rank != 0:
         return None
-    return _write_manifest(env, out, summaries, config, model_spec, classifier_path, data_shape)
+    manifest = _write_manifest(env, out, summaries, config, model_spec, classifier_path, data_shape)
+    run.finish({"n_outputs": manifest["n_outputs"]})
+    return manifest
 
 
 def load_distributed_samples(out_dir) -> np.ndarray:

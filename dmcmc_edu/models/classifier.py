@@ -36,6 +36,7 @@ from torch import nn
 
 from dmcmc_edu.core.contract import per_sample
 from dmcmc_edu.core.schedules import check_grid
+from dmcmc_edu.models.files import read_torch_file
 from dmcmc_edu.runs import atomic_write
 
 __all__ = [
@@ -426,7 +427,7 @@ class NoiseLevelClassifier(nn.Module):
         missing or unexpected top-level keys, an unknown architecture, or a
         state dict whose keys/shapes do not match the rebuilt network.
         """
-        payload = torch.load(os.fspath(path), map_location=map_location, weights_only=True)
+        payload = read_torch_file(os.fspath(path), map_location=map_location)
         if not isinstance(payload, dict):
             raise ValueError(f"{path}: expected a dict checkpoint ({CHECKPOINT_FORMAT}), got {type(payload).__name__}")
         missing = [k for k in _CHECKPOINT_KEYS if k not in payload]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dmcmc_edu.models.files import read_torch_file
 from dmcmc_edu.models.preconditioning import EDMScalings, edm_scalings
 
 __all__ = ["MLPDenoiser", "FrozenDenoiser", "denoiser_error", "save_denoiser", "load_denoiser", "FORMAT"]
@@ -132,9 +133,10 @@ def save_denoiser(net: MLPDenoiser, path, info: dict | None = None) -> None:
 
 def load_denoiser(path) -> tuple[MLPDenoiser, dict]:
     """Load a file of :func:`save_denoiser`: returns ``(net, info)``."""
-    d = torch.load(path, map_location="cpu", weights_only=True)
-    if d.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a learned denoiser (format {d.get('format')!r})")
+    d = read_torch_file(path, map_location="cpu")
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        found = d.get("format") if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{path} is not a learned denoiser (format {found!r})")
     net = MLPDenoiser(**d["config"])
     net.load_state_dict(d["state_dict"])
     return net.eval(), d["info"]

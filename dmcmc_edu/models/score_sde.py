@@ -39,7 +39,6 @@ Public API:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import pickle
@@ -53,6 +52,7 @@ import torch
 from torch import nn
 
 from dmcmc_edu.core.contract import as_sigma_batch, check_x, per_sample
+from dmcmc_edu.models.files import read_json_file, read_torch_file
 from dmcmc_edu.models.ncsnpp import NCSNpp, NCSNppConfig
 
 __all__ = [
@@ -176,8 +176,9 @@ def resolve_config(config: Any) -> tuple[NCSNppConfig, str]:
             return NCSNppConfig.from_score_sde(deepcopy(PRESETS[config])), config
         path = Path(config)
         if path.is_file():
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
+            data = read_json_file(path)
+            if not isinstance(data, Mapping):
+                raise ValueError(f"{path}: a config file must hold a JSON object, got {type(data).__name__}")
             name = str(data.get("variant") or data.get("config_name") or path.stem)
             return _config_from_mapping(data), name
         raise ValueError(
@@ -256,9 +257,9 @@ def safe_load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> 
     scoped = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
         if scoped is None:  # pragma: no cover - old torch: plain weights_only (refuses numpy scalars)
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return read_torch_file(path, map_location=map_location)
         with scoped(NUMPY_SAFE_GLOBALS):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return read_torch_file(path, map_location=map_location)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"refused to load {os.fspath(path)!r} with weights_only=True: it contains objects other than tensors, "

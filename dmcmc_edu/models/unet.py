@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dmcmc_edu.core.contract import check_sigma, per_sample
+from dmcmc_edu.models.files import read_json_file, read_torch_file
 from dmcmc_edu.models.preconditioning import edm_loss_weight, edm_scalings
 from dmcmc_edu.runs import atomic_write
 
@@ -239,10 +240,19 @@ def load_score_model(path: str | os.PathLike, map_location="cpu") -> ScoreUNet:
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
         raise FileNotFoundError(f"need both {path} and {meta_path} (weights and config)")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {WEIGHTS_FORMAT!r}")
-    model = ScoreUNet(UNetConfig(**meta["config"]))
-    model.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    meta = read_json_file(meta_path)
+    if not isinstance(meta, dict) or meta.get("format") != WEIGHTS_FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{meta_path}: format {found!r}, expected {WEIGHTS_FORMAT!r}")
+    try:
+        model = ScoreUNet(UNetConfig(**meta["config"]))
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{meta_path}: no usable U-Net 'config' entry ({type(err).__name__}: {err})") from None
+    state = read_torch_file(path, map_location=map_location)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: the weights do not fit the network {meta_path} describes "
+                         f"({' '.join(str(err).split())[:300]})") from None
     model.info = meta
     return model.eval()

@@ -108,6 +108,21 @@ def _float64_unless_tensor(v: Any) -> torch.Tensor:
     return v if isinstance(v, torch.Tensor) else torch.as_tensor(v, dtype=torch.float64)
 
 
+#: the largest |value| of a mean, a covariance or diagonal entry (factors: its square root); beyond it squared
+#: distances and variances overflow float64 and the target's sigma range becomes infinite
+_MAX_MAGNITUDE = 1e150
+
+
+def _check_magnitude(t: torch.Tensor, field: str, limit: float = _MAX_MAGNITUDE) -> None:
+    """Refuse entries of ``t`` above ``limit`` in absolute value, naming ``field`` and the first such entry."""
+    big = t.abs() > limit
+    if big.any():
+        idx = big.nonzero()[0].tolist()
+        where = "".join(f"[{i}]" for i in idx)
+        raise ValueError(f"{field}{where} = {t[tuple(idx)].item():.4g} is too large (|value| <= {limit:.0e}; "
+                         "squares of larger values overflow float64): rescale the data")
+
+
 def _shape_error(field: str, expected: str, got: torch.Tensor | tuple) -> ValueError:
     shape = tuple(got.shape) if isinstance(got, torch.Tensor) else tuple(got)
     return ValueError(f"{field} must have shape {expected}, got {shape}")
@@ -134,9 +149,16 @@ def _checked_weights(w: torch.Tensor) -> torch.Tensor:
         bad = (w <= 0).nonzero().flatten().tolist()
         raise ValueError(f"weights must be > 0, got non-positive weight(s) at index {bad[:10]}")
     total = w.sum()
+    if not torch.isfinite(total):
+        raise ValueError(f"weights must have a finite sum, but their sum overflows float64 (largest weight "
+                         f"{w.max().item():.4g}); divide them all by a common factor")
     # already-normalised weights are kept bit for bit, so JSON round trips are exact
     if abs(total.item() - 1.0) > 1e-12:
         w = w / total
+    if (w <= 0).any():
+        bad = (w <= 0).nonzero().flatten().tolist()
+        raise ValueError(f"weights at index {bad[:10]} are 0 after normalisation (below 1e-308 of the total); "
+                         "give them a larger share or leave those components out")
     return w
 
 
@@ -148,6 +170,7 @@ def _checked_means(means, K: int, dev: torch.device) -> torch.Tensor:
         raise _shape_error("means", f"[K, d] = [{K}, {d_txt}] (K = {K} from weights, d >= 1)", mu)
     if not torch.isfinite(mu).all():
         raise ValueError("means must be finite (found NaN or inf)")
+    _check_magnitude(mu, "means")
     return mu
 
 
@@ -171,6 +194,7 @@ def _checked_low_rank(factors, diagonal, K: int, d: int, dev: torch.device) -> t
         raise _shape_error("factors", f"[K, d, r] = [{K}, {d}, {r_txt}]", F)
     if not torch.isfinite(F).all():
         raise ValueError("factors must be finite (found NaN or inf)")
+    _check_magnitude(F, "factors", _MAX_MAGNITUDE ** 0.5)
     D = _as_float_tensor(diagonal, "diagonal").to(dev)
     if D.shape != (K, d):
         raise _shape_error("diagonal", f"[K, d] = [{K}, {d}]", D)
@@ -179,6 +203,7 @@ def _checked_low_rank(factors, diagonal, K: int, d: int, dev: torch.device) -> t
     if (D <= 0).any():
         k, j = (D <= 0).nonzero()[0].tolist()
         raise ValueError(f"diagonal must be > 0 everywhere, got diagonal[{k}][{j}] = {D[k, j].item():.4g}")
+    _check_magnitude(D, "diagonal")
     return F, D
 
 
@@ -192,6 +217,7 @@ def _checked_covariances(covariances, K: int, d: int, dev: torch.device):
         raise _shape_error("covariances", f"[K, d, d] = [{K}, {d}, {d}]", S)
     if not torch.isfinite(S).all():
         raise ValueError("covariances must be finite (found NaN or inf)")
+    _check_magnitude(S, "covariances")
     asym = (S - S.transpose(-1, -2)).abs().amax(dim=(-1, -2))
     scale = S.abs().amax(dim=(-1, -2))
     bad = asym > 1e-10 * scale + 1e-300
@@ -714,6 +740,8 @@ class GaussianMixture:
     def load(cls, path: str | os.PathLike, *, dtype: torch.dtype = torch.float64, device=None) -> GaussianMixture:
         """Read a mixture written by :meth:`save` (or by hand in the same layout)."""
         path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"mixture file {str(path)!r} is a folder, not a .json file")
         if not path.is_file():
             raise FileNotFoundError(f"mixture file not found: {str(path)!r}")
         try:
@@ -721,6 +749,9 @@ class GaussianMixture:
                 data = json.load(fh)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{str(path)!r} is not valid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{str(path)!r} is not valid JSON: not UTF-8 text ({exc.reason} at byte "
+                             f"{exc.start})") from None
         try:
             return cls.from_dict(data, dtype=dtype, device=device)
         except ValueError as exc:

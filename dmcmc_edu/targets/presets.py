@@ -112,6 +112,8 @@ def load_target(spec, **kw) -> GaussianMixture:
         return preset(spec, **kw)
     path = Path(spec)
     if path.suffix.lower() == ".json" or path.exists():
+        if path.is_dir():
+            raise IsADirectoryError(f"target {str(path)!r} is a folder, not a mixture .json file")
         if not path.is_file():
             raise FileNotFoundError(f"target file not found: {str(path)!r}")
         return GaussianMixture.load(path, **kw)

@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from dmcmc_edu.models.learned import FrozenDenoiser, MLPDenoiser, load_denoiser, save_denoiser
-from dmcmc_edu.runs import atomic_write
+from dmcmc_edu.runs import RunRefused, atomic_write, target_sha256
 from dmcmc_edu.training.losses import edm_loss
 
 __all__ = ["train_denoiser", "quick_denoiser", "load_or_train_denoiser"]
@@ -83,15 +83,23 @@ def quick_denoiser(mixture, *, steps: int = 4000, seed: int = 0, hidden: int = 2
 def load_or_train_denoiser(mixture, path, *, fast: bool = False, seed: int = 0, progress: bool = False):
     """The ladder's learned model: load ``path`` if it holds one trained with these settings, else train and save.
 
-    Returns ``(FrozenDenoiser, info)``; ``fast`` trains 300 steps instead of 4000.
+    Returns ``(FrozenDenoiser, info)``; ``fast`` trains 300 steps instead of 4000.  The saved info records the
+    target it was trained on (``target_sha256``); a file trained with other settings or on another target is
+    refused (:class:`~dmcmc_edu.runs.RunRefused`), never replaced.
     """
     path = Path(path)
     steps = 300 if fast else 4000
+    target = target_sha256(mixture.to_dict())
     if path.exists():
         net, info = load_denoiser(path)
-        same = (info.get("steps"), info.get("seed"), info.get("d"), info.get("sigma_max"))
-        if same == (steps, seed, mixture.d, mixture.default_sigma_max()):
-            return FrozenDenoiser(net), dict(info, source="loaded")
+        want = {"steps": steps, "seed": seed, "d": mixture.d, "sigma_max": mixture.default_sigma_max(),
+                "target_sha256": target}
+        diff = [f"{k}: {info.get(k)!r} vs {v!r}" for k, v in want.items() if info.get(k) != v]
+        if diff:
+            raise RunRefused(f"{path} holds a denoiser trained with other settings ({'; '.join(diff)}, saved vs "
+                             "now); it is not replaced -- choose another --out")
+        return FrozenDenoiser(net), dict(info, source="loaded")
     net, info = quick_denoiser(mixture, steps=steps, seed=seed, progress=progress)
+    info["target_sha256"] = target
     atomic_write(path, lambda tmp: save_denoiser(net, tmp, info))
     return FrozenDenoiser(net), dict(info, source="trained")

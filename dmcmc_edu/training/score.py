@@ -45,7 +45,7 @@ from tqdm import tqdm
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN
 from dmcmc_edu.models.unet import ScoreUNet, UNetConfig, save_score_model
-from dmcmc_edu.runs import atomic_write
+from dmcmc_edu.runs import RunDirectory, RunRefused, atomic_write, fingerprint, sha256_tensors, versions
 from dmcmc_edu.training.classifier import train_noise_level_classifier
 from dmcmc_edu.training.losses import score_matching_loss
 
@@ -289,9 +289,18 @@ def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig |
     cfg = (config or ScoreTrainingConfig()).validate()
     device = torch.device(device)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     ckpt_path = out / CHECKPOINT_NAME
     mcfg = UNetConfig(**model_config) if isinstance(model_config, dict) else (model_config or UNetConfig())
+    record = _training_record(out, cfg, mcfg, data, device, info)
+    if record.check() == "finished":
+        done = record.saved["summary"]["steps_done"]
+        if done == cfg.steps:  # the same training is there, complete: report it, write nothing
+            return dict(record.saved["summary"], steps_this_call=0, seconds_this_call=0.0)
+        if done > cfg.steps:
+            raise RunRefused(f"{out} holds a training run finished at {done} steps, more than the {cfg.steps} "
+                             "asked for; nothing was written -- choose another --out")
+        record.reopen()  # more steps: the training continues from its checkpoint
+    record.start({"command": "train-score", "versions": versions()})
 
     run = _start_run(cfg, mcfg, device, _read_checkpoint(ckpt_path, cfg, mcfg))
     data = data.to(device=device, dtype=torch.float32)
@@ -303,7 +312,20 @@ def train_score_model(out_dir, data: torch.Tensor, *, model_config: UNetConfig |
     stopped_by = _train_loop(run, data, cfg, mcfg, device, t_start=t_start, max_minutes=max_minutes, save=save,
                              checkpoint_every=checkpoint_every, log_every=log_every, progress=progress)
     save()
-    return _finish(out, run, cfg, device, t_start=t_start, start_step=start_step, stopped_by=stopped_by, info=info)
+    summary = _finish(out, run, cfg, device, t_start=t_start, start_step=start_step, stopped_by=stopped_by, info=info)
+    if stopped_by == "steps":  # stopped by the budget, the run stays open: a second call continues it
+        record.finish({"summary": summary})
+    return summary
+
+
+def _training_record(out: Path, cfg: ScoreTrainingConfig, mcfg: UNetConfig, data: torch.Tensor, device, info):
+    """The run record of a score-model training: every setting but ``steps`` (it may be raised to continue),
+    the architecture, the device type, ``info`` and the training images by content (sha256)."""
+    settings = {k: v for k, v in asdict(cfg).items() if k != "steps"}
+    settings |= {"model_config": asdict(mcfg), "device": device.type, **(info or {})}
+    return RunDirectory(out, fingerprint("train-score", settings, hashes={"data": sha256_tensors({"data": data})}),
+                        outputs=(WEIGHTS_NAME, Path(WEIGHTS_NAME).with_suffix(".json").name, "train_log.json",
+                                 CHECKPOINT_NAME))
 
 
 def train_mnist_noise_classifier(images: torch.Tensor, *, sigma_min: float, sigma_max: float, n_levels: int = 1000,

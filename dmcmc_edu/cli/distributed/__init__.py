@@ -18,10 +18,21 @@ from pathlib import Path
 
 import torch
 
-from dmcmc_edu.cli.common import add_command, errors_as_exit
+from dmcmc_edu.cli.common import (
+    CommandError,
+    add_command,
+    check_sigma_order,
+    errors_as_exit,
+    int_at_least,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    run_handler,
+    seed,
+)
 from dmcmc_edu.core.integrators import INTEGRATORS
 from dmcmc_edu.core.langevin import X_UPDATES
-from dmcmc_edu.core.sampler import PRESETS, DMCMCConfig
+from dmcmc_edu.core.sampler import DMCMCConfig
 from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
 from dmcmc_edu.experiments import distributed as dist_sampling
 from dmcmc_edu.experiments.distributed import (
@@ -32,16 +43,24 @@ from dmcmc_edu.experiments.distributed import (
     setup,
 )
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
+from dmcmc_edu.paper import PRESETS
 
 __all__ = ["add_parsers", "add_arguments", "model_spec", "run_config", "cmd_sample_distributed", "main"]
 
 
 def _burn_in(text: str):
-    """``"10:0.5,10:"`` -> ``[[10, 0.5], [10, None]]`` (an empty eta means the main eta)."""
+    """``"10:0.5,10:"`` -> ``[[10, 0.5], [10, None]]`` (an empty eta means the main eta); an argparse type.
+
+    Each block is ``STEPS:ETA`` with an integer ``STEPS >= 0`` and a finite ``ETA > 0`` (or nothing).
+    """
     pairs = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         steps, _, eta = part.partition(":")
-        pairs.append([int(steps), float(eta) if eta.strip() else None])
+        try:
+            pairs.append([nonnegative_int(steps.strip()), positive_float(eta.strip()) if eta.strip() else None])
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"block {part!r}: {err} (blocks are STEPS:ETA, e.g. 10:0.5,10:)") \
+                from None
     return pairs
 
 
@@ -61,24 +80,25 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def _add_dlg_arguments(p: argparse.ArgumentParser) -> None:
     s = p.add_argument_group("DLG settings (default: the preset's, else DMCMCConfig's)")
-    s.add_argument("--preset", choices=list(PRESETS), default=None, help="the paper's settings (sampler.PRESETS)")
-    s.add_argument("--sigma-min", type=float, default=None, help="default: preset, else the model's")
-    s.add_argument("--sigma-max", type=float, default=None, help="default: preset, else the model's")
-    s.add_argument("--n-levels", type=int, default=None, help="noise-level grid size (a classifier's own by default)")
-    s.add_argument("--eta", type=float, default=None, help="absolute Langevin step size")
-    s.add_argument("--n-skip", type=int, default=None, help="Gibbs steps per output")
+    s.add_argument("--preset", choices=list(PRESETS), default=None, help="the paper's settings (dmcmc_edu.paper)")
+    s.add_argument("--sigma-min", type=positive_float, default=None, help="default: preset, else the model's")
+    s.add_argument("--sigma-max", type=positive_float, default=None, help="default: preset, else the model's")
+    s.add_argument("--n-levels", type=int_at_least(2), default=None,
+                   help="noise-level grid size (a classifier's own by default)")
+    s.add_argument("--eta", type=positive_float, default=None, help="absolute Langevin step size")
+    s.add_argument("--n-skip", type=positive_int, default=None, help="Gibbs steps per output")
     s.add_argument("--integrator", default=None, choices=list(INTEGRATORS), help="denoising integrator")
-    s.add_argument("--steps", type=int, default=None, help="denoising integrator steps")
+    s.add_argument("--steps", type=positive_int, default=None, help="denoising integrator steps")
     s.add_argument("--sigma-update", default=None, choices=list(SIGMA_UPDATES))
     s.add_argument("--classifier", default=None, help="a saved noise-level classifier (train-image-classifier)")
     s.add_argument("--x-update", default=None, choices=list(X_UPDATES))
-    s.add_argument("--chains", type=int, default=None, help="chains PER RANK")
-    s.add_argument("--outputs-per-chain", type=int, default=None)
-    s.add_argument("--init-steps", type=int, default=None, help="KAR2 steps of the chains' initialisation")
+    s.add_argument("--chains", type=positive_int, default=None, help="chains PER RANK")
+    s.add_argument("--outputs-per-chain", type=positive_int, default=None)
+    s.add_argument("--init-steps", type=nonnegative_int, default=None, help="KAR2 steps of the chains' initialisation")
     s.add_argument("--burn-in", type=_burn_in, default=None, help='e.g. "10:0.5,10:" (empty eta = the main eta)')
     s.add_argument("--final-tweedie", default=None, choices=["auto", "always", "never"])
-    s.add_argument("--tweedie-sigma", type=float, default=None)
-    s.add_argument("--seed", type=int, default=0, help="base seed; rank r uses derive_seed(seed, r)")
+    s.add_argument("--tweedie-sigma", type=positive_float, default=None)
+    s.add_argument("--seed", type=seed, default=0, help="base seed; rank r uses derive_seed(seed, r)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -90,7 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--backend", default="auto", choices=["auto", "gloo", "nccl"])
     r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64"],
                    help="sampling dtype (auto: float64 for mixtures, float32 for networks)")
-    r.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint every K output rounds")
+    r.add_argument("--checkpoint-every", type=positive_int, default=1, help="checkpoint every K output rounds")
     r.add_argument("--quiet", action="store_true")
     return p
 
@@ -101,7 +121,7 @@ def model_spec(args) -> dict:
         return {"kind": "mixture", "target": args.target}
     if args.score_sde:
         if not args.config:
-            raise SystemExit("error: --score-sde needs --config (a preset name or a config.json)")
+            raise CommandError("--score-sde needs --config (a preset name or a config.json)")
         return {"kind": "score_sde", "checkpoint": args.score_sde, "config": args.config}
     if args.diffusers_ve:
         return {"kind": "diffusers-ve", "path": args.diffusers_ve}
@@ -128,7 +148,7 @@ def _grid_settings(args, spec: dict) -> tuple[float | None, float | None, int | 
         smin = smin if smin is not None else info["sigma_min"]
         smax = smax if smax is not None else info["sigma_max"]
         if smin is None or smax is None:
-            raise SystemExit("error: the model does not state its sigma range: give --sigma-min and --sigma-max")
+            raise CommandError("the model does not state its sigma range: give --sigma-min and --sigma-max")
     return smin, smax, n_levels
 
 
@@ -146,6 +166,13 @@ def run_config(args, spec: dict) -> DMCMCConfig:
                         seed=args.seed)
 
 
+def _check(args) -> None:
+    """The rules between ``sample-distributed``'s options (each option's own range is checked by its argparse type)."""
+    check_sigma_order(args.sigma_min, args.sigma_max)
+    if args.config and not args.score_sde:
+        raise CommandError("--config is read only with --score-sde; leave it out")
+
+
 def cmd_sample_distributed(args) -> int:
     """DLG across processes (launch with torchrun)
 
@@ -153,12 +180,13 @@ def cmd_sample_distributed(args) -> int:
     (--chains per rank) with seed derive_seed(seed, rank) into OUT/rank_{r} (resumable); rank 0 writes
     OUT/manifest.json at the end.
     """
+    _check(args)
     spec = model_spec(args)
     env = setup(args.device, args.backend)
     try:
         cfg = run_config(args, spec)
         dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
-        with errors_as_exit(ValueError, FileNotFoundError, prefix=f"error (rank {env.rank})"):
+        with errors_as_exit(ValueError, OSError, EOFError, RuntimeError, prefix=f"error (rank {env.rank})"):
             manifest = sample_distributed(spec, cfg, args.out, classifier_path=args.classifier, dtype=dtype,
                                           checkpoint_every=args.checkpoint_every, progress=not args.quiet, env=env)
         if manifest is not None and not args.quiet:
@@ -181,4 +209,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="torchrun ... -m dmcmc_edu.cli.distributed", description=dist_sampling.__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    return cmd_sample_distributed(p.parse_args(argv))
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of a failure instead of the one-line error message")
+    p.set_defaults(func=cmd_sample_distributed)
+    return run_handler(p.parse_args(argv))

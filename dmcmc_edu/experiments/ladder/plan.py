@@ -112,7 +112,13 @@ def paper_eta(ctx) -> float:
 
 
 def _dlg_bases(ctx, integrator: str, short) -> tuple[dict, dict, dict]:
-    """The three settings the DLG grid varies: the paper's, the small-step remedy and the mixing remedy."""
+    """The three settings the DLG grid varies: the paper's, the small-step remedy and the mixing remedy.
+
+    The "paper" points are an *adaptation* of the paper's settings to the toy targets: 200 noise levels (not
+    1000), a one-stage burn-in of 10 steps at the main eta (not two stages), eta scaled to the target
+    (:func:`paper_eta`) and the toolkit's block pick (not the authors' rule; see ``dmcmc_edu.core.pick``).
+    The exact presets are in :mod:`dmcmc_edu.paper`.
+    """
     eta_small = 0.08 * ctx.tau_min  # targets.dlg_config's eta
     eta_rel = (2.0 / ctx.d) ** (1.0 / 3.0)  # ... and its sigma-adapted part
     base = dict(kind="dlg", integrator=integrator)

@@ -242,8 +242,8 @@ def findings_markdown(f: dict, meta: dict) -> str:
               "brackets:", ""]
     lines += _budget_table(f)
     if f["errors"]:
-        lines += ["", f"{len(f['errors'])} point(s) failed (non-finite states): "
-                  + "; ".join(e["label"] for e in f["errors"][:10])]
+        lines += ["", f"{len(f['errors'])} point(s) failed and have no score: "
+                  + "; ".join(f"{e['label']} ({e['error']})" for e in f["errors"][:10])]
     return "\n".join(lines) + "\n"
 
 

@@ -14,6 +14,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 from tqdm import tqdm
 
@@ -28,7 +29,7 @@ from dmcmc_edu.evaluation.calibration import kl_to_exact
 from dmcmc_edu.experiments.ladder.plan import build_plan, paper_eta, point_id, point_seed
 from dmcmc_edu.experiments.ladder.report import analyse, findings_markdown, plot_ladder, write_csv
 from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
-from dmcmc_edu.runs import atomic_write, versions, write_json
+from dmcmc_edu.runs import RunDirectory, RunRefused, atomic_write, fingerprint, target_sha256, versions, write_json
 from dmcmc_edu.targets import SpectralMixture, load_target
 from dmcmc_edu.training.classifier import train_noise_level_classifier
 from dmcmc_edu.training.denoiser import load_or_train_denoiser
@@ -179,7 +180,11 @@ def _dlg_chain_metrics(ctx, settings, res) -> dict:
 
 
 def run_point(ctx: LadderContext, settings: dict) -> dict:
-    """Run one point and measure it: returns the result row (settings, seed, ledger, metrics, chain metrics)."""
+    """Run one point and measure it: returns the result row (settings, seed, ledger, metrics, chain metrics).
+
+    A point whose sampler fails, or whose outputs the metrics refuse (NaN or inf rows: a broken sample set has
+    no score), is recorded with ``error`` (the reason) and without metrics; :mod:`.report` lists it as failed.
+    """
     pid = point_id(settings)
     seed = point_seed(ctx.seed, pid)
     t0 = time.perf_counter()
@@ -192,14 +197,11 @@ def run_point(ctx: LadderContext, settings: dict) -> dict:
         else:
             x, ledger, _ = RUNNERS[settings["kind"]](ctx, settings, torch.Generator().manual_seed(seed))
             chain = None
+        m = metrics.evaluate(ctx.mix, x.detach().to(torch.float64), ctx.reference, ctx.ref_values,
+                             mmd_bandwidth=ctx.mmd_bandwidth)
     except (FloatingPointError, ValueError, RuntimeError, torch.linalg.LinAlgError) as err:
         row.update(error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - t0)
         return row
-    x = x.detach().to(torch.float64)
-    if not torch.isfinite(x).all():
-        row.update(error="non-finite outputs", seconds=time.perf_counter() - t0)
-        return row
-    m = metrics.evaluate(ctx.mix, x, ctx.reference, ctx.ref_values, mmd_bandwidth=ctx.mmd_bandwidth)
     ess = chain["ess_ratio"] if chain else 1.0
     row.update(ledger=ledger, nfe=ledger["full"], nfe_paper=ledger["paper"], ess_ratio=ess,
                nfe_per_independent=ledger["full"] / max(ess, 1e-9), metrics=m,
@@ -233,10 +235,14 @@ def target_stem(target: str, learned: bool = False, fast: bool = False) -> str:
 
 
 def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: int = 256, progress: bool = False):
-    """The ladder's MLP noise-level classifier (the paper's training, cosine rate); returns (classifier, KL)."""
+    """The ladder's MLP noise-level classifier (the paper's training, cosine rate); returns (classifier, KL).
+
+    Its config records the target it was trained on (``target_sha256``, a content hash).
+    """
     torch.manual_seed(seed)  # network initialisation
     clf = NoiseLevelClassifier(MLPClassifier(mixture.d, len(grid)), grid,
-                               config={"steps": steps, "seed": seed, "batch_size": batch_size})
+                               config={"steps": steps, "seed": seed, "batch_size": batch_size,
+                                       "target_sha256": target_sha256(mixture.to_dict())})
     train_noise_level_classifier(clf, mixture.sample, steps=steps, batch_size=batch_size, lr_schedule="cosine",
                                  generator=torch.Generator().manual_seed(seed), progress=progress)
     kl = kl_to_exact(clf, mixture, n=2000, generator=torch.Generator().manual_seed(seed + 1))
@@ -244,12 +250,22 @@ def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: in
 
 
 def _load_or_train_classifier(mix, grid, path: Path, steps: int, seed: int, progress: bool):
-    """A classifier saved at ``path`` for this grid and step count, else a newly trained one (then saved)."""
+    """The classifier saved at ``path`` (it must be the one this sweep would train), else a newly trained one.
+
+    The file is shared by the sweeps of one target in a folder (with and without ``--learned``); one trained
+    for another grid, step count, seed or target is refused (:class:`~dmcmc_edu.runs.RunRefused`), never replaced.
+    """
     if path.exists():
         clf = NoiseLevelClassifier.load(path)
-        if torch.allclose(clf.grid.double(), grid.double(), rtol=1e-9) and clf.config.get("steps") == steps:
-            kl = kl_to_exact(clf, mix, n=2000, generator=torch.Generator().manual_seed(seed + 1))
-            return clf, float(kl["kl"]), "loaded"
+        want = {"steps": steps, "seed": seed, "target_sha256": target_sha256(mix.to_dict())}
+        diff = [f"{k}: {clf.config.get(k)!r} vs {v!r}" for k, v in want.items() if clf.config.get(k) != v]
+        if clf.n_levels != len(grid) or not torch.allclose(clf.grid.double(), grid.double(), rtol=1e-9):
+            diff.append("noise-level grid")
+        if diff:
+            raise RunRefused(f"{path} holds a classifier trained for another sweep ({'; '.join(diff)}, saved vs "
+                             "now); it is not replaced -- choose another --out")
+        kl = kl_to_exact(clf, mix, n=2000, generator=torch.Generator().manual_seed(seed + 1))
+        return clf, float(kl["kl"]), "loaded"
     clf, kl = train_classifier(mix, grid, steps=steps, seed=seed, progress=progress)
     atomic_write(path, lambda tmp: clf.save(tmp))
     return clf, kl, "trained"
@@ -279,6 +295,23 @@ def _saved_sweep(path: Path, sweep: dict):
     return saved
 
 
+def _sweep_outputs(stem: str) -> tuple[str, ...]:
+    """The result files of a sweep whose sha256 its record keeps (the figure is optional: ``--no-plot``)."""
+    return f"{stem}.json", f"{stem}.csv", f"{stem}_findings.json", f"{stem}_findings.md"
+
+
+def _sweep_run(out: Path, stem: str, target, mix, sweep: dict, classifier_steps: int) -> RunDirectory:
+    """The sweep's run record ``OUT/<stem>.run.json``: a folder may hold several sweeps, each with its record.
+
+    The fingerprint: the sweep's settings (the target by content, not by name), the classifier's training
+    steps and the grid size; not the number of workers (results do not depend on it) nor ``--no-plot``.
+    """
+    settings = {k: v for k, v in sweep.items() if k != "target"} | {"classifier_steps": classifier_steps,
+                                                                    "n_levels": 200}
+    return RunDirectory(out, fingerprint("ladder", settings, target=mix.to_dict()), outputs=_sweep_outputs(stem),
+                        record=f"{stem}.run.json", labels={"target": str(target)}, shared=True)
+
+
 def _meta(ctx, mix, sweep, stem, command, target, workers, classifier, learned_info) -> dict:
     """The ``meta`` block of a result file: the sweep's settings, target, noise floors, classifier and versions."""
     return {"format": "dmcmc_edu.experiments.ladder/1", "sweep": sweep, "stem": stem, "command": command,
@@ -297,8 +330,11 @@ def _write_reports(doc: dict, out: Path, stem: str, plot: bool) -> None:
     write_json(out / f"{stem}_findings.json", _clean(findings), indent=1)
     atomic_write(out / f"{stem}_findings.md",
                  lambda tmp: Path(tmp).write_text(findings_markdown(findings, doc["meta"])))
-    if plot:
-        plot_ladder(doc, out / f"{stem}_fig3.png")
+    if plot:  # drawn here and written through atomic_write, like every other result file
+        fig = plot_ladder(doc)
+        atomic_write(out / f"{stem}_fig3.png", lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight",
+                                                                       format="png"))
+        plt.close(fig)
 
 
 def _sweep_points(ctx, todo, points, save, workers: int, desc: str, progress: bool) -> None:
@@ -324,18 +360,21 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     """
     torch.set_num_threads(1)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     stem, base = target_stem(target, learned, fast), target_stem(target, fast=fast)
     mix = load_target(target)
     n = n or (500 if fast else 2000)
     sweep = {"target": str(target), "n": n, "seed": seed, "fast": fast, "learned": learned,
              "integrators": list(integrators) if integrators else None}
     path = out / f"{stem}.json"
+    csteps = classifier_steps or (300 if fast else 3000)
+    run = _sweep_run(out, stem, target, mix, sweep, csteps)
+    if run.check() == "finished":  # this sweep is there, complete: read it back, write nothing
+        return json.loads(path.read_text())
+    run.start({"command": command, "sweep": sweep, "versions": versions()})
     saved = _saved_sweep(path, sweep)
     t_start = time.perf_counter()
     n_levels = 200
     grid = noise_level_grid(mix.default_sigma_min(), mix.default_sigma_max(), n_levels)
-    csteps = classifier_steps or (300 if fast else 3000)
     clf, kl, how = _load_or_train_classifier(mix, grid, out / f"{base}_classifier.pt", csteps, seed, progress)
     model, learned_info = None, None
     if learned:
@@ -362,6 +401,7 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     meta["seconds_this_call"] = time.perf_counter() - t_start
     save()
     _write_reports(doc, out, stem, plot)
+    run.finish({"points": len(points)})
     return doc
 
 
