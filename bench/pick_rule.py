@@ -32,21 +32,10 @@ from dmcmc_edu.evaluation import metrics  # noqa: E402
 from dmcmc_edu.evaluation.mnist_fid import mnist_fid  # noqa: E402
 from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, load_shipped_models  # noqa: E402
 from dmcmc_edu.runs import versions, write_json  # noqa: E402
-from dmcmc_edu.targets import ring  # noqa: E402
+from dmcmc_edu.targets import ExactLevelClassifier, ring  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ("authors", "block")
-
-
-class ExactArgmaxClassifier:
-    """q(i | x) = the ring's exact posterior, so the argmax sigma-update is the paper's with a perfect classifier."""
-
-    def __init__(self, mix, grid):
-        self.mix, self.grid, self.n_levels, self.input_shape, self.rows = mix, grid, len(grid), (mix.d,), 0
-
-    def log_probs(self, x):
-        self.rows += x.shape[0]
-        return self.mix.sigma_log_posterior(x, self.grid)
 
 
 def repeat_fraction(chosen_sigma: torch.Tensor, outputs: torch.Tensor, n_chains: int) -> float:
@@ -63,7 +52,7 @@ def ring_point(rule: str, n_skip: int, n: int, seed: int) -> dict:
                       eta=0.01, n_skip=n_skip, integrator="kar1", steps=4, sigma_update="classifier-argmax",
                       n_chains=n // 4, outputs_per_chain=4, pick=rule, seed=seed, final_tweedie="always")
     t0 = time.time()
-    res = DMCMCSampler(mix, cfg, data_shape=(2,), classifier=ExactArgmaxClassifier(mix, cfg.grid())).run()
+    res = DMCMCSampler(mix, cfg, data_shape=(2,), classifier=ExactLevelClassifier(mix, cfg.grid())).run()
     g = torch.Generator().manual_seed(seed + 1)
     return {"target": "ring", "rule": rule, "n_skip": n_skip, "n": n,
             "repeat_fraction": repeat_fraction(res.chosen_sigma, res.samples, cfg.n_chains),

@@ -14,7 +14,7 @@ from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.core.sigma_updates import ClassifierArgmaxUpdate, make_sigma_update
 from dmcmc_edu.runs import run_to_directory
-from dmcmc_edu.targets import GaussianMixture, dlg_config, ring
+from dmcmc_edu.targets import ExactLevelClassifier, GaussianMixture, dlg_config, ring
 
 # a small 1D two-component mixture and a coarse grid: the joint p(x, sigma_i) is easy to compute exactly
 MIX1D = GaussianMixture(torch.tensor([0.3, 0.7]), torch.tensor([[-1.0], [1.5]]), torch.tensor([[[0.09]], [[0.25]]]))
@@ -118,21 +118,10 @@ def test_sampler_picks_min_sigma_of_each_block_and_ledger_sums():
     assert r.samples.shape == (C * cfg.outputs_per_chain, 2)
 
 
-class FakeClassifier:
-    """A 'classifier' returning exact posteriors of a mixture, with an evaluation counter."""
-
-    def __init__(self, mix, grid):
-        self.mix, self.grid, self.rows, self.n_levels, self.input_shape = mix, grid, 0, len(grid), (mix.d,)
-
-    def log_probs(self, x):
-        self.rows += x.shape[0]
-        return self.mix.sigma_log_posterior(x, self.grid)
-
-
 def test_classifier_calls_in_ledger():
     mix = ring()
     cfg = small_config(sigma_update="classifier-sample")
-    clf = FakeClassifier(mix, cfg.grid())
+    clf = ExactLevelClassifier(mix, cfg.grid())
     r = DMCMCSampler(mix, cfg, data_shape=(2,), classifier=clf).run()
     led = r.ledger.per_output()
     assert led["parts"]["classifier"] == cfg.n_skip  # one classifier call per Gibbs step
@@ -208,14 +197,14 @@ def test_grid_not_strictly_decreasing():
 def test_classifier_size_and_shape_mismatch():
     mix = ring()
     cfg = small_config(sigma_update="classifier-argmax")
-    clf = FakeClassifier(mix, noise_level_grid(0.01, 9.5, 50))
+    clf = ExactLevelClassifier(mix, noise_level_grid(0.01, 9.5, 50))
     with pytest.raises(ValueError, match="50 levels"):
         DMCMCSampler(mix, cfg, data_shape=(2,), classifier=clf)
-    clf = FakeClassifier(mix, cfg.grid())
+    clf = ExactLevelClassifier(mix, cfg.grid())
     clf.input_shape = (3,)
     with pytest.raises(ValueError, match=r"input shape \(3,\)"):
         DMCMCSampler(mix, cfg, data_shape=(2,), classifier=clf)
-    upd = ClassifierArgmaxUpdate(FakeClassifier(mix, noise_level_grid(0.01, 9.5, 50)))
+    upd = ClassifierArgmaxUpdate(ExactLevelClassifier(mix, noise_level_grid(0.01, 9.5, 50)))
     with pytest.raises(ValueError, match="50 levels"):
         upd(torch.zeros(2, 2, dtype=torch.float64), cfg.grid())
 

@@ -16,7 +16,7 @@ import torch
 
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, sample_from_noise
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
-from dmcmc_edu.targets import ring
+from dmcmc_edu.targets import ExactLevelClassifier, ring
 
 GOLDEN = Path(__file__).parent / "fixtures" / "golden" / "golden.pt"
 N = 300
@@ -30,17 +30,6 @@ DLG_RUNS = {
 }
 
 
-class ExactPosteriorClassifier:
-    """A noise-level 'classifier' whose q(i | x) is the mixture's exact posterior (deterministic, float64)."""
-
-    def __init__(self, mix, grid):
-        self.mix, self.grid, self.n_levels, self.input_shape, self.rows = mix, grid, len(grid), (mix.d,), 0
-
-    def log_probs(self, x):
-        self.rows += x.shape[0]
-        return self.mix.sigma_log_posterior(x, self.grid)
-
-
 def compute_outputs() -> dict[str, torch.Tensor]:
     mix = ring()
     out = {}
@@ -52,7 +41,7 @@ def compute_outputs() -> dict[str, torch.Tensor]:
     for name, kw in DLG_RUNS.items():
         cfg = DMCMCConfig(sigma_min=0.01, sigma_max=80.0, n_levels=200, eta=0.01, n_chains=100, outputs_per_chain=3,
                           init_steps=5, burn_in=[[4, 0.02], [3, None]], seed=7, **kw)
-        clf = ExactPosteriorClassifier(mix, cfg.grid()) if kw["sigma_update"].startswith("classifier") else None
+        clf = ExactLevelClassifier(mix, cfg.grid()) if kw["sigma_update"].startswith("classifier") else None
         res = DMCMCSampler(mix, cfg, data_shape=(2,), classifier=clf).run()
         out[f"dlg/{name}"] = res.samples
         out[f"dlg/{name}/sigma"] = res.chosen_sigma

@@ -10,18 +10,7 @@ from dmcmc_edu.core.pick import pick_smallest_sigma
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.paper import NOT_IN_THE_CODE, PRESETS
 from dmcmc_edu.runs import restore_sampler, sampler_checkpoint
-from dmcmc_edu.targets import ring
-
-
-class ExactArgmaxClassifier:
-    """A noise-level 'classifier' whose q(i | x) is the ring's exact posterior."""
-
-    def __init__(self, mix, grid):
-        self.mix, self.grid, self.n_levels, self.input_shape = mix, grid, len(grid), (mix.d,)
-
-    def log_probs(self, x):
-        return self.mix.sigma_log_posterior(x, self.grid)
-
+from dmcmc_edu.targets import ExactLevelClassifier, ring
 
 # the CelebA-HQ preset, shrunk to the ring: a step size the ring survives, short burn-in, fewer chains
 SMALL = dict(eta=0.01, burn_in=[[5, 0.02], [3, None]], n_chains=60, outputs_per_chain=3, n_skip=4, steps=5, seed=11)
@@ -71,7 +60,7 @@ def test_paper_preset_follows_the_authors_loop_bitwise():
     mix = ring()
     cfg = DMCMCConfig(**{**PRESETS["paper-celebahq"], **SMALL})
     assert cfg.pick == "authors" and cfg.integrator == "kar2" and cfg.sigma_update == "classifier-argmax"
-    clf = ExactArgmaxClassifier(mix, cfg.grid())
+    clf = ExactLevelClassifier(mix, cfg.grid())
     ours = DMCMCSampler(mix, cfg, data_shape=(2,), classifier=clf).run().samples
     assert torch.equal(ours, authors_loop(mix, cfg, clf))
     # and the toolkit's own pick rule gives other outputs from the same chains
