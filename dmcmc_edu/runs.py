@@ -33,6 +33,7 @@ sampler: resumable output rounds with an atomic checkpoint.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
@@ -113,14 +114,10 @@ def save_npy(path, array: np.ndarray) -> None:
 
 
 def save_once(path, array: np.ndarray) -> None:
-    """Save an output file once; if it exists (an interrupted earlier run), it must hold the same data."""
-    path = Path(path)
-    if path.exists():
-        old = np.load(path)
-        if old.shape != array.shape or not np.array_equal(old, array):
-            raise RuntimeError(f"{path} exists with different content; refusing to overwrite user outputs")
-        return
-    atomic_write(path, lambda tmp: save_npy(tmp, array))
+    """Save an ``.npy`` output once (:func:`write_once`): an existing file must hold exactly this array."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    write_once(path, buffer.getvalue())
 
 
 def _jsonable(v):
