@@ -1,0 +1,147 @@
+"""The paper's claims beside this toolkit's measurements, for the overview notebook and the README.
+
+Everything here reads stored results (``bench/results``) and the paper's numbers (:mod:`dmcmc_edu.paper`); it runs
+nothing.  :func:`claims_vs_measured` gives one row per integrator of the paper:
+
+* the paper's CIFAR10 FIDs without and with DLG (``FID@NFE``, NFE as the paper counts it);
+* on the ring and on the 64-d mixture (``bench/results/toy``): the NFE per *independent* sample, by the full
+  ledger, at which sampling from noise, the best control (schedule-only or restart) and DLG first reach the
+  integrator's own best quality from noise, and the resulting speed-up of DLG over sampling from noise;
+* on MNIST (``bench/results/mnist_n2000``): the best MNIST-FID from noise and the best with DLG, each with its NFE.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
+
+from dmcmc_edu.paper import PAPER_FID
+
+__all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
+           "mnist_best"]
+
+INTEGRATOR_NAMES = {"kar1": "KAR1", "kar2": "KAR2", "pf_euler": "Probability flow", "rk45": "RK45",
+                    "reverse_diffusion": "Reverse diffusion", "euler_maruyama": "Euler-Maruyama"}
+"""The paper's six integrators: registry name -> the name in the paper's tables."""
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"stored results missing: {path} (made by the command in {path.parent}/README.md)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def toy_reach(findings_file: str | Path) -> dict[str, dict[str, float | None]]:
+    """NFE per independent sample (full ledger) at which each kind first reaches the integrator's best from noise.
+
+    Returns ``{integrator: {"noise": ..., "control": ..., "dlg": ..., "speedup": noise / dlg}}``; ``None`` where
+    that kind never reached it in the sweep.  ``control`` is the cheaper of the schedule-only and restart controls.
+    """
+    data = _read_json(Path(findings_file))
+    out = {}
+    for name, entry in data["per_integrator"].items():
+        reach = entry["reach"]
+
+        def nfe(kind: str) -> float | None:
+            point = reach.get(kind)
+            return None if point is None else float(point["nfe_per_independent"])
+
+        controls = [v for v in (nfe("schedule"), nfe("restart")) if v is not None]
+        noise, dlg = nfe("noise"), nfe("dlg")
+        out[name] = {"noise": noise, "control": min(controls) if controls else None, "dlg": dlg,
+                     "speedup": noise / dlg if noise is not None and dlg is not None else None}
+    return out
+
+
+def mnist_best(results_file: str | Path) -> dict[str, dict[str, tuple[float, float, float] | None]]:
+    """The best MNIST-FID of each integrator from noise and with DLG: ``(fid, nfe_full, nfe_paper)`` or ``None``."""
+    data = _read_json(Path(results_file))
+    best: dict[str, dict] = {}
+    for p in data["points"]:
+        if p.get("fid") is None or not math.isfinite(p["fid"]):
+            continue
+        kind = "noise" if p["variant"] == "vanilla" else "dlg"
+        row = best.setdefault(p["integrator"], {"noise": None, "dlg": None})
+        if row[kind] is None or p["fid"] < row[kind][0]:
+            row[kind] = (float(p["fid"]), float(p["nfe"]), float(p.get("nfe_paper", p["nfe"])))
+    return best
+
+
+def _pairs(pairs: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{fid:g}@{nfe:g}" for fid, nfe in pairs)
+
+
+def _num(x: float | None, fmt: str = "{:.0f}") -> str:
+    return "never" if x is None else fmt.format(x)
+
+
+def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
+    """One row per integrator: the paper's CIFAR10 claim beside what the toolkit measured (see the module doc).
+
+    ``results_dir`` is the repository's ``bench/results``.  Every cell is a string ready for a table.
+    """
+    root = Path(results_dir)
+    ring = toy_reach(root / "toy" / "ring_findings.json")
+    lowrank = toy_reach(root / "toy" / "lowrank_findings.json")
+    mnist = mnist_best(root / "mnist_n2000" / "results.json")
+    rows = []
+    for name, label in INTEGRATOR_NAMES.items():
+        paper = PAPER_FID["cifar10"][name]
+        row = {"integrator": label,
+               "paper CIFAR10: without DLG (FID@NFE)": _pairs(paper["without"]),
+               "paper CIFAR10: with DLG": _pairs(paper["with"])}
+        for tag, reach in (("ring", ring), ("64-d", lowrank)):
+            r = reach.get(name, {})
+            row[f"{tag}: NFE noise / control / DLG"] = (f"{_num(r.get('noise'))} / {_num(r.get('control'))} / "
+                                                        f"{_num(r.get('dlg'))}")
+            row[f"{tag}: DLG speed-up"] = "—" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
+        m = mnist.get(name, {})
+        noise, dlg = m.get("noise"), m.get("dlg")
+        row["MNIST-FID: best from noise"] = "—" if noise is None else f"{noise[0]:.1f}@{noise[1]:.0f}"
+        row["MNIST-FID: best with DLG (paper count)"] = ("—" if dlg is None
+                                                          else f"{dlg[0]:.1f}@{dlg[1]:.0f} ({dlg[2]:.0f})")
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    """Rows of equal keys as a Markdown table (for ``IPython.display.Markdown`` or a README)."""
+    if not rows:
+        raise ValueError("markdown_table: no rows")
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def plot_paper_claims(dataset: str = "cifar10", ax=None):
+    """The paper's FID against NFE (its count), without and with DLG, one colour per integrator, log axes."""
+    if dataset not in PAPER_FID:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PAPER_FID)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4.2))
+    colours = plt.get_cmap("tab10")
+    for i, (name, label) in enumerate(INTEGRATOR_NAMES.items()):
+        entry = PAPER_FID[dataset][name]
+        for kind, style in (("without", "o--"), ("with", "s-")):
+            fid, nfe = zip(*entry[kind])
+            ax.plot(nfe, fid, style, color=colours(i), label=label if kind == "with" else None, ms=5)
+    ax.plot([], [], "ko--", label="circles, dashed: without DLG")
+    ax.plot([], [], "ks-", label="squares, solid: with DLG")
+    ax.set(xscale="log", yscale="log", xlabel="NFE per sample (the paper's count)", ylabel="FID (lower is better)",
+           title=f"The paper's claims: {'CIFAR10' if dataset == 'cifar10' else 'CelebA-HQ-256'}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    lo, hi = ax.get_ylim()
+    ax.set_yticks([t for t in (2, 3, 5, 10, 20, 50, 100, 200, 500) if lo <= t <= hi])
+    ax.set_xticks([t for t in (10, 20, 50, 100, 200, 500, 1000) if t <= 1.2 * ax.get_xlim()[1]])
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(alpha=0.3, which="both")
+    return ax

@@ -1,0 +1,57 @@
+"""The overview's claims-vs-measured table reads the stored results faithfully (it runs nothing)."""
+import json
+from pathlib import Path
+
+import pytest
+
+from dmcmc_edu.experiments import overview
+from dmcmc_edu.paper import PAPER_FID
+
+RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results"
+
+
+@pytest.mark.parametrize("stem", ["ring", "lowrank"])
+def test_toy_speedup_agrees_with_the_ladder_findings(stem):
+    """noise / DLG NFE from the reach points equals the speed-up the ladder itself recorded (1e-9 relative)."""
+    findings = json.loads((RESULTS / "toy" / f"{stem}_findings.json").read_text())
+    reach = overview.toy_reach(RESULTS / "toy" / f"{stem}_findings.json")
+    assert set(reach) == set(overview.INTEGRATOR_NAMES)
+    for name, r in reach.items():
+        recorded = findings["per_integrator"][name]["speedup_dlg_vs_noise"]
+        if recorded is None:
+            assert r["speedup"] is None
+        else:
+            assert r["speedup"] == pytest.approx(recorded, rel=1e-9)
+
+
+def test_mnist_best_is_the_minimum_fid_of_each_kind():
+    data = json.loads((RESULTS / "mnist_n2000" / "results.json").read_text())
+    best = overview.mnist_best(RESULTS / "mnist_n2000" / "results.json")
+    for name, row in best.items():
+        fids = [p["fid"] for p in data["points"] if p["integrator"] == name and p["variant"] == "vanilla"]
+        assert row["noise"][0] == pytest.approx(min(fids))
+        dlg = [p["fid"] for p in data["points"] if p["integrator"] == name and p["variant"] != "vanilla"]
+        assert row["dlg"][0] == pytest.approx(min(dlg))
+
+
+def test_claims_table_has_the_papers_numbers_and_all_integrators():
+    rows = overview.claims_vs_measured(RESULTS)
+    assert [r["integrator"] for r in rows] == list(overview.INTEGRATOR_NAMES.values())
+    kar1 = rows[0]
+    assert kar1["paper CIFAR10: with DLG"].startswith("3.86@10")
+    assert PAPER_FID["cifar10"]["kar1"]["with"][0] == (3.86, 10)
+    table = overview.markdown_table(rows)
+    assert table.count("\n") == len(rows) + 1
+
+
+def test_missing_or_broken_results_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ring_findings.json"):
+        overview.claims_vs_measured(tmp_path)
+    bad = tmp_path / "x.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="x.json"):
+        overview.toy_reach(bad)
+    with pytest.raises(ValueError, match="no rows"):
+        overview.markdown_table([])
+    with pytest.raises(ValueError, match="unknown dataset"):
+        overview.plot_paper_claims("imagenet")
