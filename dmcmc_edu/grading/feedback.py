@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CheckFailed", "as_array", "close", "fail", "compare", "call_student", "when_ready", "ok"]
+__all__ = ["CheckFailed", "OkLine", "as_array", "close", "fail", "compare", "call_student", "when_ready", "ok"]
 
 
 class CheckFailed(AssertionError):
@@ -34,9 +34,16 @@ def fail(message: str) -> None:
     raise CheckFailed(message)
 
 
-def ok(what: str) -> str:
-    """Print and return the one line a passing check shows."""
-    line = f"ok: {what}"
+class OkLine(str):
+    """The line a passing check returns: a ``str`` that a notebook does not echo a second time (it was printed)."""
+
+    def _ipython_display_(self) -> None:
+        """Show nothing as a cell's value: :func:`ok` already printed the line."""
+
+
+def ok(what: str) -> OkLine:
+    """Print and return the one line a passing check shows (``"ok: <what>"``)."""
+    line = OkLine(f"ok: {what}")
     print(line)
     return line
 
@@ -137,4 +144,6 @@ def when_ready(draw: Callable[[], Any], needs: str) -> Any:
         print(f"(this cell shows its result once {needs} is implemented)")
     except CheckFailed as err:
         print(f"(this cell needs {needs} to work first: {err})")
+    except Exception as err:  # a wrong answer crashing a plot must not stop the rest of the notebook
+        print(f"(this cell needs {needs} to work first; it stopped with {type(err).__name__}: {err})")
     return None

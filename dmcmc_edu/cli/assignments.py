@@ -1,0 +1,88 @@
+"""Commands of the course's graded assignments (``notebooks/assignments``), run with nbgrader.
+
+assignments release   build the student versions into <course>/release/ (nbgrader generate_assignment)
+assignments grade     autograde a folder of returned notebooks and write grades.csv (nbgrader autograde + export)
+
+nbgrader is the optional extra ``assignments`` (``pip install dmcmc_edu[assignments]``); without it both commands
+end with one ``error:`` line saying so.  The work is done by :mod:`dmcmc_edu.grading.course`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from dmcmc_edu.cli.common import CommandError, add_command
+from dmcmc_edu.grading.course import CourseError, grade, release
+
+__all__ = ["add_parsers", "cmd_release", "cmd_grade"]
+
+COURSE_DEFAULT = "notebooks/assignments"
+
+
+def _names(text: str | None):
+    if text is None:
+        return None
+    names = [p.strip() for p in text.split(",")]
+    if not all(names):
+        raise CommandError(f"--assignments: expected a comma list of assignment names, got {text!r}")
+    return names
+
+
+def cmd_release(args) -> int:
+    """build the student versions of the assignments into <course>/release/ with nbgrader
+
+    Runs nbgrader generate_assignment for each assignment of <course>/source/ (or those of --assignments): the
+    release notebooks have the solutions replaced by stubs, the hidden tests removed and the graded cells locked;
+    hand release/ to the class. An earlier release is replaced (it is generated from source/). Needs the extra
+    'assignments' (pip install dmcmc_edu[assignments]).
+    """
+    try:
+        paths = release(args.course, _names(args.assignments), verbose=args.verbose)
+    except CourseError as err:
+        raise CommandError(str(err)) from err
+    for path in paths:
+        print(f"released {path}")
+    return 0
+
+
+def cmd_grade(args) -> int:
+    """autograde a folder of returned notebooks with nbgrader and write grades.csv
+
+    --submissions holds <student_id>/<assignment>/<assignment>.ipynb (nbgrader's submitted layout); it is only
+    read: the notebooks are copied into <course>/submitted/, autograded with nbgrader (graded cells restored,
+    hidden tests run) and the scores of these students and assignments exported to --out, which is never
+    overwritten unless --overwrite is given. Per-cell scores stay in <course>/gradebook.db, the executed
+    notebooks in <course>/autograded/. Needs the extra 'assignments' (pip install dmcmc_edu[assignments]).
+    """
+    try:
+        rows = grade(args.course, args.submissions, args.out, overwrite=args.overwrite, verbose=args.verbose)
+    except CourseError as err:
+        raise CommandError(str(err)) from err
+    for row in rows:
+        print(f"{row['student_id']:>20}  {row['assignment']:<30} {row['score']:g} / {row['max_score']:g}")
+    print(f"wrote {args.out} ({len(rows)} rows)")
+    return 0
+
+
+def _course_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--course", default=COURSE_DEFAULT,
+                   help=f"the nbgrader course folder, with nbgrader_config.py and source/ (default {COURSE_DEFAULT})")
+    p.add_argument("--verbose", action="store_true", help="show nbgrader's log")
+
+
+def add_parsers(sub) -> None:
+    """Add the command group ``assignments`` (``release``, ``grade``) to the sub-command parsers."""
+    group = sub.add_parser("assignments", help="the course's graded assignments with nbgrader: release | grade",
+                           description=__doc__.split("\n\n")[1] if __doc__ else None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    inner = group.add_subparsers(dest="assignments_command", required=True, metavar="{release,grade}")
+    p = add_command(inner, "release", cmd_release)
+    _course_argument(p)
+    p.add_argument("--assignments", default=None,
+                   help="comma list of assignment names (default: every folder of <course>/source/)")
+    p = add_command(inner, "grade", cmd_grade)
+    _course_argument(p)
+    p.add_argument("--submissions", required=True,
+                   help="folder of returned notebooks, laid out <student_id>/<assignment>/<assignment>.ipynb")
+    p.add_argument("--out", required=True, help="the CSV file to write (one row per student and assignment)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")

@@ -1,0 +1,322 @@
+"""Checks of assignment A2, *Integrators* (``notebooks/assignments/source/a2_integrators``).
+
+The student writes four functions; each check runs one of them on generated cases and compares it with the
+library (:mod:`dmcmc_edu.core.integrators` is the reference for the integrators):
+
+* ``exact_flow(x, sigma_start, sigma_end, mean, tau)`` -- the probability-flow ODE of N(mean, tau I) in closed form;
+* ``pf_euler(D, x, sigma_start, sigma_min, steps) -> (x, nfe)`` -- probability-flow Euler on geometric levels;
+* ``kar1(D, x, sigma_start, sigma_min, steps) -> (x, nfe)`` -- Heun (Karras et al. 2022, Alg. 1) on Karras levels,
+  an Euler step on the last interval to sigma = 0;
+* ``convergence_order(steps, errors)`` -- the order p of ``error ~ C steps^-p`` from a least-squares fit.
+
+The denoiser handed to a student's integrator records every call, so a check can say *where* an integrator went
+wrong (a call at sigma = 0, a first call at another sample's sigma_start) and compare the NFE the student reports
+with the evaluations it really made.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from dmcmc_edu.core.integrators import kar1 as reference_kar1
+from dmcmc_edu.core.integrators import pf_euler as reference_pf_euler
+from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.targets import GaussianMixture, grid, ring
+
+__all__ = ["RecordingDenoiser", "reference_exact_flow", "reference_order", "check_exact_flow", "check_pf_euler",
+           "check_kar1", "check_convergence_order", "gaussian_target", "measure_orders", "plot_orders"]
+
+
+class RecordingDenoiser:
+    """A denoiser that remembers the noise levels of every call it gets (and forwards the rest to ``model``).
+
+    ``sigmas`` holds one ``[rows]`` tensor per call, ``rows`` the number of rows evaluated in all; ``nfe`` is
+    ``rows / n_samples`` (evaluations per sample, as :class:`~dmcmc_edu.core.contract.CountingDenoiser` counts).
+    """
+
+    def __init__(self, model, n_samples: int):
+        self.model, self.n_samples = model, n_samples
+        self.sigmas: list[torch.Tensor] = []
+        self.rows = 0
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if not isinstance(sigma, torch.Tensor) or sigma.ndim != 1 or sigma.shape[0] != x.shape[0]:
+            shape = tuple(sigma.shape) if isinstance(sigma, torch.Tensor) else type(sigma).__name__
+            fail(f"D(x, sigma) was called with sigma of shape {shape} for x of shape {tuple(x.shape)}; "
+                 "the contract is one level per sample, sigma of shape [B]")
+        self.sigmas.append(sigma.detach().clone())
+        self.rows += int(x.shape[0])
+        return self.model(x, sigma)
+
+    @property
+    def nfe(self) -> float:
+        return self.rows / self.n_samples
+
+    def __getattr__(self, name):
+        if name == "model":
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+
+@dataclass
+class _Case:
+    mixture: GaussianMixture
+    x: torch.Tensor
+    sigma_start: torch.Tensor
+    sigma_min: float
+    steps: int
+
+
+def _noisy_start(mixture: GaussianMixture, sigma_start: list[float], seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples of the mixture noised to their own level ``sigma_start[b]`` (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    s0 = torch.tensor(sigma_start, dtype=torch.float64)
+    x0 = mixture.sample(len(sigma_start), g)
+    return x0 + s0[:, None] * torch.randn(x0.shape, generator=g, dtype=torch.float64), s0
+
+
+def _cases(hidden: bool) -> list[_Case]:
+    """Integrator cases: per-sample starts that differ; the hidden ones use another target, seeds and step counts."""
+    if not hidden:
+        x, s0 = _noisy_start(ring(), [2.5, 0.3, 10.0, 1.0, 20.0, 5.0], seed=1)
+        return [_Case(ring(), x, s0, 0.01, 5)]
+    x, s0 = _noisy_start(grid(side=3), [7.0, 0.5, 1.5, 30.0, 0.05, 3.0, 12.0], seed=11)
+    x2, s2 = _noisy_start(ring(n_modes=5), [4.0, 0.8, 15.0], seed=12)
+    return [_Case(grid(side=3), x, s0, 0.02, 8), _Case(ring(n_modes=5), x2, s2, 0.005, 1),
+            _Case(ring(n_modes=5), x2, s2, 0.005, 3)]
+
+
+def _unpack(result, name: str) -> tuple:
+    """A student's integrator must return ``(x, nfe)``."""
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        fail(f"{name} should return a pair (x, nfe); it returned a {type(result).__name__}")
+    return result[0], result[1]
+
+
+def _levels(s: torch.Tensor) -> str:
+    return "[" + ", ".join(f"{v:.3g}" for v in s.tolist()) + "]"
+
+
+def _check_calls(rec: RecordingDenoiser, case: _Case, name: str, where: str, at_zero: str) -> None:
+    """What the recorded calls say: no evaluation at sigma = 0 (``at_zero`` says why), and each sample's first
+    call at its own start."""
+    if not rec.sigmas:
+        fail(f"{where}: {name} never called D(x, sigma); the steps need the denoiser")
+    if any(bool((s == 0).any()) for s in rec.sigmas):
+        fail(f"{where}: {name} evaluated D at sigma = 0; {at_zero}")
+    first = rec.sigmas[0]
+    if first.shape[0] == case.x.shape[0] and not torch.allclose(first, case.sigma_start, rtol=1e-9, atol=0):
+        b = int(torch.argmax((first - case.sigma_start).abs()))
+        fail(f"{where}: the first evaluation of D for sample {b} was at sigma = {first[b].item():.4g}, but that "
+             f"sample starts at sigma_start[{b}] = {case.sigma_start[b].item():.4g}: this is what a single sigma_start "
+             "shared by all samples gives; each sample runs its own schedule from its own sigma_start")
+
+
+def _euler_on_levels(model, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Euler steps of dx/dsigma = (x - D(x, sigma)) / sigma along per-sample ``levels`` ``[B, N + 1]``."""
+    for i in range(levels.shape[1] - 1):
+        s, s_next = levels[:, i], levels[:, i + 1]
+        x = x + ((s_next - s) / s)[:, None] * (x - model(x, s))
+    return x
+
+
+def _shared(case: _Case, integrator) -> dict:
+    """What ``integrator`` gives when every sample starts at one shared level (the largest, or the first one)."""
+    out = {}
+    for label, level in (("here the largest", case.sigma_start.max()), ("here the first one", case.sigma_start[0])):
+        shared = torch.full_like(case.sigma_start, float(level))
+        out[f"a single sigma_start shared by all samples ({label})"] = integrator(
+            case.mixture, case.x, shared, case.sigma_min, case.steps)[0]
+    return out
+
+
+def _check_nfe(nfe, counted: float, needed: float, name: str, where: str, what_needed: str) -> None:
+    """The evaluations the integrator made (``counted``) against what it needs, then the NFE it reported."""
+    if abs(counted - needed) > 1e-9:
+        fail(f"{where}: {name} evaluated D {counted:g} times per sample, but it needs {needed:g} ({what_needed}); "
+             "does it evaluate D twice at the same point instead of reusing the value?")
+    compare(f"the NFE {name} returned", nfe, counted, where=where, rtol=0, atol=1e-9,
+            mistakes={"counting one evaluation too many (NFE off by one)": counted + 1,
+                      "counting one evaluation too few (NFE off by one)": counted - 1},
+            hint="wrap D in CountingDenoiser(D, n_samples=B) and return its .nfe, the evaluations per sample")
+
+
+# --------------------------------------------------------------------------- exact_flow
+
+
+def reference_exact_flow(x, sigma_start, sigma_end, mean, tau):
+    """x(sigma_end) = mean + sqrt((tau + sigma_end^2) / (tau + sigma_start^2)) (x - mean), per sample."""
+    ratio = (tau + sigma_end**2) / (tau + sigma_start**2)
+    return mean + ratio.sqrt()[:, None] * (x - mean)
+
+
+def check_exact_flow(exact_flow, hidden: bool = False) -> str:
+    """``exact_flow(x, sigma_start, sigma_end, mean, tau)`` against the closed form (checked against RK45 in tests)."""
+    g = torch.Generator().manual_seed(23 if hidden else 3)
+    d, B = (3, 6) if hidden else (2, 5)
+    tau = 0.3 if hidden else 0.5
+    mean = torch.randn(d, generator=g, dtype=torch.float64)
+    s0 = torch.tensor([8.0, 0.4, 2.0, 20.0, 1.0, 0.1][:B], dtype=torch.float64)
+    s1 = s0 * torch.tensor([0.5, 0.1, 0.0, 0.01, 0.3, 0.9][:B], dtype=torch.float64)
+    x = mean + torch.randn(B, d, generator=g, dtype=torch.float64) * (tau + s0[:, None] ** 2).sqrt()
+    got = call_student(exact_flow, "exact_flow", x.clone(), s0.clone(), s1.clone(), mean.clone(), tau)
+    want = reference_exact_flow(x, s0, s1, mean, tau)
+    ratio = ((tau + s1**2) / (tau + s0**2))[:, None]
+    compare("exact_flow(x, sigma_start, sigma_end, mean, tau)", got, want,
+            where=f"for N(mean, {tau} I) from sigma_start = {_levels(s0)} to sigma_end = {_levels(s1)}",
+            rtol=1e-6, atol=1e-9,
+            mistakes={"the variance ratio without its square root": mean + ratio * (x - mean),
+                      "the ratio sigma_end / sigma_start (tau left out)": mean + (s1 / s0)[:, None] * (x - mean),
+                      "scaling x instead of x - mean": ratio.sqrt() * x,
+                      "tau + sigma instead of tau + sigma^2":
+                          mean + ((tau + s1) / (tau + s0)).sqrt()[:, None] * (x - mean)},
+            hint="p_sigma is N(mean, (tau + sigma^2) I): along the flow, (x - mean) / std(p_sigma) stays constant")
+    return ok("exact_flow follows the probability-flow ODE of a Gaussian exactly")
+
+
+# --------------------------------------------------------------------------- pf_euler
+
+
+def check_pf_euler(pf_euler, hidden: bool = False) -> str:
+    """``pf_euler(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.pf_euler`."""
+    for case in _cases(hidden):
+        where = f"pf_euler from sigma_start = {_levels(case.sigma_start)} to sigma_min = {case.sigma_min} " \
+                f"in {case.steps} step(s)"
+        rec = RecordingDenoiser(case.mixture, case.x.shape[0])
+        result = call_student(pf_euler, "pf_euler", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
+                              case.steps)
+        x_out, nfe = _unpack(result, "pf_euler")
+        _check_calls(rec, case, "pf_euler", where, "its levels end at sigma_min > 0 and every step evaluates D "
+                     "at the level it starts from")
+        want, _ = reference_pf_euler(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
+        levels = geometric_sigmas(case.sigma_start, case.sigma_min, case.steps)
+        mistakes = {"an Euler step in sigma, (s_next - s) (x - D) / s, instead of one in log sigma":
+                    _euler_on_levels(case.mixture, case.x, levels)}
+        mistakes.update(_shared(case, reference_pf_euler))
+        compare("the x returned by pf_euler", x_out, want, where=where, rtol=1e-6, atol=1e-8, mistakes=mistakes,
+                hint="on the geometric levels s_0 > ... > s_N = sigma_min, is each step "
+                     "x + log(s_i / s_(i+1)) (D(x, s_i) - x)?")
+        _check_nfe(nfe, rec.nfe, float(case.steps), "pf_euler", where, "one per step; no Tweedie step here")
+    return ok("pf_euler matches the library's probability-flow Euler, per-sample starts and NFE included")
+
+
+# --------------------------------------------------------------------------- kar1
+
+
+def check_kar1(kar1, hidden: bool = False) -> str:
+    """``kar1(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.kar1`."""
+    for case in _cases(hidden):
+        where = f"kar1 from sigma_start = {_levels(case.sigma_start)} (sigma_min = {case.sigma_min}) " \
+                f"in {case.steps} step(s)"
+        rec = RecordingDenoiser(case.mixture, case.x.shape[0])
+        result = call_student(kar1, "kar1", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
+                              case.steps)
+        x_out, nfe = _unpack(result, "kar1")
+        _check_calls(rec, case, "kar1", where, "that is Heun's correction on the last step (to sigma = 0), where "
+                     "d = (x - D(x, 0)) / 0 is undefined: the last step must be a plain Euler step")
+        want, _ = reference_kar1(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
+        levels = karras_sigmas(case.sigma_start, case.sigma_min, case.steps)
+        mistakes = {"Euler steps instead of Heun's (no second-order correction)":
+                    _euler_on_levels(case.mixture, case.x, levels)}
+        mistakes.update(_shared(case, reference_kar1))
+        compare("the x returned by kar1", x_out, want, where=where, rtol=1e-6, atol=1e-8, mistakes=mistakes,
+                hint="is every step but the last an Euler step followed by Heun's correction (the average of the "
+                     "slopes d at both ends), on the Karras levels of each sample?")
+        _check_nfe(nfe, rec.nfe, 2.0 * case.steps - 1, "kar1", where,
+                   "2 * steps - 1: two per Heun step, one for the last Euler step")
+    return ok("kar1 matches the library's KAR1 (Heun), per-sample starts and NFE included")
+
+
+# --------------------------------------------------------------------------- convergence_order
+
+
+def reference_order(steps, errors) -> float:
+    """p of error ~ C steps^-p: minus the least-squares slope of log(error) against log(steps)."""
+    return -float(np.polyfit(np.log(np.asarray(steps, dtype=float)), np.log(np.asarray(errors, dtype=float)), 1)[0])
+
+
+def check_convergence_order(convergence_order, hidden: bool = False) -> str:
+    """``convergence_order(steps, errors)`` on synthetic errors C N^-p with a little multiplicative scatter."""
+    cases = [(1.7, 0.8, 5)] if not hidden else [(2.2, 3.0, 15), (0.9, 0.05, 16)]
+    for p, c, seed in cases:
+        g = torch.Generator().manual_seed(seed)
+        steps = torch.tensor([4, 8, 16, 32, 64], dtype=torch.float64)
+        errors = c * steps**-p * torch.exp(0.1 * torch.randn(5, generator=g, dtype=torch.float64))
+        got = call_student(convergence_order, "convergence_order", steps.clone(), errors.clone())
+        want = reference_order(steps, errors)
+        ln_s, ln_e = np.log(steps.numpy()), np.log(errors.numpy())
+        two_point = -(ln_e[-1] - ln_e[0]) / (ln_s[-1] - ln_s[0])
+        mistakes = {"returning the slope itself, with the wrong sign (error ~ N^-p falls, so p = -slope)": -want,
+                    "mixing log bases (log10 of the errors, natural log of the steps)": want / math.log(10),
+                    "mixing log bases (natural log of the errors, log10 of the steps)": want * math.log(10),
+                    "mixing log bases (log2 of the errors, natural log of the steps)": want / math.log(2),
+                    "mixing log bases (natural log of the errors, log2 of the steps)": want * math.log(2),
+                    "the slope between the first and last points only (fit all points by least squares)": two_point}
+        steps_txt = ", ".join(f"{int(s)}" for s in steps.tolist())
+        errs_txt = ", ".join(f"{e:.3g}" for e in errors.tolist())
+        got = as_array(got, "convergence_order")
+        if got.size != 1:
+            fail(f"convergence_order returned {got.size} numbers (shape {got.shape}); "
+                 "it should return one, the order p")
+        compare("convergence_order(steps, errors)", got.reshape(()), want,
+                where=f"for steps = [{steps_txt}] and errors = [{errs_txt}]", rtol=1e-6, atol=1e-9,
+                mistakes=mistakes, hint="fit a straight line to (log steps, log error) by least squares; "
+                                        "the order is minus its slope")
+    return ok("convergence_order fits the slope of log error against log steps")
+
+
+# --------------------------------------------------------------------------- the measurement at the end
+
+
+def gaussian_target(tau: float = 0.5, mean=(1.0, -2.0)) -> GaussianMixture:
+    """N(mean, tau I) as a 1-component mixture: a denoiser whose probability-flow ODE has a closed form."""
+    mu = torch.tensor([list(mean)], dtype=torch.float64)
+    return GaussianMixture([1.0], mu, tau * torch.eye(mu.shape[1], dtype=torch.float64)[None])
+
+
+def measure_orders(exact_flow, pf_euler, kar1, convergence_order, step_counts=(8, 16, 32, 64),
+                   sigma_start=(5.0, 2.0, 0.7, 3.0), tau: float = 0.5, seed: int = 0) -> dict:
+    """Errors of the student's integrators against the student's exact flow on N(mean, tau I), and their orders.
+
+    16 samples start at the levels ``sigma_start`` (repeated); pf_euler runs to sigma_min = 0.01 and is compared
+    with the flow at 0.01, kar1 runs to 0 (sigma_min = 0.001) and is compared with the flow at 0.  The error is the
+    mean Euclidean distance.  Prints the orders and returns ``{name: (steps, errors, order)}``.
+    """
+    target = gaussian_target(tau)
+    mean = target.means[0]
+    g = torch.Generator().manual_seed(seed)
+    s0 = torch.tensor(list(sigma_start), dtype=torch.float64).repeat(16 // len(sigma_start) or 1)
+    x = mean + torch.randn(s0.shape[0], 2, generator=g, dtype=torch.float64) * (tau + s0[:, None] ** 2).sqrt()
+    steps = torch.tensor(step_counts, dtype=torch.float64)
+    out = {}
+    runs = (("probability-flow Euler", pf_euler, 0.01, 0.01), ("KAR1 (Heun)", kar1, 1e-3, 0.0))
+    for name, fn, sigma_min, end in runs:
+        exact = exact_flow(x.clone(), s0.clone(), torch.full_like(s0, end), mean.clone(), tau)
+        errors = torch.tensor([float((fn(target, x.clone(), s0.clone(), sigma_min, int(n))[0] - exact)
+                                     .norm(dim=1).mean()) for n in step_counts], dtype=torch.float64)
+        order = float(convergence_order(steps.clone(), errors.clone()))
+        print(f"{name}: measured order {order:.2f}")
+        out[name] = (steps, errors, order)
+    return out
+
+
+def plot_orders(results: dict):
+    """Log-log plot of error against steps for each integrator of :func:`measure_orders`, with slopes -1 and -2."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for (name, (steps, errors, order)), marker in zip(results.items(), "os"):
+        ax.loglog(steps.numpy(), errors.numpy(), marker=marker, label=f"{name} (order {order:.2f})")
+    n = np.asarray(next(iter(results.values()))[0].numpy())
+    for p, style in ((1, ":"), (2, "--")):
+        anchor = min(float(e[1][0]) for e in results.values())
+        ax.loglog(n, anchor * (n / n[0]) ** -p, "k" + style, lw=1, label=f"slope -{p}")
+    ax.set_xlabel("steps N")
+    ax.set_ylabel("mean error against the exact flow")
+    ax.set_title("Order of convergence on a Gaussian")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
