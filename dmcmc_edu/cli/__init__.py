@@ -15,6 +15,8 @@ train-image-classifier  train the paper's noise-level classifier on CIFAR10 or a
 save-images             write samples as PNG or the paper's JPEG files
 fid                     FID with pytorch-fid (optional extra 'fid')
 sample-distributed      DLG across processes (torchrun); one resumable shard per rank and a manifest
+assignments release     build the student versions of the course's assignments with nbgrader (extra 'assignments')
+assignments grade       autograde returned assignment notebooks with nbgrader and write grades.csv
 
 Bad input (an option out of range, options that do not go together, a missing, empty or truncated file, a
 refused resume, an output that would be overwritten) ends a command with one line "error: ..." on stderr and
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-from dmcmc_edu.cli import distributed, gpu, ladder, mnist, toy
+from dmcmc_edu.cli import assignments, distributed, gpu, ladder, mnist, toy
 from dmcmc_edu.cli.common import run_handler
 
 __all__ = ["build_parser", "main"]
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     mnist.add_parsers(sub)  # train-score, train-mnist-classifier, train-mnist-features, sample-mnist
     gpu.add_parsers(sub)  # train-image-classifier, save-images, fid
     distributed.add_parsers(sub)  # sample-distributed
+    assignments.add_parsers(sub)  # assignments release | grade
     return p
 
 
