@@ -11,13 +11,15 @@ import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 from dmcmc_edu.experiments.ladder.plan import KINDS, point_label
-from dmcmc_edu.plotting import nfe_axes, save_figure
+from dmcmc_edu.plotting import save_figure
 from dmcmc_edu.runs import atomic_write
 
-__all__ = ["write_csv", "analyse", "findings_markdown", "plot_ladder", "BUDGETS"]
+__all__ = ["write_csv", "analyse", "findings_markdown", "plot_ladder", "plot_w2_vs_nfe", "plot_modes_vs_nfe",
+           "plot_reach", "reach_text", "BUDGETS", "LABEL_KEY"]
 
 #: the six integrators of the paper, in the order of its tables
 _ORDER = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama")
@@ -200,8 +202,9 @@ def _reach_cell(e: dict, g: str) -> str:
 
 
 def _reach_table(f: dict) -> list[str]:
-    lines = ["| integrator | from noise | schedule ctrl | restart ctrl | DLG (best) | DLG vs noise | "
-             "DLG vs best ctrl | paper DLG (full NFE; failing) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| integrator | from noise | schedule ctrl | restart ctrl | DLG (best) | speed-up of DLG vs noise "
+             "(noise NFE / DLG NFE; > 1: DLG cheaper) | speed-up of DLG vs the best control (control NFE / DLG "
+             "NFE) | paper DLG (full NFE; failing) |", "|---|---|---|---|---|---|---|---|"]
     for name, e in f["per_integrator"].items():
         paper = "; ".join(f"{p['nfe']:.0f}: {','.join(p['failing']) or 'none'}" for p in e["paper_settings"])
         cells = " | ".join(_reach_cell(e, g) for g in ("noise", "schedule", "restart", "dlg"))
@@ -228,6 +231,28 @@ def _budget_table(f: dict) -> list[str]:
     return lines
 
 
+def reach_text(f: dict) -> str:
+    """The key numbers of :func:`analyse` as a plain-text table (for notebooks and terminals).
+
+    Per integrator: the NFE per independent sample (full ledger) at which each kind first reaches the integrator's
+    reference quality ("-": never within the sweep) and DLG's speed-ups, written as ratios "noise NFE / DLG NFE"
+    and "best control NFE / DLG NFE": above 1 DLG is cheaper, below 1 it costs more (0.50x = twice the NFE).
+    """
+    head = (f"{'':<18}{'NFE per independent sample to reach the reference':^42}"
+            f"{'speed-up of DLG':^30}\n"
+            f"{'integrator':<18}{'noise':>9}{'schedule':>11}{'restart':>10}{'DLG':>8}    "
+            f"{'noise NFE/DLG NFE':>18}{'ctrl NFE/DLG NFE':>18}")
+    lines = [head]
+    for name, e in f["per_integrator"].items():
+        r = e["reach"]
+        nfe = {g: f"{r[g]['nfe_per_independent']:.0f}" if r[g] else "-"
+               for g in ("noise", "schedule", "restart", "dlg")}
+        cells = f"{nfe['noise']:>9}{nfe['schedule']:>11}{nfe['restart']:>10}{nfe['dlg']:>8}"
+        sp = [f"{v:.2f}x" if v else "-" for v in (e["speedup_dlg_vs_noise"], e["speedup_dlg_vs_best_control"])]
+        lines.append(f"{name:<18}{cells}    {sp[0]:>18}{sp[1]:>18}")
+    return "\n".join(lines)
+
+
 def findings_markdown(f: dict, meta: dict) -> str:
     """The findings of :func:`analyse` as Markdown tables (``meta``: the result file's meta block)."""
     lines = [f"# Ladder findings: {meta['stem']}", "",
@@ -247,7 +272,37 @@ def findings_markdown(f: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ----------------------------------------------------------------------------- the figure
+# ----------------------------------------------------------------------------- the figures
+#
+# Every figure has one x quantity, NFE per independent sample by the full ledger (for the samplers with
+# independent outputs -- from sigma_max and the two controls -- the same as NFE per output), log axes with plain
+# tick labels, one legend without duplicates, and a note when points fall above the axes.
+
+LABEL_KEY = {
+    "N st": "the integrator's steps (KAR1/KAR2: 2N - 1 NFE; the others N NFE, plus 1 for a final Tweedie step)",
+    "rtol=R": "RK45's relative (and absolute) tolerance; its NFE is what the solver used",
+    "+tweedie": "the paper's extra Tweedie step after the last Euler step to sigma = 0",
+    "DDIM->S": "control (i): one probability-flow Euler (DDIM) step from sigma_max to sigma = S, then the integrator",
+    "KAR1 C st, restart S": "control (ii): a KAR1 sample with C steps from sigma_max, noised up to sigma = S, "
+                            "then the integrator from S",
+    "exact / argmax / cls-sample": "DLG's sigma-update: the exact posterior p(sigma | x), the noise-level "
+                                   "classifier's argmax (the paper), or a draw from the classifier",
+    "ula / mala": "DLG's x-update: unadjusted Langevin (the paper) or Metropolis-adjusted Langevin",
+    "eta=E": "Langevin step size (absolute part)",
+    "eta_rel=R": "sigma-adapted part of the step: the step is eta + eta_rel * sigma^2",
+    "skip=K": "n_skip: Gibbs steps between two outputs of a chain",
+    "+S/decade": "steps_per_decade: a state picked at sigma gets max(N, ceil(S log10(sigma / sigma_min))) steps",
+    "T=M": "outputs per chain before the chain is refreshed from noise (T=20: the paper's persistent chains)",
+    "tilt=A": "prior_tilt: the prior over the noise levels tilted towards small sigma, p(sigma_i) ~ sigma_i^-A",
+    "init=N": "KAR2 steps of the chains' initialisation (default 19 = 37 NFE, as in the paper)",
+}
+"""The tokens of :func:`~dmcmc_edu.experiments.ladder.point_label`'s labels, decoded."""
+
+_STYLE = {"noise": dict(color="k", marker="o", label="from sigma_max (the integrator alone)"),
+          "schedule": dict(color="C1", marker="s", label="control (i), schedule: DDIM jump, then the integrator"),
+          "restart": dict(color="C2", marker="^", label="control (ii), restart: KAR1 sample re-noised, integrator"),
+          "dlg": dict(color="C0", marker="D", label="DLG, best setting at or below each NFE")}
+_X_LABEL = "NFE per independent sample (full ledger)"
 
 
 def _envelope(pts, key, metric):
@@ -261,96 +316,216 @@ def _envelope(pts, key, metric):
     return out
 
 
-_STYLE = {"noise": dict(color="k", marker="o", label="from sigma_max"),
-          "schedule": dict(color="C1", marker="s", label="control: schedule"),
-          "restart": dict(color="C2", marker="^", label="control: restart"),
-          "dlg": dict(color="C0", marker="D", label="DLG (full ledger, per output)")}
+def _plain_log_ticks(ax, y_subs=(1.0, 2.0, 5.0)):
+    """Log axes labelled with plain numbers: x at the decades, y at ``y_subs`` per decade (None: decades only)."""
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if y_subs is not None:
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=y_subs))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
-def _plot_dlg_extras(ax, ps):
-    """The DLG envelope per independent sample and the paper's settings (full ledger and paper's count)."""
-    st = _STYLE["dlg"]
-    xy = _envelope(ps, "nfe_per_independent", "w2")
-    ax.plot(*zip(*xy), ls="--", color=st["color"], label="DLG per independent sample")
-    paper = [p for p in ps if "paper" in p.get("tags", [])]
-    if paper:
-        ax.scatter([p["nfe"] for p in paper], [p["metrics"]["w2"] for p in paper], marker="*", s=60,
-                   color="C3", zorder=5, label="DLG, paper settings (full)")
-        ax.scatter([p["nfe_paper"] for p in paper], [p["metrics"]["w2"] for p in paper], marker="*",
-                   s=60, facecolor="none", edgecolor="C3", zorder=5, label="... paper accounting")
+def _x_limits(pts):
+    xs = [p["nfe_per_independent"] for p in pts]
+    return 0.7 * min(xs), 1.4 * max(xs)
 
 
-def _integrator_panel(ax, mine, name, floors):
-    """W2 against NFE of one integrator: from noise, the controls' and DLG's envelopes, the extra Tweedie step."""
+def _note_above(ax, values, top):
+    """Write in the panel how many values lie above the axes, and the largest."""
+    above = [v for v in values if v > top]
+    if above:
+        ax.text(0.97, 0.97, f"{len(above)} above the axes\n(up to {max(above):.3g})", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7, color="0.3")
+
+
+def _w2_panel(ax, mine, name, floors, top):
+    """W2 against NFE per independent sample of one integrator: from noise, the controls, DLG, the paper's DLG."""
+    shown = []
     for kind in KINDS:
         ps = [p for p in mine if p["kind"] == kind and _untweaked(p)]
         if not ps:
             continue
         st = _STYLE[kind]
         if kind == "noise":
-            xy = sorted((p["nfe"], p["metrics"]["w2"]) for p in ps)
+            xy = sorted((p["nfe_per_independent"], p["metrics"]["w2"]) for p in ps)
         else:
-            xy = _envelope(ps, "nfe", "w2")
-            ax.scatter([p["nfe"] for p in ps], [p["metrics"]["w2"] for p in ps], s=6, color=st["color"], alpha=0.25)
+            xy = _envelope(ps, "nfe_per_independent", "w2")
+            ax.scatter([p["nfe_per_independent"] for p in ps], [p["metrics"]["w2"] for p in ps], s=6,
+                       color=st["color"], alpha=0.25)
         ax.plot(*zip(*xy), marker=st["marker"], ms=3, color=st["color"], label=st["label"])
-        if kind == "dlg":
-            _plot_dlg_extras(ax, ps)
+        shown += [p["metrics"]["w2"] for p in ps]
+    paper = [p for p in mine if p["kind"] == "dlg" and "paper" in p.get("tags", [])]
+    if paper:
+        ax.scatter([p["nfe_per_independent"] for p in paper], [p["metrics"]["w2"] for p in paper], marker="*",
+                   s=60, color="C3", zorder=5, label="DLG with the paper-like settings")
     tw = [p for p in mine if not _untweaked(p)]
     if tw:
-        ax.scatter([p["nfe"] for p in tw], [p["metrics"]["w2"] for p in tw], marker="x", color="C4", s=20,
-                   label="+ extra Tweedie step")
-    nfe_axes(ax, floors["w2"]["threshold"], floor_label="W2 noise floor")
-    ax.set_title(name)
-    ax.set_xlabel("NFE")
-    ax.set_ylabel("W2 to exact samples")
+        ax.scatter([p["nfe_per_independent"] for p in tw], [p["metrics"]["w2"] for p in tw], marker="x",
+                   color="C4", s=20, label="from sigma_max + the paper's extra Tweedie step")
+        shown += [p["metrics"]["w2"] for p in tw]
+    ax.scatter([], [], s=6, color="0.5", alpha=0.5, label="faint dots: every setting of a control or DLG")
+    ax.axhline(floors["w2"]["threshold"], color="0.4", ls=":", lw=1.0, label="noise floor (what exact samples score)")
+    ax.set(xscale="log", yscale="log", title=name, ylim=(None, top))
+    _note_above(ax, shown, top)
 
 
-def _summary_panel(ax, pts, metric, title, floors):
-    """The best value of ``metric`` per NFE over all integrators, one line per kind (DLG per independent sample)."""
+def _summary_panel(ax, pts, metric, floors):
+    """The best value of ``metric`` per NFE over all integrators, one line per kind, and the paper's DLG."""
     value_key = "mode_tv" if metric == "mode_tv" else "spread_dev"
     for kind in KINDS:
-        ps = [p for p in pts if p["kind"] == kind and _untweaked(p)]
-        if not ps:
-            continue
-        key = "nfe" if kind != "dlg" else "nfe_per_independent"
-        vals = [dict(p, metrics=dict(p["metrics"], spread=p["metrics"]["spread_dev"]))
-                for p in ps] if metric == "spread" else ps
-        xy = _envelope(vals, key, metric)
-        lab = _STYLE[kind]["label"] if kind != "dlg" else "DLG (per independent sample)"
-        ax.plot(*zip(*xy), marker=_STYLE[kind]["marker"], ms=3, color=_STYLE[kind]["color"], label=lab)
-        if kind == "dlg":
-            paper = [p for p in ps if "paper" in p.get("tags", [])]
-            ax.scatter([p["nfe_per_independent"] for p in paper], [p["metrics"][value_key] for p in paper],
-                       marker="*", s=50, color="C3", zorder=5, label="DLG, paper settings")
-    nfe_axes(ax, floors[metric]["threshold"])
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel("NFE per independent sample")
+        ps = [dict(p, metrics=dict(p["metrics"], value=p["metrics"][value_key]))
+              for p in pts if p["kind"] == kind and _untweaked(p)]
+        if ps:
+            xy = _envelope(ps, "nfe_per_independent", "value")
+            ax.plot(*zip(*xy), marker=_STYLE[kind]["marker"], ms=3, color=_STYLE[kind]["color"],
+                    label=_STYLE[kind]["label"])
+    paper = [p for p in pts if p["kind"] == "dlg" and "paper" in p.get("tags", [])]
+    if paper:
+        ax.scatter([p["nfe_per_independent"] for p in paper], [p["metrics"][value_key] for p in paper],
+                   marker="*", s=50, color="C3", zorder=5, label="DLG with the paper-like settings")
+    ax.axhline(floors[metric]["threshold"], color="0.4", ls=":", lw=1.0, label="noise floor (what exact samples score)")
+    ax.set(xscale="log", yscale="log", xlabel=_X_LABEL)
+
+
+def _one_legend(fig, axes, ncol=3, y=0.0):
+    """One legend for the whole figure: every label once, in the order first drawn."""
+    handles = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=ncol, fontsize=8, frameon=False,
+               bbox_to_anchor=(0.5, y))
+
+
+def _ladder_points(doc):
+    pts = [p for p in doc["points"] if p.get("metrics")]
+    return pts, [nm for nm in _ORDER if any(p["integrator"] == nm for p in pts)]
+
+
+def _draw_w2(doc, axes):
+    floors = doc["meta"]["floors"]
+    pts, names = _ladder_points(doc)
+    top = 30 * floors["w2"]["threshold"]
+    for ax, name in zip(axes, names):
+        _w2_panel(ax, [p for p in pts if p["integrator"] == name], name, floors, top)
+        ax.set_xlim(*_x_limits(pts))
+        _plain_log_ticks(ax)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+
+
+def _draw_modes(doc, axes):
+    floors = doc["meta"]["floors"]
+    pts, _ = _ladder_points(doc)
+    for ax, metric, title in zip(axes, ("mode_tv", "spread"), ("mode-weight TV", "|spread - 1|")):
+        _summary_panel(ax, pts, metric, floors)
+        ax.set_xlim(*_x_limits(pts))
+        ax.set_title(f"{title}: best over the six integrators", fontsize=10)
+        ax.set_ylabel(title)
+        _plain_log_ticks(ax, y_subs=(1.0, 2.0, 5.0) if metric == "mode_tv" else None)
+
+
+def _title(doc, what):
+    m = doc["meta"]
+    return f"{m['stem']} (d = {m['d']}, n = {m['sweep']['n']} outputs per point): {what}"
+
+
+def plot_w2_vs_nfe(doc: dict):
+    """W2 to exact samples against NFE per independent sample, one panel per integrator (the paper's Fig. 3).
+
+    Black: the integrator from sigma_max; orange/green: the best control setting at or below each NFE; blue: the
+    best DLG setting at or below each NFE (faint dots: every setting); red stars: the paper-like DLG settings.
+    Returns the figure.
+    """
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7.6), sharex=True, sharey=True)
+    _draw_w2(doc, list(axes.flat))
+    for c in range(3):  # the x label under the lowest visible panel of each column
+        bottom = axes[1, c] if axes[1, c].get_visible() else axes[0, c]
+        bottom.set_xlabel(_X_LABEL)
+        bottom.tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("W2 to exact samples")
+    _one_legend(fig, list(axes.flat))
+    fig.suptitle(_title(doc, "W2 against NFE"), fontsize=11)
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    return fig
+
+
+def plot_modes_vs_nfe(doc: dict):
+    """Mode-weight TV and |spread - 1| against NFE per independent sample: the best of each kind of sampler.
+
+    These are what W2 (and FID) barely see: chains that never leave their mode give a good W2 per sample but the
+    mode weights of their initialisation.  Returns the figure.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), sharex=True)
+    _draw_modes(doc, list(axes))
+    _one_legend(fig, list(axes))
+    fig.suptitle(_title(doc, "the metrics W2 barely sees"), fontsize=11)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    return fig
 
 
 def plot_ladder(doc: dict, path=None):
-    """The paper's Fig. 3 layout: W2 vs NFE per integrator (with/without DLG, controls), plus mode TV and spread.
+    """The ladder's figure: W2 vs NFE per integrator (with and without DLG, the controls), mode TV and spread.
 
-    ``doc`` is a result dict of :func:`~dmcmc_edu.experiments.ladder.run_ladder`; with ``path`` the figure is
-    saved there and closed.  Returns the figure.
+    One x quantity throughout (NFE per independent sample by the full ledger) and one legend.  ``doc`` is a
+    result dict of :func:`~dmcmc_edu.experiments.ladder.run_ladder`; with ``path`` the figure is saved there and
+    closed.  Returns the figure.  Notebooks draw the two halves separately with :func:`plot_w2_vs_nfe` and
+    :func:`plot_modes_vs_nfe`.
     """
-    floors = doc["meta"]["floors"]
-    pts = [p for p in doc["points"] if p.get("metrics")]
-    names = [nm for nm in _ORDER if any(p["integrator"] == nm for p in pts)]
-    fig, axes = plt.subplots(2, 4, figsize=(17, 8))
-    for ax, name in zip(axes.flat, names):
-        _integrator_panel(ax, [p for p in pts if p["integrator"] == name], name, floors)
-    _summary_panel(axes.flat[6], pts, "mode_tv", "mode-weight TV (best per NFE, all integrators)", floors)
-    _summary_panel(axes.flat[7], pts, "spread", "|spread - 1| (best per NFE, all integrators)", floors)
-    handles = {}
-    for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(lab, h)
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=5, fontsize=8, frameon=False)
-    m = doc["meta"]
-    fig.suptitle(f"{m['stem']}: d = {m['d']}, n = {m['sweep']['n']} outputs per point; NFE by the full ledger "
-                 "(DLG envelopes: best W2 at or below each NFE)", fontsize=11)
+    fig = plt.figure(figsize=(13, 11.5))
+    grid = fig.add_gridspec(3, 6)
+    w2_axes = [fig.add_subplot(grid[r, 2 * c:2 * c + 2]) for r in range(2) for c in range(3)]
+    mode_axes = [fig.add_subplot(grid[2, 0:3]), fig.add_subplot(grid[2, 3:6])]
+    _draw_w2(doc, w2_axes)
+    for i, ax in enumerate(w2_axes):
+        ax.set_ylabel("W2 to exact samples" if i % 3 == 0 else "")
+        ax.set_xlabel(_X_LABEL if i >= 3 or not w2_axes[i + 3].get_visible() else "")
+    _draw_modes(doc, mode_axes)
+    _one_legend(fig, w2_axes + mode_axes)
+    fig.suptitle(_title(doc, "quality against NFE"), fontsize=11)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     if path is not None:
         save_figure(fig, path)
         plt.close(fig)
+    return fig
+
+
+_REACH_KINDS = ("noise", "schedule", "restart", "dlg")
+
+
+def plot_reach(findings: dict):
+    """NFE per independent sample at which each kind of sampler first reaches the integrator's reference quality.
+
+    ``findings`` maps a title (e.g. the target) to the result of :func:`analyse`; one panel each, sharing the
+    log NFE axis.  A hollow marker in the grey band on the right: that sampler never reached the reference within
+    the sweep.  Returns the figure.
+    """
+    fig, axes = plt.subplots(1, len(findings), figsize=(6.2 * len(findings), 4.4), sharex=True, squeeze=False)
+    reached = [e["reach"][k]["nfe_per_independent"] for f in findings.values()
+               for e in f["per_integrator"].values() for k in _REACH_KINDS if e["reach"][k]]
+    lo, never = 0.6 * min(reached), 4.0 * max(reached)
+    for ax, (title, f) in zip(axes[0], findings.items()):
+        names = list(f["per_integrator"])
+        for j, kind in enumerate(_REACH_KINDS):
+            st, dy = _STYLE[kind], (j - 1.5) * 0.2
+            ax.scatter([], [], marker=st["marker"], s=30, color=st["color"],
+                       label=st["label"].replace("best setting at or below each NFE", "its best setting"))
+            for i, name in enumerate(names):
+                r = f["per_integrator"][name]["reach"][kind]
+                x, face = (r["nfe_per_independent"], st["color"]) if r else (never * 1.15 ** (j - 1.5), "none")
+                ax.scatter([x], [i + dy], marker=st["marker"], s=30, facecolor=face, edgecolor=st["color"], zorder=3)
+        ax.scatter([], [], marker="o", s=30, facecolor="none", edgecolor="0.4",
+                   label="hollow, in the grey band: never reached within the sweep")
+        ax.axvspan(never / 1.6, never * 1.6, color="0.92", zorder=0)
+        ax.text(never, -0.55, "not reached", ha="center", va="center", fontsize=8, color="0.3")
+        ax.set(xscale="log", xlim=(lo, never * 1.6), ylim=(len(names) - 0.5, -0.8), title=title)
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("NFE per independent sample to reach the reference (full ledger)")
+        ax.grid(axis="x", which="major", color="0.85", lw=0.6)
+        _plain_log_ticks(ax, y_subs=None)
+    _one_legend(fig, list(axes[0]), ncol=2)
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     return fig
