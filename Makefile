@@ -1,22 +1,30 @@
 # dmcmc_edu -- two commands for a fresh clone:
 #   make demo   creates .venv, installs the package with its extras, runs the 2D demo and the fast ladder (runs/demo)
-#   make test   same venv; the import contracts (import-linter), unit tests, then every notebook under nbval
+#   make test   same venv; the import contracts (import-linter), unit tests (with the assignments' nbgrader
+#               round trip), every walkthrough and assignment notebook under nbval, then the browser test
+#   make lab          JupyterLab on the notebooks (the walkthroughs, in course order, and the explorers)
+#   make assignments  the students' versions of the assignments (nbgrader) -> notebooks/assignments/release/
+#   make grade SUBMISSIONS=DIR [GRADES=grades.csv]   autograde returned notebooks (DIR/<student>/<assignment>/...)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # torch/torchvision pinned for this project's machines (a local wheel); users elsewhere may override, e.g.
 #   make test TORCH_SPEC="torch torchvision"
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= test,diffusers,fid
+EXTRAS ?= test,diffusers,fid,assignments,explorers,browser
+SUBMISSIONS ?=
+GRADES ?= grades.csv
+CHROMIUM ?= /usr/bin/chromium
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test unit notebooks lint install clean-venv
+.PHONY: demo test unit notebooks browser-test lab assignments grade lint install clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet --no-deps k-diffusion==0.1.1.post1 torchsde torchdiffeq trampoline
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,14 +33,30 @@ demo: $(VENV)/.installed
 	$(PY) -m dmcmc_edu demo --out runs/demo
 	$(PY) -m dmcmc_edu ladder --target ring --fast --out runs/demo/ladder
 
-test: unit notebooks
+test: unit notebooks browser-test
 
 unit: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest tests -q
 
 notebooks: $(VENV)/.installed
-	$(PY) -m pytest --nbval notebooks -q -p no:cacheprovider
+	$(PY) -m pytest --nbval notebooks/*.ipynb -q -p no:cacheprovider
+	$(PY) -m pytest --nbval-lax notebooks/assignments/source -q -p no:cacheprovider
+
+# JupyterLab + headless Chromium (Debian's package) drive the explorers notebook; screenshots in runs/browser/
+browser-test: $(VENV)/.installed
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) not found (Debian: apt-get install chromium)"; exit 2; }
+	DMCMC_BROWSER_TEST=1 CHROMIUM=$(CHROMIUM) $(PY) -m pytest tests/browser -q -p no:cacheprovider
+
+lab: $(VENV)/.installed
+	$(VENV)/bin/jupyter lab notebooks
+
+assignments: $(VENV)/.installed
+	$(PY) -m dmcmc_edu assignments release --course notebooks/assignments
+
+grade: $(VENV)/.installed
+	@test -n "$(SUBMISSIONS)" || { echo "error: make grade needs SUBMISSIONS=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
+	$(PY) -m dmcmc_edu assignments grade --course notebooks/assignments --submissions $(SUBMISSIONS) --out $(GRADES)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dmcmc_edu tests bench
