@@ -14,7 +14,8 @@ import torch
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 __all__ = ["density_grid", "plot_density", "plot_score_field", "plot_samples", "plot_trajectories",
-           "plot_sigma_traces", "plot_metric_vs_nfe", "nfe_axes", "save_figure"]
+           "plot_sigma_traces", "plot_metric_vs_nfe", "nfe_axes", "save_figure", "label_plane",
+           "plot_density_with_colorbar", "plot_score_field_with_colorbar", "count_outside", "annotate_outside"]
 
 
 def _ax(ax):
@@ -151,3 +152,48 @@ def save_figure(fig, path) -> None:
     """Save a figure (PNG, 130 dpi, tight) creating parent folders."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130, bbox_inches="tight")
+
+
+def label_plane(ax, names=("$x_1$", "$x_2$")):
+    """Label the two axes of a 2D picture (samples, densities, paths) with the coordinate names; returns ``ax``."""
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    return ax
+
+
+def plot_density_with_colorbar(mix, sigma: float, ax=None, lim=None, cmap="viridis", title=True,
+                               label=r"density $p_\sigma(x)$", n: int = 200):
+    """:func:`plot_density` (on an ``n`` x ``n`` grid) with a colour bar for the density and the axes labelled."""
+    ax = _ax(ax)
+    X, Y, D = density_grid(mix, sigma, lim, n=n)
+    filled = ax.contourf(X, Y, D, levels=30, cmap=cmap)
+    ax.figure.colorbar(filled, ax=ax, label=label, shrink=0.8)
+    ax.set_aspect("equal")
+    if title:
+        ax.set_title(f"$p_\\sigma$, $\\sigma$ = {sigma:g}")
+    return label_plane(ax)
+
+
+def plot_score_field_with_colorbar(mix, sigma: float, ax=None, lim=None, n: int = 20,
+                                   label=r"$\ln\,|\nabla_x \log p_\sigma(x)|$"):
+    """:func:`plot_score_field` with a colour bar for the arrows' colour (the log of the score's magnitude)."""
+    ax = plot_score_field(mix, sigma, ax=ax, lim=lim, n=n)
+    ax.figure.colorbar(ax.collections[-1], ax=ax, label=label, shrink=0.8)
+    return label_plane(ax)
+
+
+def count_outside(ax, x) -> int:
+    """How many rows of the 2D points ``x`` [N, 2] lie outside the current x/y limits of ``ax``."""
+    p = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    inside = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
+    return int((~inside).sum())
+
+
+def annotate_outside(ax, x, what: str = "samples") -> int:
+    """Write "k of N <what> outside the frame" in the panel when points of ``x`` fall outside it; returns k."""
+    k = count_outside(ax, x)
+    if k:
+        ax.text(0.02, 0.02, f"{k} of {len(x)} {what}\noutside the frame", transform=ax.transAxes, fontsize=7,
+                va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.6", alpha=0.85))
+    return k
