@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--vanilla-steps", default="3,5,10,18")
     p.add_argument("--sigma-update", default="classifier-argmax")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "mnist_tuning"))
-    p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
+    p.add_argument("--weights", default=str(ROOT / "dmcmc_edu" / "weights"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")

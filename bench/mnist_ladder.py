@@ -139,7 +139,7 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", choices=sorted(SWEEPS), default=None, help="default: fast with --fast, else full")
     p.add_argument("--n", type=int, default=None, help="samples per point (default: 256 fast, 5000 full)")
     p.add_argument("--out", default=None, help="default: bench/results/mnist (fast) or bench/results/mnist_full")
-    p.add_argument("--weights", default=str(ROOT / "data" / "weights"))
+    p.add_argument("--weights", default=str(ROOT / "dmcmc_edu" / "weights"))
     p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--eta", type=float, default=None,

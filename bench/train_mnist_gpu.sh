@@ -12,11 +12,11 @@
 # CPU smoke test (what was run before shipping this script):
 #   DEVICE=cpu SCORE_ARGS="--steps 20 --batch 8" CLASSIFIER_ARGS="--steps 60 --eval-n 200" \
 #   FEATURES_ARGS="--epochs 0.02" bench/train_mnist_gpu.sh /tmp/mnist_gpu_smoke
-# Afterwards copy into data/weights/:
-#   OUT/score/score_model.pt -> data/weights/mnist_score_unet.pt, OUT/score/score_model.json -> mnist_score_unet.json
+# Afterwards copy into dmcmc_edu/weights/ (package data, shipped in the wheel):
+#   OUT/score/score_model.pt -> dmcmc_edu/weights/mnist_score_unet.pt, OUT/score/score_model.json -> mnist_score_unet.json
 #   OUT/classifier/mnist_noise_classifier.{pt,json}, OUT/features/mnist_feature_net.{pt,json}, mnist_fid_ref_test.pt
 # then re-execute the notebook (its outputs change with the weights) and regenerate the ladder:
-#   .venv/bin/python -m jupyter nbconvert --to notebook --execute --inplace notebooks/05_mnist.ipynb
+#   .venv/bin/python -m jupyter nbconvert --to notebook --execute --inplace notebooks/06_mnist.ipynb
 #   .venv/bin/python bench/mnist_ladder.py --fast [--device cuda]      (CPU: re-run with --max-minutes until complete)
 set -uo pipefail
 OUT=${1:?usage: $0 OUT_DIR}

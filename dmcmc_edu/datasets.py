@@ -1,4 +1,4 @@
-"""Data shipped with the repository: the MNIST idx files and the folder of trained weights.
+"""Data shipped with the toolkit: the MNIST idx files (in the repository) and the trained weights (in the package).
 
 :func:`load_mnist` reads the four original idx files (LeCun et al.), shipped
 gzipped in ``data/MNIST/raw/`` (about 11.6 MB), gunzipping them next to
@@ -7,7 +7,9 @@ files).  Images come as float32 ``[N, 1, 28, 28]`` in ``[0, 1]``, the data
 range of the paper's variance-exploding (VE) setting.
 
 :func:`default_weights_dir` is the one place that knows where the shipped
-networks live (``data/weights``).
+networks live: ``dmcmc_edu/weights/``, package data, so they come with a
+``pip install`` from a wheel as well as with a clone.  The MNIST images are
+not package data (11.6 MB); they stay in the repository's ``data/MNIST/raw/``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ __all__ = ["REPO_ROOT", "PIXEL_MEAN", "PIXEL_STD", "RAW_FILES", "WEIGHT_FILES", 
            "default_weights_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-"""The repository this package was installed from (editable install or a clone)."""
+"""The folder above the package: the repository for a clone or an editable install (it holds ``data/MNIST``)."""
 
 PIXEL_MEAN = 0.1307
 """Mean pixel value of the MNIST training images in [0, 1] (used to centre the data inside the score model)."""
@@ -54,8 +56,9 @@ def _ensure_raw(root: Path) -> None:
     if missing:
         raise FileNotFoundError(
             f"MNIST files missing in {raw}: {', '.join(m + '[.gz]' for m in missing)}. "
-            "Get them either from the repository (its data/ folder ships data/MNIST/raw/*.gz; pass "
-            "root='<repo>/data'), or with internet access by load_mnist(root, download=True)."
+            "Get them from a clone of the dmcmc_edu repository (it ships data/MNIST/raw/*.gz; pass "
+            "root='<clone>/data'), or, with internet access, let torchvision download them: "
+            "load_mnist(root, download=True)."
         )
 
 
@@ -66,8 +69,9 @@ def load_mnist(root: str | os.PathLike = "data", train: bool = True, *, download
     Parameters
     ----------
     root : path
-        The folder that holds ``MNIST/raw/`` (torchvision's layout); the
-        repository's ``data/`` by default.
+        The folder that holds ``MNIST/raw/`` (torchvision's layout); by default
+        ``data`` relative to the working directory (the repository's ``data/``
+        when run from a clone's root).
     train : bool
         The 60,000 training images, or the 10,000 test images.
     download : bool
@@ -116,9 +120,9 @@ WEIGHT_FILES = {
     "classifier": "mnist_noise_classifier.pt",  # + .json (training, test calibration)
     "features": "mnist_feature_net.pt",  # + .json (test accuracy); statistics in mnist_fid_ref_test.pt
 }
-"""The shipped networks in ``data/weights`` (written by bench/train_mnist_gpu.sh or the train-* commands)."""
+"""The shipped networks in ``dmcmc_edu/weights/`` (written by bench/train_mnist_gpu.sh or the train-* commands)."""
 
 
 def default_weights_dir() -> Path:
-    """The repository's ``data/weights`` folder."""
-    return REPO_ROOT / "data" / "weights"
+    """The shipped weights: the package's ``weights/`` folder (package data, so also inside an installed wheel)."""
+    return Path(__file__).resolve().parent / "weights"

@@ -435,7 +435,7 @@ def _add_train_features(sub) -> None:
 def _add_sample(sub) -> None:
     m = add_command(sub, "sample-mnist", cmd_sample_mnist)
     _common(m)
-    m.add_argument("--weights", default=None, help="folder with the weights (default: the repository's data/weights)")
+    m.add_argument("--weights", default=None, help="folder with the weights (default: the shipped dmcmc_edu/weights)")
     m.add_argument("--n", type=positive_int, default=64, help="number of images")
     m.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS),
                    help="the integrator (vanilla: the whole run from sigma_max; DLG: each output's denoising run)")

@@ -222,7 +222,10 @@ def save_feature_net(net: MNISTFeatureNet, out_dir, *, info: dict, ref: dict) ->
 
 
 def load_feature_net(path: str | os.PathLike | None = None, map_location="cpu") -> MNISTFeatureNet:
-    """Load the feature network (default: the shipped ``data/weights/mnist_feature_net.pt``); ``.info``: its json."""
+    """Load the feature network (default: the shipped ``dmcmc_edu/weights/mnist_feature_net.pt``).
+
+    ``.info`` of the returned network holds its JSON record.
+    """
     path = Path(path) if path is not None else default_weights_dir() / FEATURE_NET_NAME
     meta_path = path.with_suffix(".json")
     if not path.exists() or not meta_path.exists():
@@ -261,7 +264,7 @@ def mnist_fid(samples: torch.Tensor, feature_net: MNISTFeatureNet | None = None,
     """MNIST-FID of ``samples`` (``[n, 1, 28, 28]`` in [0, 1]; clamped) against the MNIST test-set statistics.
 
     Defaults: the shipped feature network and reference file in
-    ``data/weights``.  Not Inception FID (see the module docstring); biased
+    ``dmcmc_edu/weights``.  Not Inception FID (see the module docstring); biased
     upwards at small ``n`` -- compare at equal ``n`` and against
     :func:`real_data_fid`.
     """

@@ -23,10 +23,10 @@ For comparison, the paper uses 50 for CIFAR10
 The rung's helpers
 ------------------
 :func:`load_shipped_models` (score U-Net, noise-level classifier, FID
-feature network and reference statistics from ``data/weights``),
+feature network and reference statistics from ``dmcmc_edu/weights``),
 :func:`vanilla_samples` and :func:`dlg_samples` / :func:`dlg_config` (the two
 ways of sampling, NFE counted), :func:`plot_ladder` (FID against NFE, paper
-Figure 3 style) and :func:`image_grid`.  Notebook 05 and
+Figure 3 style) and :func:`image_grid`.  Notebook 06 and
 ``bench/mnist_ladder.py`` are built from these calls.
 """
 
