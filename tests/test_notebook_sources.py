@@ -34,8 +34,10 @@ def test_the_course_has_its_notebooks():
 def test_no_control_characters(path):
     """A control character in a source (e.g. ``\\a`` from "\\approx" in a non-raw string) breaks the maths."""
     for i, cell in enumerate(_cells(path)):
-        m = CONTROL.search(_source(cell))
-        assert m is None, f"{path.name} cell {i}: control character {m.group()!r} near {_source(cell)[max(0, m.start() - 20):m.end() + 20]!r}"
+        src = _source(cell)
+        m = CONTROL.search(src)
+        near = src[max(0, m.start() - 20):m.end() + 20] if m else ""
+        assert m is None, f"{path.name} cell {i}: control character {m.group()!r} near {near!r}"
 
 
 @pytest.mark.parametrize("path", WALKTHROUGHS, ids=lambda p: p.name)

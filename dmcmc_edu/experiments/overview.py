@@ -46,14 +46,10 @@ def toy_reach(findings_file: str | Path) -> dict[str, dict[str, float | None]]:
     data = _read_json(Path(findings_file))
     out = {}
     for name, entry in data["per_integrator"].items():
-        reach = entry["reach"]
-
-        def nfe(kind: str) -> float | None:
-            point = reach.get(kind)
-            return None if point is None else float(point["nfe_per_independent"])
-
-        controls = [v for v in (nfe("schedule"), nfe("restart")) if v is not None]
-        noise, dlg = nfe("noise"), nfe("dlg")
+        nfe = {kind: (None if entry["reach"].get(kind) is None else float(entry["reach"][kind]["nfe_per_independent"]))
+               for kind in ("noise", "schedule", "restart", "dlg")}
+        controls = [v for v in (nfe["schedule"], nfe["restart"]) if v is not None]
+        noise, dlg = nfe["noise"], nfe["dlg"]
         out[name] = {"noise": noise, "control": min(controls) if controls else None, "dlg": dlg,
                      "speedup": noise / dlg if noise is not None and dlg is not None else None}
     return out
