@@ -56,7 +56,19 @@ from dmcmc_edu.experiments.ladder.plan import (
     point_label,
     point_seed,
 )
-from dmcmc_edu.experiments.ladder.report import BUDGETS, _failing, analyse, findings_markdown, plot_ladder, write_csv
+from dmcmc_edu.experiments.ladder.report import (
+    BUDGETS,
+    LABEL_KEY,
+    _failing,
+    analyse,
+    findings_markdown,
+    plot_ladder,
+    plot_modes_vs_nfe,
+    plot_reach,
+    plot_w2_vs_nfe,
+    reach_text,
+    write_csv,
+)
 from dmcmc_edu.experiments.ladder.run import (
     RUNNERS,
     LadderContext,
@@ -68,7 +80,8 @@ from dmcmc_edu.experiments.ladder.run import (
 )
 from dmcmc_edu.targets import SpectralMixture
 
-__all__ = ["KINDS", "BUDGETS", "RUNNERS", "LadderContext", "SpectralMixture", "analyse", "build_plan", "dlg_settings",
-           "findings_markdown", "paper_eta", "plot_ladder", "point_id", "point_label", "point_seed", "run_ladder",
-           "run_point", "target_stem", "train_classifier", "write_csv",
-           "_clean", "_failing"]  # the last two: used by bench/ scripts, notebook 04 and the tests
+__all__ = ["KINDS", "BUDGETS", "LABEL_KEY", "RUNNERS", "LadderContext", "SpectralMixture", "analyse", "build_plan",
+           "dlg_settings", "findings_markdown", "paper_eta", "plot_ladder", "plot_modes_vs_nfe", "plot_reach",
+           "plot_w2_vs_nfe", "point_id", "point_label", "point_seed", "reach_text", "run_ladder", "run_point",
+           "target_stem", "train_classifier", "write_csv",
+           "_clean", "_failing"]  # the last two: used by bench/ scripts, notebooks 04/05 and the tests

@@ -14,6 +14,7 @@ import json
 import zlib
 
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
+from dmcmc_edu.solvers import MODERN_SOLVERS
 
 __all__ = ["KINDS", "point_id", "point_seed", "point_label", "paper_eta", "dlg_settings", "build_plan"]
 
@@ -21,6 +22,31 @@ __all__ = ["KINDS", "point_id", "point_seed", "point_label", "paper_eta", "dlg_s
 KINDS = ("noise", "schedule", "restart", "dlg")
 
 _KAR = ("kar1", "kar2")
+
+# The few-step solvers of dmcmc_edu.solvers (issue 13): one evaluation per step and ends at 0 (NFE = steps), except
+# Restart, whose options carry its restart interval: [N_restart, K, t_min, t_max] (the paper's CIFAR-10 band).
+_MODERN = tuple(MODERN_SOLVERS)
+_RESTART_SMALL = {"restarts": [[2, 1, 0.06, 0.3]]}  # 2 extra evaluations
+_RESTART_PAPER = {"restarts": [[3, 2, 0.06, 0.3]]}  # 8 extra evaluations (the paper's CIFAR-10 setting)
+
+
+def _modern_steps(integrator: str, which: str, fast: bool):
+    """Step settings of the modern solvers: ``which`` is noise | short | control; ``[(steps, options)]``.
+
+    Restart: NFE = 2 steps - 1 + 2 (small interval) or + 8 (the paper's); the others: NFE = steps.
+    """
+    if integrator == "restart":
+        small, paper = _RESTART_SMALL, _RESTART_PAPER
+        table = {"noise": ([(3, small), (18, paper)] if fast else
+                           [(2, small), (3, small), (4, small), (5, small), (7, small), (10, small), (6, paper),
+                            (10, paper), (18, paper), (25, paper), (50, paper)]),
+                 "short": [(2, small)] if fast else [(2, small), (3, small), (4, paper)],
+                 "control": [(2, small)] if fast else [(2, small), (3, small), (5, small), (9, small), (6, paper)]}
+        return [(st, dict(op)) for st, op in table[which]]
+    table = {"noise": (5, 20) if fast else (3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 35, 50, 100),
+             "short": (3,) if fast else (2, 3, 4, 6),
+             "control": (3,) if fast else (2, 3, 4, 6, 9, 14, 19)}
+    return [(s, {}) for s in table[which]]
 
 
 def point_id(settings: dict) -> str:
@@ -35,6 +61,8 @@ def point_seed(base_seed: int, pid: str) -> int:
 
 def _steps_text(s: dict) -> str:
     opt = s.get("options") or s.get("integrator_options") or {}
+    if "restarts" in opt:  # the Restart sampler: main steps + [N_restart x K] per interval
+        return f"{s.get('steps')} st + " + "+".join(f"{r[0]}x{r[1]}" for r in opt["restarts"])
     return f"rtol={opt['rtol']:g}" if "rtol" in opt else f"{s.get('steps')} st"
 
 
@@ -72,6 +100,8 @@ def point_label(s: dict) -> str:
 
 def _noise_steps(integrator: str, fast: bool):
     """Step settings from sigma_max, NFE about 5 to 1000: ``[(steps, options)]``."""
+    if integrator in _MODERN:
+        return _modern_steps(integrator, "noise", fast)
     if integrator == "rk45":
         tols = (1e-2, 1e-4) if fast else (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
         return [(1, {"rtol": t, "atol": t}) for t in tols]
@@ -82,6 +112,8 @@ def _noise_steps(integrator: str, fast: bool):
 
 def _short_steps(integrator: str, fast: bool):
     """Short runs from a small or moderate sigma (controls and DLG denoising): ``[(steps, options)]``."""
+    if integrator in _MODERN:
+        return _modern_steps(integrator, "short", fast)
     if integrator == "rk45":
         return [(1, {"rtol": t, "atol": t}) for t in ((1e-2,) if fast else (1e-1, 1e-2, 1e-3))]
     if integrator in _KAR:
@@ -93,6 +125,8 @@ def _control_steps(integrator: str, fast: bool):
     """Step settings of the controls' integrator run (from sigma_mid or sigma_restart): ``[(steps, options)]``."""
     if fast:
         return _short_steps(integrator, fast)
+    if integrator in _MODERN:
+        return _modern_steps(integrator, "control", fast)
     if integrator == "rk45":
         return [(1, {"rtol": t, "atol": t}) for t in (1e-1, 1e-2, 1e-3, 1e-4)]
     if integrator in _KAR:
@@ -129,7 +163,7 @@ def _dlg_bases(ctx, integrator: str, short) -> tuple[dict, dict, dict]:
                   eta_rel=eta_rel, n_skip=1, init_steps=19, init_kick=0.5, burn_in=[[10, None]], final_tweedie="auto")
     # the mixing remedy: MALA steps of the component variance (eta = tau_min) plus eta_rel sigma^2, exact sigma-update,
     # and more denoising steps for states picked at large sigma (steps_per_decade; not for the adaptive RK45)
-    spd = {} if integrator == "rk45" else {"steps_per_decade": 3.0 if integrator in _KAR else 6.0}
+    spd = {} if integrator == "rk45" else {"steps_per_decade": 3.0 if integrator in _KAR + _MODERN else 6.0}
     s_lo, o_lo = short[0]
     mix_remedy = dict(remedy, eta=ctx.tau_min, steps=s_lo, integrator_options=o_lo, tags=["remedy"], **spd)
     return paper, remedy, mix_remedy
@@ -189,6 +223,19 @@ def _dlg_remedy_variants(remedy: dict, mix_remedy: dict, short, ula_eta_rel: flo
     return out
 
 
+def _dlg_cheap_variants(mix_remedy: dict, short) -> list[dict]:
+    """For the modern solvers: long chains with a cheap start, aimed at 10-20 NFE per independent sample.
+
+    An 8-step KAR2 initialisation and 5 burn-in steps amortised over 10 or 20 outputs; the smallest and the
+    second denoising setting; and chains held at small sigma by the tilted prior.
+    """
+    cheap = dict(mix_remedy, init_steps=8, burn_in=[[5, None]])
+    s_mid, o_mid = short[1] if len(short) > 1 else short[0]
+    return [dict(cheap, outputs_per_chain=20), dict(cheap, outputs_per_chain=10),
+            dict(cheap, outputs_per_chain=20, steps=s_mid, integrator_options=o_mid),
+            dict(cheap, outputs_per_chain=20, prior_tilt=0.5, init_kick=0.05)]
+
+
 def dlg_settings(ctx, integrator: str, fast: bool) -> list[dict]:
     """The DLG grid for one integrator: the paper's settings and the remedies (see the package docstring)."""
     ula_eta_rel = 0.5 * (2.0 / ctx.d) ** (1.0 / 3.0)  # unadjusted steps need more caution at large sigma
@@ -196,8 +243,9 @@ def dlg_settings(ctx, integrator: str, fast: bool) -> list[dict]:
     paper, remedy, mix_remedy = _dlg_bases(ctx, integrator, short)
     if fast:
         return _dlg_fast(ctx, integrator, paper, mix_remedy, short, ula_eta_rel)
+    extra = _dlg_cheap_variants(mix_remedy, short) if integrator in _MODERN else []
     return (_dlg_paper_variants(integrator, paper, short, ula_eta_rel)
-            + _dlg_remedy_variants(remedy, mix_remedy, short, ula_eta_rel))
+            + _dlg_remedy_variants(remedy, mix_remedy, short, ula_eta_rel) + extra)
 
 
 # ----------------------------------------------------------------------------- the whole sweep
@@ -210,7 +258,7 @@ def _control_points(ctx, name: str, fast: bool) -> list[dict]:
         for st, op in _control_steps(name, fast):
             plan.append(dict(kind="schedule", integrator=name, sigma_mid=round(smid * ctx.diameter, 4), steps=st,
                              options=op, tags=["control"]))
-    for cs in ((6,) if fast else (8,)):
+    for cs in ((6,) if fast else ((3, 8) if name in _MODERN else (8,))):  # modern: also a 5-NFE coarse sample
         for sr in ((0.05,) if fast else (0.025, 0.1)):
             for st, op in _control_steps(name, fast)[: (1 if fast else 4)]:
                 plan.append(dict(kind="restart", integrator=name, coarse_steps=cs,
