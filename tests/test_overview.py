@@ -55,3 +55,20 @@ def test_missing_or_broken_results_name_the_file(tmp_path):
         overview.markdown_table([])
     with pytest.raises(ValueError, match="unknown dataset"):
         overview.plot_paper_claims("imagenet")
+
+
+@pytest.mark.parametrize("stem", ["ring", "lowrank"])
+def test_modern_solvers_answer_picks_the_best_peer_and_reports_dlg(stem):
+    path = RESULTS / "modern_solvers" / f"{stem}_table.json"
+    data = json.loads(path.read_text())
+    rows = overview.modern_solvers_answer(path)
+    assert [r["NFE per independent sample"] for r in rows] == ["10", "20"]
+    for row in rows:
+        entry = data["table"][row["NFE per independent sample"]]
+        peers = [r for r in entry["rows"] if r["kind"] != "dlg"]
+        fewest = min(r["n_failing"] for r in peers)
+        assert f"{fewest} metrics outside" in row["best peer"]
+        if entry["dlg_best"] is None:
+            assert row["best DLG + solver"] == "none within the budget"
+    with pytest.raises(ValueError, match="no budget 7"):
+        overview.modern_solvers_answer(path, budgets=(7,))

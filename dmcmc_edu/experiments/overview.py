@@ -21,7 +21,7 @@ import matplotlib.ticker as ticker
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "mnist_best"]
+           "mnist_best", "modern_solvers_answer"]
 
 INTEGRATOR_NAMES = {"kar1": "KAR1", "kar2": "KAR2", "pf_euler": "Probability flow", "rk45": "RK45",
                     "reverse_diffusion": "Reverse diffusion", "euler_maruyama": "Euler-Maruyama"}
@@ -103,6 +103,38 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
         row["MNIST-FID: best with DLG (paper count)"] = ("—" if dlg is None
                                                           else f"{dlg[0]:.1f}@{dlg[1]:.0f} ({dlg[2]:.0f})")
         rows.append(row)
+    return rows
+
+
+def modern_solvers_answer(table_file: str | Path, budgets=(10, 20)) -> list[dict[str, str]]:
+    """DLG + the modern solvers against every peer at equal NFE per independent sample (``bench/modern_solvers.py``).
+
+    One row per budget: the best DLG point within the budget (by NFE per independent sample, full ledger), the best
+    peer within it (fewest metrics outside the noise floors, then lowest W2; k-diffusion's samplers, each solver from
+    sigma_max, the controls, the paper's six), and what the cheapest DLG point inside every floor costs.
+    """
+    data = _read_json(Path(table_file))
+    rows = []
+    for budget in budgets:
+        entry = data["table"].get(str(budget))
+        if entry is None:
+            raise ValueError(f"{table_file}: no budget {budget} (budgets: {sorted(data['table'], key=float)})")
+        peers = [r for r in entry["rows"] if r["kind"] != "dlg"]
+        best = min(peers, key=lambda r: (r["n_failing"], r["w2"]))
+        dlg, inside = entry["dlg_best"], entry["dlg_first_inside_floors"]
+
+        def describe(r: dict | None) -> str:
+            if r is None:
+                return "none within the budget"
+            name = f"{r['group']}, {r['label']}" if r["kind"] == "k-diffusion" else r["label"]
+            return f"{name} ({r['nfe_per_independent']:.0f} NFE, {r['n_failing']} metrics outside, W2 {r['w2']:.3f})"
+
+        rows.append({"NFE per independent sample": str(budget), "best DLG + solver": describe(dlg),
+                     "best peer": describe(best),
+                     "cheapest DLG inside every floor": ("never" if inside is None else
+                                                         f"{inside['nfe_per_independent']:.0f} NFE "
+                                                         f"({inside['nfe']:.1f} per output, ESS ratio "
+                                                         f"{inside['ess_ratio']:.2f})")})
     return rows
 
 
