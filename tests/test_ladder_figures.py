@@ -62,3 +62,15 @@ def test_figures_have_one_legend_without_duplicates_and_note_points_above_the_ax
 def test_every_label_token_is_decoded():
     for token in ("T=M", "tilt=A", "+S/decade", "DDIM->S", "KAR1 C st, restart S", "eta_rel=R"):
         assert token in ladder.LABEL_KEY
+
+
+def test_every_integrator_of_a_sweep_gets_its_panel_including_solvers_beyond_the_six():
+    """A sweep with the paper's six and four more solvers draws ten titled W2 panels (the figure grows a row)."""
+    names = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama",
+             "dpmpp_2m", "dpmpp_2m_sde", "unipc", "restart")
+    pts = [_pt("noise", integ, nfe, w2) for integ in names for nfe, w2 in ((10, 1.0), (50, 0.08))]
+    doc = {"meta": {"floors": _FLOORS, "stem": "toy", "d": 2, "sweep": {"n": 10}}, "points": pts}
+    for fig in (ladder.plot_w2_vs_nfe(doc), ladder.plot_ladder(doc)):
+        titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+        assert all(n in titles for n in names), titles
+        plt.close(fig)

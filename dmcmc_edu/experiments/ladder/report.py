@@ -400,8 +400,15 @@ def _one_legend(fig, axes, ncol=3, y=0.0):
 
 
 def _ladder_points(doc):
+    """The points with metrics, and the integrators among them: the paper's six in their order, then any other."""
     pts = [p for p in doc["points"] if p.get("metrics")]
-    return pts, [nm for nm in _ORDER if any(p["integrator"] == nm for p in pts)]
+    others = list(dict.fromkeys(p["integrator"] for p in pts if p["integrator"] not in _ORDER))
+    return pts, [nm for nm in _ORDER if any(p["integrator"] == nm for p in pts)] + others
+
+
+def _panel_rows(doc) -> int:
+    """Rows of three W2 panels needed for the integrators of ``doc`` (at least two, the paper's layout)."""
+    return max(2, -(-len(_ladder_points(doc)[1]) // 3))
 
 
 def _draw_w2(doc, axes):
@@ -422,7 +429,7 @@ def _draw_modes(doc, axes):
     for ax, metric, title in zip(axes, ("mode_tv", "spread"), ("mode-weight TV", "|spread - 1|")):
         _summary_panel(ax, pts, metric, floors)
         ax.set_xlim(*_x_limits(pts))
-        ax.set_title(f"{title}: best over the six integrators", fontsize=10)
+        ax.set_title(f"{title}: best over the integrators", fontsize=10)
         ax.set_ylabel(title)
         _plain_log_ticks(ax, y_subs=(1.0, 2.0, 5.0) if metric == "mode_tv" else None)
 
@@ -439,17 +446,18 @@ def plot_w2_vs_nfe(doc: dict):
     best DLG setting at or below each NFE (faint dots: every setting); red stars: the paper-like DLG settings.
     Returns the figure.
     """
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.6), sharex=True, sharey=True)
+    rows = _panel_rows(doc)
+    fig, axes = plt.subplots(rows, 3, figsize=(13, 3.8 * rows), sharex=True, sharey=True)
     _draw_w2(doc, list(axes.flat))
     for c in range(3):  # the x label under the lowest visible panel of each column
-        bottom = axes[1, c] if axes[1, c].get_visible() else axes[0, c]
+        bottom = next(axes[r, c] for r in range(rows - 1, -1, -1) if axes[r, c].get_visible() or r == 0)
         bottom.set_xlabel(_X_LABEL)
         bottom.tick_params(labelbottom=True)
     for ax in axes[:, 0]:
         ax.set_ylabel("W2 to exact samples")
     _one_legend(fig, list(axes.flat))
     fig.suptitle(_title(doc, "W2 against NFE"), fontsize=11)
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
+    fig.tight_layout(rect=(0, 0.09 * 2 / rows, 1, 1))
     return fig
 
 
@@ -475,14 +483,16 @@ def plot_ladder(doc: dict, path=None):
     closed.  Returns the figure.  Notebooks draw the two halves separately with :func:`plot_w2_vs_nfe` and
     :func:`plot_modes_vs_nfe`.
     """
-    fig = plt.figure(figsize=(13, 11.5))
-    grid = fig.add_gridspec(3, 6)
-    w2_axes = [fig.add_subplot(grid[r, 2 * c:2 * c + 2]) for r in range(2) for c in range(3)]
-    mode_axes = [fig.add_subplot(grid[2, 0:3]), fig.add_subplot(grid[2, 3:6])]
+    rows = _panel_rows(doc)
+    fig = plt.figure(figsize=(13, 3.8 * rows + 3.9))
+    grid = fig.add_gridspec(rows + 1, 6)
+    w2_axes = [fig.add_subplot(grid[r, 2 * c:2 * c + 2]) for r in range(rows) for c in range(3)]
+    mode_axes = [fig.add_subplot(grid[rows, 0:3]), fig.add_subplot(grid[rows, 3:6])]
     _draw_w2(doc, w2_axes)
     for i, ax in enumerate(w2_axes):
+        below = w2_axes[i + 3] if i + 3 < len(w2_axes) else None
         ax.set_ylabel("W2 to exact samples" if i % 3 == 0 else "")
-        ax.set_xlabel(_X_LABEL if i >= 3 or not w2_axes[i + 3].get_visible() else "")
+        ax.set_xlabel(_X_LABEL if below is None or not below.get_visible() else "")
     _draw_modes(doc, mode_axes)
     _one_legend(fig, w2_axes + mode_axes)
     fig.suptitle(_title(doc, "quality against NFE"), fontsize=11)
