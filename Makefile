@@ -15,6 +15,9 @@ EXTRAS ?= test,diffusers,fid,assignments,explorers,browser
 SUBMISSIONS ?=
 GRADES ?= grades.csv
 CHROMIUM ?= /usr/bin/chromium
+# test processes (pytest-xdist; a test file or notebook stays in one process); the CI machine has 2 cores
+JOBS ?= 2
+XDIST := -n $(JOBS) --dist loadfile
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test unit notebooks browser-test lab assignments grade lint install clean-venv
@@ -37,11 +40,11 @@ test: unit notebooks browser-test
 
 unit: $(VENV)/.installed
 	$(VENV)/bin/lint-imports
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q $(XDIST)
 
 notebooks: $(VENV)/.installed
-	$(PY) -m pytest --nbval notebooks/*.ipynb -q -p no:cacheprovider
-	$(PY) -m pytest --nbval-lax notebooks/assignments/source -q -p no:cacheprovider
+	$(PY) -m pytest --nbval notebooks/*.ipynb -q -p no:cacheprovider $(XDIST)
+	$(PY) -m pytest --nbval-lax notebooks/assignments/source -q -p no:cacheprovider $(XDIST)
 
 # JupyterLab + headless Chromium (Debian's package) drive the explorers notebook; screenshots in runs/browser/
 browser-test: $(VENV)/.installed
