@@ -67,7 +67,7 @@ def test_modern_solvers_answer_picks_the_best_peer_and_reports_dlg(stem):
         entry = data["table"][row["NFE per independent sample"]]
         peers = [r for r in entry["rows"] if r["kind"] != "dlg"]
         fewest = min(r["n_failing"] for r in peers)
-        assert f"{fewest} metrics outside" in row["best peer"]
+        assert f"{fewest} metric{'' if fewest == 1 else 's'} outside" in row["best peer"]
         if entry["dlg_best"] is None:
             assert row["best DLG + solver"] == "none within the budget"
     with pytest.raises(ValueError, match="no budget 7"):

@@ -127,7 +127,8 @@ def modern_solvers_answer(table_file: str | Path, budgets=(10, 20)) -> list[dict
             if r is None:
                 return "none within the budget"
             name = f"{r['group']}, {r['label']}" if r["kind"] == "k-diffusion" else r["label"]
-            return f"{name} ({r['nfe_per_independent']:.0f} NFE, {r['n_failing']} metrics outside, W2 {r['w2']:.3f})"
+            outside = f"{r['n_failing']} metric{'' if r['n_failing'] == 1 else 's'} outside"
+            return f"{name} ({r['nfe_per_independent']:.0f} NFE, {outside}, W2 {r['w2']:.3f})"
 
         rows.append({"NFE per independent sample": str(budget), "best DLG + solver": describe(dlg),
                      "best peer": describe(best),
