@@ -25,6 +25,8 @@ weights' records + the FID floor of real images at the same n) and
   python bench/mnist_ladder.py --sweep cpu --n 2000 --variants vanilla,dlg-argmax \
       --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1.5 hours (bench/results/mnist_n2000)
   python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point, the long sweep
+  python bench/mnist_ladder.py --sweep cpu --n 1000 --integrators dpmpp_2m,unipc --variants vanilla,dlg-argmax \
+      --out bench/results/modern_solvers/mnist   # the new few-step solvers (MODERN_SWEEPS), CPU, ~25 min
 
 MNIST-FID is not Inception FID (see dmcmc_edu.evaluation.mnist_fid); compare only within this file.
 """
@@ -71,6 +73,20 @@ SWEEPS = {
         "euler_maruyama": ([10, 20, 50, 100, 200, 500], [3, 5, 10, 20, 50]),
     },
 }
+# The few-step solvers of issue 13 (dmcmc_edu.solvers.MODERN_SOLVERS): steps = NFE for DPM++ 2M, 2M SDE and UniPC;
+# Restart costs 2 * steps - 1 + 2 (its default restart interval).  DLG: their smallest denoising runs (the chains sit
+# at sigma ~ 2.6 with the rung's defaults; bench/results/modern_solvers/mnist measures whether that suffices).
+MODERN_SWEEPS = {
+    "fast": {"dpmpp_2m": ([5, 10, 20], [2, 3]), "dpmpp_2m_sde": ([5, 10, 20], [2, 3]),
+             "unipc": ([5, 10, 20], [2, 3]), "restart": ([3, 5, 10], [2, 3])},
+    "cpu": {"dpmpp_2m": ([5, 10, 20], [2, 3]), "dpmpp_2m_sde": ([5, 10, 20], [2, 3]),
+            "unipc": ([5, 10, 20], [2, 3]), "restart": ([3, 5, 10], [2, 3])},
+    "full": {"dpmpp_2m": ([3, 5, 10, 20, 50], [2, 3, 5, 10]), "dpmpp_2m_sde": ([3, 5, 10, 20, 50], [2, 3, 5, 10]),
+             "unipc": ([3, 5, 10, 20, 50], [2, 3, 5, 10]), "restart": ([3, 5, 10, 25], [2, 3, 5])},
+}
+PAPER_SIX = tuple(SWEEPS["fast"])  # the default --integrators (before the new solvers join the tables)
+for _mode, _table in MODERN_SWEEPS.items():
+    SWEEPS[_mode].update(_table)
 VARIANTS = ("vanilla", "dlg-argmax", "dlg-sample", "dlg-argmax-1pc")
 """dlg-argmax-1pc: the argmax sigma-update with one output per chain (independent outputs, no amortisation)."""
 
@@ -122,7 +138,8 @@ def markdown_table(points: list) -> str:
 
     variants = [v for v in VARIANTS if any(p["variant"] == v for p in points)]
     lines = ["| integrator | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
-    for name in PAPER_INTEGRATORS:
+    names = list(PAPER_INTEGRATORS) + sorted({p["integrator"] for p in points} - set(PAPER_INTEGRATORS))
+    for name in names:
         cells = []
         for v in variants:
             pts = sorted((p for p in points if p["integrator"] == name and p["variant"] == v), key=lambda p: p["nfe"])
@@ -140,7 +157,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="samples per point (default: 256 fast, 5000 full)")
     p.add_argument("--out", default=None, help="default: bench/results/mnist (fast) or bench/results/mnist_full")
     p.add_argument("--weights", default=str(ROOT / "dmcmc_edu" / "weights"))
-    p.add_argument("--integrators", default=",".join(SWEEPS["fast"]))
+    p.add_argument("--integrators", default=",".join(PAPER_SIX),
+                   help="comma-separated; the paper's six and the new solvers " + ",".join(MODERN_SWEEPS["fast"]))
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--eta", type=float, default=None,
                    help="DLG Langevin step (default: dmcmc_edu.experiments.mnist.DLG_DEFAULTS)")
@@ -214,7 +232,13 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    fig = plot_ladder(points, floor=floor, title=f"MNIST-FID vs NFE ({mode}, n={args.n} per point)")
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
+
+    present = {q["integrator"] for q in points}  # the paper's six first, then the other solvers in sweep order
+    panels = [i for i in list(PAPER_INTEGRATORS) + list(SWEEPS[mode]) if i in present]
+    panels += sorted(present - set(panels))
+    fig = plot_ladder(points, floor=floor, title=f"MNIST-FID vs NFE ({mode}, n={args.n} per point)",
+                      integrators=panels)
     fig.savefig(out / "fid_vs_nfe.png", dpi=110, bbox_inches="tight")
     if args.table:
         print(markdown_table(points))
