@@ -150,6 +150,17 @@ def markdown_table(points: list) -> str:
     return "\n".join(lines)
 
 
+def _other_settings(out: Path, settings: dict) -> str | None:
+    """Why ``out`` must not be written: it holds results or points made with other settings (None: it may)."""
+    for f in [out / "results.json", *sorted((out / "points").glob("*.json"))]:
+        saved = json.loads(f.read_text()).get("settings") if f.is_file() else settings
+        if saved != settings:
+            keys = sorted(k for k in set(saved or {}) | set(settings) if (saved or {}).get(k) != settings.get(k))
+            return (f"{f} was made with other settings ({', '.join(keys)} differ); nothing was written -- choose "
+                    "another --out, or re-run with the saved settings")
+    return None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--fast", action="store_true", help="few hundred samples per point and a short sweep")
@@ -183,14 +194,18 @@ def main(argv=None) -> int:
     args.n_skip = args.n_skip if args.n_skip is not None else DLG_DEFAULTS["n_skip"]
     out = Path(args.out or ROOT / "bench" / "results" / {"fast": "mnist", "cpu": f"mnist_n{args.n}",
                                                            "full": "mnist_full"}[mode])
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    models = load_shipped_models(args.weights, device=args.device)
     weights = {k: {"file": v, "sha256_16": _sha256(Path(args.weights) / v)}
                for k, v in {"score": "mnist_score_unet.pt", "classifier": "mnist_noise_classifier.pt",
                             "features": "mnist_feature_net.pt"}.items()}
     settings = {"mode": mode, "n": args.n, "eta": args.eta, "n_skip": args.n_skip,
                 "outputs_per_chain": args.outputs_per_chain, "seed": args.seed, "device": args.device,
                 "threads": args.threads, "weights": weights}
+    refusal = _other_settings(out, settings)
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    models = load_shipped_models(args.weights, device=args.device)
 
     t_start = time.time()
     todo = [(v, i, s) for i in args.integrators.split(",") for v in args.variants.split(",")

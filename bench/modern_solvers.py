@@ -33,6 +33,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from dmcmc_edu.cli.common import run_handler  # noqa: E402
 from dmcmc_edu.experiments.ladder import _clean, _failing, point_label, run_ladder, target_stem  # noqa: E402
 from dmcmc_edu.plotting import nfe_axes  # noqa: E402
 from dmcmc_edu.runs import atomic_write, write_json  # noqa: E402
@@ -248,6 +249,11 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="the ladder's small sweep (500 outputs per point)")
     p.add_argument("--progress", action="store_true")
     args = p.parse_args(argv)
+    args.func = _run
+    return run_handler(args)  # a refused or bad run ends with one "error: ..." line and exit status 2
+
+
+def _run(args) -> int:
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -210,3 +210,18 @@ def test_plot_dlg_tuning_averages_the_switch_rate_over_denoising_steps():
 def test_nfe_to_reach_lists_integrators_in_the_papers_order():
     pts = [dict(p, integrator=name) for name, p in zip(("rk45", "pf_euler", "kar2", "kar1"), POINTS)]
     assert list(nfe_to_reach(pts, 1e9)) == ["kar1", "kar2", "pf_euler", "rk45"]
+
+
+def test_a_folder_of_other_settings_is_refused_in_one_line_and_left_alone(tmp_path, capsys):
+    """Re-running into a finished folder with another --n refuses before loading a model and writes nothing."""
+    bench = _load_bench("mnist_ladder")
+    saved = {"mode": "fast", "n": 2000}
+    (tmp_path / "points").mkdir()
+    (tmp_path / "results.json").write_text(json.dumps({"settings": saved}))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert bench._other_settings(tmp_path, dict(saved)) is None
+    assert "n differ" in bench._other_settings(tmp_path, dict(saved, n=500))
+    rc = bench.main(["--fast", "--n", "500", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: ") and "\n" not in err and "nothing was written" in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
