@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
-from dmcmc_edu.grading.feedback import call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import call_student, compare, fail, graded, ok
 from dmcmc_edu.targets import GaussianMixture, grid, ring
 
 __all__ = ["check_forward_noise", "check_karras_schedule", "check_geometric_schedule", "check_tweedie_denoiser",
@@ -64,6 +64,7 @@ def _where(sigma: torch.Tensor, what: str = "", label: str = "sigma") -> str:
 # ----------------------------------------------------------------------------- forward noising
 
 
+@graded
 def check_forward_noise(forward_noise, hidden: bool = False) -> str:
     """Check ``forward_noise(x, sigma, eps) -> x + sigma[:, None] * eps`` with a different sigma per sample."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -98,6 +99,7 @@ def _karras_mistakes(s0: torch.Tensor, sigma_min: float, steps: int, rho: float)
     }
 
 
+@graded
 def check_karras_schedule(karras_schedule, hidden: bool = False) -> str:
     """Check ``karras_schedule(sigma_start [B], sigma_min, steps, rho) -> [B, steps]`` (no trailing zero)."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -124,6 +126,7 @@ def _geometric_mistakes(s0: torch.Tensor, sigma_min: float, steps: int) -> dict:
     }
 
 
+@graded
 def check_geometric_schedule(geometric_schedule, hidden: bool = False) -> str:
     """Check ``geometric_schedule(sigma_start [B], sigma_min, steps) -> [B, steps + 1]``."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -167,6 +170,7 @@ def _tweedie_cases(hidden: bool, seed: int):
         yield name, mix, x, _sigmas(b, 0.05, 5.0, g)
 
 
+@graded
 def check_tweedie_denoiser(tweedie_denoiser, hidden: bool = False) -> str:
     """Check ``tweedie_denoiser(mixture, x, sigma) -> x + sigma^2 * mixture.score(x, sigma)`` (sigma of shape [B])."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -182,6 +186,7 @@ def check_tweedie_denoiser(tweedie_denoiser, hidden: bool = False) -> str:
     return ok("tweedie_denoiser gives the exact posterior mean E[x0 | x_sigma = x]")
 
 
+@graded
 def check_score_from_denoiser(score_from_denoiser, hidden: bool = False) -> str:
     """Check ``score_from_denoiser(denoiser, x, sigma) -> (denoiser(x, sigma) - x) / sigma^2`` (sigma of shape [B])."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback

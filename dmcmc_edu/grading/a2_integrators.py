@@ -25,7 +25,7 @@ import torch
 from dmcmc_edu.core.integrators import kar1 as reference_kar1
 from dmcmc_edu.core.integrators import pf_euler as reference_pf_euler
 from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import RecordError, as_array, call_student, compare, fail, graded, ok
 from dmcmc_edu.targets import GaussianMixture, grid, ring
 
 __all__ = ["RecordingDenoiser", "reference_exact_flow", "reference_order", "check_exact_flow", "check_pf_euler",
@@ -56,6 +56,18 @@ class RecordingDenoiser:
     @property
     def nfe(self) -> float:
         return self.rows / self.n_samples
+
+    def _record_state(self) -> dict:
+        """What a check reads after the integrator ran (recorded in the kernel, see :func:`~.feedback.graded`)."""
+        return {"sigmas": list(self.sigmas), "rows": self.rows}
+
+    def _restore_state(self, state) -> None:
+        """Set what :meth:`_record_state` recorded (when the grader judges a record): 1-D tensors and a count."""
+        sigmas, rows = (state.get("sigmas"), state.get("rows")) if isinstance(state, dict) else (None, None)
+        if not isinstance(sigmas, list) or not all(isinstance(s, torch.Tensor) and s.ndim == 1 for s in sigmas) \
+                or not isinstance(rows, int) or rows < 0:
+            raise RecordError("the recorded calls of D are malformed")
+        self.sigmas, self.rows = list(sigmas), rows
 
     def __getattr__(self, name):
         if name == "model":
@@ -155,6 +167,7 @@ def reference_exact_flow(x, sigma_start, sigma_end, mean, tau):
     return mean + ratio.sqrt()[:, None] * (x - mean)
 
 
+@graded
 def check_exact_flow(exact_flow, hidden: bool = False) -> str:
     """``exact_flow(x, sigma_start, sigma_end, mean, tau)`` against the closed form (checked against RK45 in tests)."""
     g = torch.Generator().manual_seed(23 if hidden else 3)
@@ -182,6 +195,7 @@ def check_exact_flow(exact_flow, hidden: bool = False) -> str:
 # --------------------------------------------------------------------------- pf_euler
 
 
+@graded
 def check_pf_euler(pf_euler, hidden: bool = False) -> str:
     """``pf_euler(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.pf_euler`."""
     for case in _cases(hidden):
@@ -208,6 +222,7 @@ def check_pf_euler(pf_euler, hidden: bool = False) -> str:
 # --------------------------------------------------------------------------- kar1
 
 
+@graded
 def check_kar1(kar1, hidden: bool = False) -> str:
     """``kar1(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.kar1`."""
     for case in _cases(hidden):
@@ -240,6 +255,7 @@ def reference_order(steps, errors) -> float:
     return -float(np.polyfit(np.log(np.asarray(steps, dtype=float)), np.log(np.asarray(errors, dtype=float)), 1)[0])
 
 
+@graded
 def check_convergence_order(convergence_order, hidden: bool = False) -> str:
     """``convergence_order(steps, errors)`` on synthetic errors C N^-p with a little multiplicative scatter."""
     cases = [(1.7, 0.8, 5)] if not hidden else [(2.2, 3.0, 15), (0.9, 0.05, 16)]

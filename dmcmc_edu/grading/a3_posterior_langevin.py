@@ -25,7 +25,7 @@ import torch
 from dmcmc_edu.core.langevin import langevin_stability_bound
 from dmcmc_edu.core.langevin import ula_step as reference_ula_step
 from dmcmc_edu.core.random import normal
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
 from dmcmc_edu.targets import GaussianMixture, ring
 
 __all__ = ["isotropic_mixture", "reference_mala_log_acceptance", "check_log_p_sigma", "check_log_sigma_posterior",
@@ -98,6 +98,7 @@ def _log_p_cases(hidden: bool):
             (x2, torch.tensor([0.2, 0.5, 2.0], dtype=torch.float64), w2, mu2, tau2, mix2)]
 
 
+@graded
 def check_log_p_sigma(log_p_sigma, hidden: bool = False) -> str:
     """``log_p_sigma(x, sigma, weights, means, tau)`` against the mixture's exact ``log_prob``."""
     for x, sigma, w, mu, tau, mix in _log_p_cases(hidden):
@@ -151,6 +152,7 @@ def _per_sample_levels(log_density):
     return checked
 
 
+@graded
 def check_log_sigma_posterior(log_sigma_posterior, hidden: bool = False) -> str:
     """``log_sigma_posterior(log_density, x, grid, log_prior)`` against the mixture's ``sigma_log_posterior``."""
     for mix, x, levels, prior in _posterior_cases(hidden):
@@ -189,6 +191,7 @@ def _ula_cases(hidden: bool):
     return [(mix, x, s, 0.002, 32), (mix2, x2, s2 * 1.3, 0.4, 33)]
 
 
+@graded
 def check_ula_step(ula_step, hidden: bool = False) -> str:
     """``ula_step(D, x, sigma, eta, z)`` against :func:`dmcmc_edu.core.langevin.ula_step` with the same draws z."""
     for mix, x, sigma, eta, seed in _ula_cases(hidden):
@@ -220,6 +223,7 @@ def check_ula_step(ula_step, hidden: bool = False) -> str:
 # --------------------------------------------------------------------------- the stability bound
 
 
+@graded
 def check_stability_bound(stability_bound, hidden: bool = False) -> str:
     """``stability_bound(tau_min, sigma)`` against :func:`dmcmc_edu.core.langevin.langevin_stability_bound`."""
     cases = [(0.01, [0.0, 0.1, 1.0, 3.0])] if not hidden else [(0.25, [0.5, 2.0, 0.05]), (1e-3, [10.0, 0.01])]
@@ -268,6 +272,7 @@ def _mala_cases(hidden: bool):
     return [(mix, x, s, 0.01, 52), (mix2, x2, s2, 1.0, 53)]
 
 
+@graded
 def check_mala_log_acceptance(mala_log_acceptance, hidden: bool = False) -> str:
     """``mala_log_acceptance(log_prob, score, x, x_prop, sigma, eta)`` on ULA proposals of a mixture."""
     for mix, x, sigma, eta, seed in _mala_cases(hidden):

@@ -28,7 +28,7 @@ from dmcmc_edu.core.pick import pick_smallest_sigma
 from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.core.sigma_updates import make_sigma_update
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, ring
 
 __all__ = ["check_sigma_update", "check_gibbs_step", "check_pick_smallest", "check_mini_dmcmc",
@@ -95,6 +95,7 @@ def _draw_follows_q(student_fn, log_q: torch.Tensor, seed: int, n_rep: int = 400
                  f"{float(freq[i]):.3f}, but q gives it {float(q[r, i]):.3f}{extra}")
 
 
+@graded
 def check_sigma_update(student_fn, hidden: bool = False) -> str:
     """``sigma_update(log_q, rule, generator)``: the argmax rule exactly, the draw against the library's draw."""
     seed, C, L = (11, 9, 30) if hidden else (0, 5, 12)
@@ -166,6 +167,7 @@ def _gibbs_mistakes(mix, grid, x, index, eta, update, seed: int) -> tuple[dict, 
     return x_mistakes, idx_mistakes
 
 
+@graded
 def check_gibbs_step(student_fn, hidden: bool = False) -> str:
     """``gibbs_step``: x' and the new index equal the library's DLG step for the same seed."""
     seed, C, eta = (23, 10, 0.03) if hidden else (5, 6, 0.05)
@@ -218,6 +220,7 @@ def _pick_case(seed: int, n_skip: int):
     return xs[0], idx[0], xs[1:], list(idx[1:])
 
 
+@graded
 def check_pick_smallest(student_fn, hidden: bool = False) -> str:
     """``pick_smallest``: the authors' rule (start included, strictly smaller sigma replaces, earliest wins ties)."""
     seed, n_skip = (31, 4) if hidden else (3, 3)
@@ -293,6 +296,7 @@ def _library_run(seed: int, C: int, rounds: int, n_skip: int, sigma_update: str)
     return mix, cfg, sampler, start, res
 
 
+@graded
 def check_mini_dmcmc(student_fn, hidden: bool = False) -> str:
     """``mini_dmcmc`` with the library's Gibbs step and pick: the same seed gives the library sampler's outputs."""
     seed, C, rounds, n_skip, upd = (17, 12, 3, 3, "classifier-argmax") if hidden else (2, 8, 3, 2, "exact")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
 from dmcmc_edu.models.classifier import noisy_batch
 from dmcmc_edu.targets import ExactLevelClassifier, ring
 
@@ -87,6 +87,7 @@ def _pairs_statistics(student_fn, grid: torch.Tensor, seed: int, n: int = 20000)
              f"1){extra}")
 
 
+@graded
 def check_training_pairs(student_fn, hidden: bool = False) -> str:
     """``training_pairs``: the library's pairs for the same seed, or pairs with the training joint's distribution."""
     seed, n, L = (41, 12, 40) if hidden else (4, 6, 25)
@@ -113,6 +114,7 @@ def check_training_pairs(student_fn, hidden: bool = False) -> str:
 # ----------------------------------------------------------------------------- the loss
 
 
+@graded
 def check_cross_entropy_loss(student_fn, hidden: bool = False) -> str:
     """``cross_entropy_loss``: equals ``F.cross_entropy`` and has its gradient."""
     seed, B, L = (43, 16, 30) if hidden else (6, 5, 8)
@@ -120,8 +122,17 @@ def check_cross_entropy_loss(student_fn, hidden: bool = False) -> str:
     logits = 3.0 * torch.randn(B, L, generator=g, dtype=torch.float64) + 2.0
     y = torch.randint(0, L, (B,), generator=g)
     where = f"{B} rows of logits over {L} levels"
-    lg = logits.clone().requires_grad_(True)
-    got = call_student(student_fn, "cross_entropy_loss", lg, y.clone())
+
+    def loss_and_gradient(logits, y):
+        """The student's loss, whether it has a gradient, and that gradient (all of it data, for the record)."""
+        lg = logits.clone().requires_grad_(True)
+        loss = student_fn(lg, y)
+        if not isinstance(loss, torch.Tensor) or loss.grad_fn is None:
+            return loss, False, None
+        loss.backward()
+        return loss.detach(), True, lg.grad
+
+    got, has_gradient, grad = call_student(loss_and_gradient, "cross_entropy_loss", logits.clone(), y.clone())
     picked = logits.gather(1, y[:, None]).squeeze(1)
     compare("cross_entropy_loss(logits, y)", got.detach() if isinstance(got, torch.Tensor) else got,
             F.cross_entropy(logits, y), where=where, rtol=1e-6, atol=1e-9,
@@ -132,12 +143,11 @@ def check_cross_entropy_loss(student_fn, hidden: bool = False) -> str:
                       "the sum over the batch instead of the mean": F.cross_entropy(logits, y, reduction="sum"),
                       "labels off by one (y + 1)": F.cross_entropy(logits, (y + 1) % L)},
             hint="the loss is the mean over the batch of -log q(y | x), with log q = log_softmax(logits)")
-    if not isinstance(got, torch.Tensor) or got.grad_fn is None:
+    if not has_gradient:
         fail("cross_entropy_loss returned a number without a gradient: keep it a torch tensor (no .item() or float()) "
              "so that loss.backward() can train the network")
-    got.backward()
     want_grad = (torch.softmax(logits, 1) - F.one_hot(y, L).double()) / B
-    compare("the gradient of your loss", lg.grad, want_grad, where=where, rtol=1e-6, atol=1e-9,
+    compare("the gradient of your loss", grad, want_grad, where=where, rtol=1e-6, atol=1e-9,
             hint="a loss built from torch operations on logits gets its gradient for free")
     return ok("cross_entropy_loss: the paper's cross-entropy, value and gradient")
 
@@ -162,6 +172,7 @@ def _posterior_case(seed: int, B: int, L: int):
     return ExactLevelClassifier(mix, grid).log_probs(x), grid, g
 
 
+@graded
 def check_kl_exact_to_classifier(student_fn, hidden: bool = False) -> str:
     """``kl_exact_to_classifier``: mean KL(p_exact || q) against the reference, naming a swapped direction."""
     seed, B, L = (47, 20, 40) if hidden else (8, 6, 15)
@@ -195,6 +206,7 @@ def reference_spread(log_p: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return ((p @ lg**2) - mean**2).clamp(min=0).sqrt()
 
 
+@graded
 def check_log_sigma_spread(student_fn, hidden: bool = False) -> str:
     """``log_sigma_spread``: the per-point posterior standard deviation of log sigma."""
     seed, B, L = (53, 12, 60) if hidden else (9, 5, 30)
@@ -234,6 +246,7 @@ _WHY_NOT = {
 }
 
 
+@graded
 def check_why_argmax_collapses(student_fn, hidden: bool = False) -> str:
     """``why_argmax_collapses()``: the letter of the right option of :data:`QUESTION_OPTIONS`."""
     got = call_student(student_fn, "why_argmax_collapses")

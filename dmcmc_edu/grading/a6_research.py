@@ -20,7 +20,7 @@ import torch
 
 from dmcmc_edu.core.ledger import NFELedger
 from dmcmc_edu.evaluation.diagnostics import autocorrelation, effective_sample_size
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
 
 __all__ = ["check_full_nfe_per_output", "check_effective_sample_size", "check_nfe_per_independent_sample",
            "check_nfe_to_reach", "reference_ess", "reference_nfe_to_reach"]
@@ -36,6 +36,7 @@ def _ledger(seed: int) -> NFELedger:
                      classifier=C * T * n_skip)
 
 
+@graded
 def check_full_nfe_per_output(student_fn, hidden: bool = False) -> str:
     """``full_nfe_per_output(ledger)``: every counted evaluation, initialisation included, divided by the outputs."""
     for seed in ((61, 62) if hidden else (1,)):
@@ -81,6 +82,7 @@ def _ar1(seed: int, phi: float, T: int, C: int) -> np.ndarray:
     return x
 
 
+@graded
 def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
     """``effective_sample_size(rho, n_total)`` against the library's Geyer estimate, on AR(1) chains."""
     cases = ((71, 0.8, 60, 20), (72, -0.6, 40, 10), (73, 0.3, 80, 5)) if hidden else ((7, 0.7, 50, 10),
@@ -109,6 +111,7 @@ def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
 # ----------------------------------------------------------------------------- NFE per independent sample
 
 
+@graded
 def check_nfe_per_independent_sample(student_fn, hidden: bool = False) -> str:
     """``nfe_per_independent_sample``: the total cost divided by the effective sample size."""
     cases = ((43.5, 400, 131.7), (12.25, 1000, 1000.0), (80.0, 240, 61.0)) if hidden else ((25.0, 300, 120.0),)
@@ -132,6 +135,7 @@ def reference_nfe_to_reach(nfe, metric, target) -> float:
     return min(good) if good else math.inf
 
 
+@graded
 def check_nfe_to_reach(student_fn, hidden: bool = False) -> str:
     """``nfe_to_reach(nfe, metric, target)``: the cheapest point that reaches the target, unsorted input."""
     nfe = [37.0, 5.0, 15.0, 9.0, 75.0, 23.0] if not hidden else [199.0, 11.0, 49.0, 7.0, 99.0, 31.0, 23.0]
