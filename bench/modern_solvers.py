@@ -262,7 +262,7 @@ def _run(args) -> int:
     doc = run_ladder(args.target, out, fast=args.fast, learned=args.learned, n=None if args.fast else args.n,
                      seed=args.seed, progress=args.progress, plot=False, integrators=list(MODERN_SOLVERS),
                      command=command, workers=args.workers)
-    stem = target_stem(args.target, args.learned, args.fast)
+    stem = target_stem(args.target, args.learned, args.fast, args.seed)
     plot_fig3(doc, out / f"{stem}_fig3.png")
     table = comparison(doc, stem)
     write_json(out / f"{stem}_table.json", _clean({"meta": {"stem": stem, "command": command,

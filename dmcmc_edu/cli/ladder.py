@@ -59,7 +59,7 @@ def cmd_ladder(args) -> int:
                      progress=not args.quiet, plot=not args.no_plot, command=ladder_command(args),
                      integrators=args.integrators.split(",") if args.integrators else None,
                      workers=args.workers)
-    stem = target_stem(args.target, args.learned, args.fast)
+    stem = target_stem(args.target, args.learned, args.fast, args.seed)
     if not args.quiet:
         print((Path(args.out) / f"{stem}_findings.md").read_text())
     n_err = sum(1 for p in doc["points"] if p.get("error"))

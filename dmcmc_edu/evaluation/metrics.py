@@ -70,6 +70,7 @@ from dmcmc_edu.evaluation.diagnostics import (
     label_autocorrelation,
     mode_switch_rate,
 )
+from dmcmc_edu.evaluation.uncertainty import floor_interval
 
 try:  # POT: a dependency of the package, but W2 has an exact fallback (scipy) if it is missing
     import ot
@@ -443,6 +444,60 @@ def noise_floors(mixture, n: int, reference, ref_values: dict, repeats: int = 40
         out[k] = {"mean": float(v.mean()), "sd": sd, "threshold": float(v.mean() + n_sd * sd),
                   "read_as": FLOOR_METRICS[k], "repeats": len(v)}
     out["n"], out["n_sd"], out["mmd_bandwidth"] = n, n_sd, mmd_bandwidth
+    return out
+
+
+EXACT_FLOOR_REPEATS = 200
+"""Exact sample-set pairs behind every floor of :func:`exact_floors` (at least 20 are required)."""
+
+FLOOR_QUANTILE = 0.995
+"""The quantile of exact-sampler scores that :func:`exact_floors` takes as each metric's threshold."""
+
+
+def exact_floors(mixture, n: int, *, repeats: int = EXACT_FLOOR_REPEATS, seed: int = 777,
+                 quantile: float = FLOOR_QUANTILE, mmd_bandwidth: float | None = None,
+                 ref_values: dict | None = None) -> dict:
+    """The noise floors of a sample size: what an exact sampler scores, as a function of (target, n) only.
+
+    Each of ``repeats`` rounds draws two *fresh* exact sets of size ``n`` (neither is a fixed reference set):
+    W2 and MMD^2 between them, mode TV, and the deviations of spread, on-manifold fraction and NLL of the first
+    from the population values (``ref_values``, default :func:`reference_values`).  Per metric of
+    :data:`FLOOR_METRICS`: ``mean``, ``sd``, ``threshold`` = the ``quantile`` of the exact scores (0.995: an exact
+    sampler lies above it once in two hundred sets), its bootstrap interval ``threshold_ci`` (from
+    :mod:`dmcmc_edu.evaluation.uncertainty`), and ``pass_rate`` -- the fraction of the exact rounds inside it.
+    ``all_pass_rate``: the fraction of exact rounds with all seven metrics inside (the metrics are correlated,
+    so it lies between ``quantile`` ** 7 and ``quantile``).
+
+    Deterministic in (mixture, n, repeats, seed, quantile, mmd_bandwidth): two notebooks that ask for the floor
+    of the same size get the same numbers.  The MMD kernel defaults to the median heuristic on the first pair.
+    """
+    if int(repeats) < 20:
+        raise ValueError(f"exact_floors: repeats={repeats}; a floor needs at least 20 exact pairs")
+    g = torch.Generator().manual_seed(int(seed))
+    ref_values = ref_values if ref_values is not None else reference_values(mixture)
+    vals = {k: [] for k in FLOOR_METRICS}
+    bw = mmd_bandwidth
+    for _ in range(int(repeats)):
+        x = _as_mix(mixture, mixture.sample(n, g), "exact_floors")
+        y = mixture.sample(n, g)
+        if bw is None:
+            bw = median_bandwidth(x, y)
+        ns = nll_stats(mixture, x)
+        e = {"w2": w2(x, y), "mmd2": mmd2(x, y, bw), "mode_tv": mode_weight_tv(mixture, x),
+             "spread": spread(mixture, x), "on_manifold": on_manifold_fraction(mixture, x), "nll_mean": ns["mean"],
+             "nll_median": ns["median"]}
+        for k, how in FLOOR_METRICS.items():
+            vals[k].append(e[k] if how == "value" else abs(e[k] - ref_values[k]))
+    out, inside = {}, np.ones(int(repeats), dtype=bool)
+    for k, v in vals.items():
+        v = np.asarray(v)
+        ci = floor_interval(v, quantile)
+        inside &= v <= ci.estimate
+        out[k] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)), "threshold": ci.estimate,
+                  "threshold_ci": [ci.low, ci.high], "read_as": FLOOR_METRICS[k], "repeats": int(v.size),
+                  "quantile": float(quantile), "pass_rate": float(np.mean(v <= ci.estimate))}
+    out.update(n=int(n), quantile=float(quantile), mmd_bandwidth=bw, repeats=int(repeats), seed=int(seed),
+               kind="exact_pairs", all_pass_rate=float(inside.mean()))
     return out
 
 

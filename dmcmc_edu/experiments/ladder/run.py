@@ -72,14 +72,19 @@ class LadderContext:
         self.diameter = float(torch.cdist(mu, mu).max()) + 6 * math.sqrt(lam_max)
         self.n_levels = n_levels
         self.classifier = classifier
-        g = torch.Generator().manual_seed(10_000 + self.seed)
-        self.reference = mixture.sample(self.n, g)  # W2 and MMD of every point are measured against this set
+        # the stream of seed 0 gives the population values, the MMD kernel and the floors of every replicate;
+        # a replicate (seed > 0) changes only the reference set, so its metrics are read on the same scale
+        g = torch.Generator().manual_seed(10_000)
+        reference0 = mixture.sample(self.n, g)
+        #: W2 and MMD of every point are measured against this set
+        self.reference = reference0 if not self.seed else mixture.sample(
+            self.n, torch.Generator().manual_seed(10_000 + self.seed))
         self.ref_values = ref_values if ref_values is not None else metrics.reference_values(mixture, generator=g)
         #: one MMD kernel for every point: the median heuristic on two exact sets (kept with the floors)
         if floors is not None and floors.get("mmd_bandwidth"):
             self.mmd_bandwidth = float(floors["mmd_bandwidth"])
         else:
-            self.mmd_bandwidth = metrics.median_bandwidth(self.reference, mixture.sample(self.n, g))
+            self.mmd_bandwidth = metrics.median_bandwidth(reference0, mixture.sample(self.n, g))
         if floors is None:
             floors = metrics.noise_floors(mixture, self.n, self.reference, self.ref_values, repeats=floor_repeats[0],
                                           w2_repeats=floor_repeats[1], generator=g, mmd_bandwidth=self.mmd_bandwidth)
@@ -228,10 +233,15 @@ def _clean(v):
     return v
 
 
-def target_stem(target: str, learned: bool = False, fast: bool = False) -> str:
-    """File stem of a sweep's outputs: the preset name or the JSON file's stem, plus _learned / _fast."""
+def target_stem(target: str, learned: bool = False, fast: bool = False, seed: int = 0) -> str:
+    """File stem of a sweep's outputs: the preset name or the JSON file's stem, plus _learned / _fast / _seedS.
+
+    Seed 0 (the default) adds nothing, so the files of the first replicate keep their names; a sweep with
+    ``seed=S > 0`` is another replicate of the same plan (every point's seed and the reference set change, the
+    classifier and the learned denoiser do not) and is written beside it as ``<stem>_seedS``.
+    """
     name = Path(target).stem if str(target).lower().endswith(".json") else str(target)
-    return name + ("_learned" if learned else "") + ("_fast" if fast else "")
+    return name + ("_learned" if learned else "") + ("_fast" if fast else "") + (f"_seed{int(seed)}" if seed else "")
 
 
 def train_classifier(mixture, grid, *, steps: int, seed: int = 0, batch_size: int = 256, progress: bool = False):
@@ -360,7 +370,7 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     """
     torch.set_num_threads(1)
     out = Path(out)
-    stem, base = target_stem(target, learned, fast), target_stem(target, fast=fast)
+    stem, base = target_stem(target, learned, fast, seed), target_stem(target, fast=fast)
     mix = load_target(target)
     n = n or (500 if fast else 2000)
     sweep = {"target": str(target), "n": n, "seed": seed, "fast": fast, "learned": learned,
@@ -375,10 +385,12 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     t_start = time.perf_counter()
     n_levels = 200
     grid = noise_level_grid(mix.default_sigma_min(), mix.default_sigma_max(), n_levels)
-    clf, kl, how = _load_or_train_classifier(mix, grid, out / f"{base}_classifier.pt", csteps, seed, progress)
+    # the classifier and the learned denoiser are trained once (seed 0) and shared by every replicate of a folder:
+    # a replicate varies the sampling (point seeds, reference set), not the trained models
+    clf, kl, how = _load_or_train_classifier(mix, grid, out / f"{base}_classifier.pt", csteps, 0, progress)
     model, learned_info = None, None
     if learned:
-        model, learned_info = load_or_train_denoiser(mix, out / f"{base}_denoiser.pt", fast=fast, seed=seed,
+        model, learned_info = load_or_train_denoiser(mix, out / f"{base}_denoiser.pt", fast=fast, seed=0,
                                                      progress=progress)
     ctx = LadderContext(mix, n=n, seed=seed, model=model, classifier=clf, learned=learned, n_levels=n_levels,
                         floors=saved["meta"]["floors"] if saved else None,

@@ -1,0 +1,288 @@
+"""The ladder's answer over seeds: NFE to reach the reference as a median with its interval, and printed verdicts.
+
+A *replicate* of a sweep is the same plan run with another base seed (``ladder --seed S``, files
+``<stem>_seedS.json``; seed 0 keeps the plain stem): every point's seed and the exact reference set change, the
+classifier, the MMD kernel and the population values do not.  :func:`analyse_seeds` reads the replicates of one
+sweep and, per integrator:
+
+1. per seed, the reference quality: every metric within max(noise floor, the value of that seed's own
+   from-noise run at the largest NFE) -- the single-seed rule of :func:`.report.analyse`;
+2. per setting, over the seeds: whether it reaches and at what NFE per independent sample
+   (:func:`~dmcmc_edu.evaluation.uncertainty.reach_summary`); a setting *counts* only when at least 7 of 8 seeds
+   reach;
+3. per kind (from noise, each control, DLG): the counting setting with the smallest median NFE;
+4. the verdicts "DLG vs from noise" and "DLG vs the best control", each from
+   :func:`~dmcmc_edu.evaluation.uncertainty.verdict` (paired by replicate: seed i of one arm beside seed i of the
+   other).
+
+The noise floors are those of :func:`~dmcmc_edu.evaluation.metrics.exact_floors` for the sweep's n and MMD
+kernel (fresh exact pairs, the same numbers for every replicate), not the per-replicate floors saved in each file.
+Choosing the cheapest counting setting among many is a selection: the interval of the chosen one is a little
+optimistic, which :func:`recheck` measures by running the chosen settings again on seeds that took no part in
+the choice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
+from dmcmc_edu.evaluation.uncertainty import MIN_REACH_FRACTION, reach_summary, verdict
+from dmcmc_edu.experiments.ladder.plan import point_label
+from dmcmc_edu.experiments.ladder.report import _ORDER, _passes, _untweaked, _value
+
+__all__ = ["GROUPS", "load_replicates", "analyse_seeds", "seeds_markdown", "seeds_text", "plot_seeds",
+           "per_seed_costs", "recheck_verdicts"]
+
+GROUPS = ("noise", "schedule", "restart", "control", "dlg")
+"""The kinds compared (``control`` = the better of the two controls)."""
+
+
+def load_replicates(paths) -> list[dict]:
+    """The result files of replicates of one sweep, checked to be replicates (same plan settings, other seeds).
+
+    Refused (ValueError, one line naming the file): a file that is not a ladder result, or whose target, n,
+    ``fast``, ``learned`` or integrators differ from the first, or a seed given twice.
+    """
+    docs, seen = [], {}
+    for p in paths:
+        p = Path(p)
+        try:
+            doc = json.loads(p.read_text())
+            sweep = doc["meta"]["sweep"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"{p}: not a ladder result file ({type(err).__name__}: {err})") from None
+        key = {k: v for k, v in sweep.items() if k != "seed"}
+        if docs:
+            first = {k: v for k, v in docs[0]["meta"]["sweep"].items() if k != "seed"}
+            if key != first:
+                raise ValueError(f"{p}: not a replicate of {seen[docs[0]['meta']['sweep']['seed']]} (sweep "
+                                 f"{key} vs {first})")
+        if sweep["seed"] in seen:
+            raise ValueError(f"{p}: seed {sweep['seed']} is already given by {seen[sweep['seed']]}")
+        seen[sweep["seed"]] = p
+        docs.append(doc)
+    if not docs:
+        raise ValueError("load_replicates: no result files")
+    return sorted(docs, key=lambda d: d["meta"]["sweep"]["seed"])
+
+
+def _targets(noise: list[dict], floors: dict) -> dict:
+    ref = max(noise, key=lambda p: p["nfe"])
+    return {k: max(floors[k]["threshold"], _value(ref, k)) for k in FLOOR_METRICS}
+
+
+def per_seed_costs(docs: list[dict], floors: dict, integrator: str, *, rule: str = "reference") -> dict:
+    """Per setting of one integrator: its kind, label and per-seed NFE per independent sample where it reaches.
+
+    ``rule`` is ``"reference"`` (within max(floor, that seed's from-noise value at the largest NFE)) or
+    ``"floors"`` (every metric inside the noise floors).  A seed where the point is missing, failed or does not
+    reach gives ``nan``.  Returns ``{point_id: {"kind", "label", "costs": [...], "seeds": [...]}}``.
+    """
+    seeds = [d["meta"]["sweep"]["seed"] for d in docs]
+    out = {}
+    for i, doc in enumerate(docs):
+        mine = [p for p in doc["points"] if p["integrator"] == integrator and p.get("metrics") and _untweaked(p)]
+        noise = [p for p in mine if p["kind"] == "noise"]
+        if not noise:
+            continue
+        targets = _targets(noise, floors) if rule == "reference" else None
+        for p in mine:
+            e = out.setdefault(p["id"], {"kind": p["kind"], "label": point_label(p["settings"]),
+                                         "costs": [math.nan] * len(docs), "seeds": seeds})
+            if _passes(p, floors, targets):
+                e["costs"][i] = float(p["nfe_per_independent"])
+    return out
+
+
+def _best(settings: dict, kinds) -> dict | None:
+    """The counting setting of the given kinds with the smallest median cost (its Reach and label)."""
+    best = None
+    for pid, e in settings.items():
+        if e["kind"] not in kinds:
+            continue
+        r = reach_summary(e["costs"], e["seeds"], label=e["label"])
+        if r.counts and (best is None or r.cost.estimate < best["reach"].cost.estimate):
+            best = {"id": pid, "label": e["label"], "kind": e["kind"], "reach": r}
+    return best
+
+
+def _best_noncounting(settings: dict, kinds) -> dict | None:
+    """The setting of the given kinds that reaches in the most seeds (the nearest miss), for the report."""
+    cands = [(sum(np.isfinite(e["costs"])), pid, e) for pid, e in settings.items() if e["kind"] in kinds]
+    cands = [c for c in cands if c[0] > 0]
+    if not cands:
+        return None
+    k, pid, e = max(cands, key=lambda c: (c[0], -np.nanmedian(c[2]["costs"])))
+    return {"id": pid, "label": e["label"], "n_reached": int(k), "n": len(e["costs"]),
+            "reach": reach_summary(e["costs"], e["seeds"], label=e["label"])}
+
+
+_KINDS_OF = {"noise": ("noise",), "schedule": ("schedule",), "restart": ("restart",),
+             "control": ("schedule", "restart"), "dlg": ("dlg",)}
+
+
+def _integrator_entry(docs, floors, name, rule) -> dict | None:
+    settings = per_seed_costs(docs, floors, name, rule=rule)
+    if not settings:
+        return None
+    best = {g: _best(settings, _KINDS_OF[g]) for g in GROUPS}
+    miss = {g: _best_noncounting(settings, _KINDS_OF[g]) for g in GROUPS if best[g] is None}
+    entry = {"best": {g: (None if b is None else {"id": b["id"], "label": b["label"], "kind": b["kind"],
+                                                   **b["reach"].to_dict()}) for g, b in best.items()},
+             "nearest_miss": {g: (None if m is None else {k: v for k, v in m.items() if k != "reach"})
+                              for g, m in miss.items()}}
+    names = {"noise": f"{name} from noise", "control": f"{name} with the best control", "dlg": f"DLG with {name}"}
+
+    def arm(g):  # the chosen setting, else the nearest miss (its Reach says in how many seeds), else nothing
+        if best[g]:
+            return best[g]["reach"]
+        return miss[g]["reach"] if miss.get(g) else [math.nan] * len(docs)
+
+    for other in ("noise", "control"):
+        v = verdict(arm("dlg"), arm(other), names["dlg"], names[other], what="NFE per independent sample")
+        entry[f"dlg_vs_{other}"] = v.to_dict()
+    return entry
+
+
+def analyse_seeds(docs: list[dict], floors: dict, *, rule: str = "reference") -> dict:
+    """The findings of a sweep's replicates (see the module docstring); JSON-ready."""
+    names = sorted({p["integrator"] for d in docs for p in d["points"]},
+                   key=lambda nm: _ORDER.index(nm) if nm in _ORDER else 99)
+    per = {}
+    for name in names:
+        e = _integrator_entry(docs, floors, name, rule)
+        if e is not None:
+            per[name] = e
+    meta = docs[0]["meta"]
+    return {"target": meta["sweep"]["target"], "learned": meta["sweep"].get("learned", False),
+            "n": meta["sweep"]["n"], "seeds": [d["meta"]["sweep"]["seed"] for d in docs], "rule": rule,
+            "min_reach_fraction": MIN_REACH_FRACTION,
+            "floors": {k: {"threshold": floors[k]["threshold"], "threshold_ci": floors[k].get("threshold_ci"),
+                           "quantile": floors[k].get("quantile")} for k in FLOOR_METRICS},
+            "floor_repeats": floors.get("repeats"), "per_integrator": per}
+
+
+def _cell(b: dict | None) -> str:
+    if b is None:
+        return "—"
+    c = b["cost"]
+    return f"{c['estimate']:.0f} ({c['low']:.0f}–{c['high']:.0f}) {b['n_reached']}/{b['n']}"
+
+
+def seeds_markdown(f: dict, commands: list[str] | None = None) -> str:
+    """The findings of :func:`analyse_seeds` as Markdown: reach per kind and the two verdicts per integrator."""
+    n_seeds = len(f["seeds"])
+    lines = [f"# Ladder over seeds: {f['target']}{' (learned model)' if f['learned'] else ''}", "",
+             f"{n_seeds} replicates (seeds {', '.join(map(str, f['seeds']))}), n = {f['n']} outputs per point. "
+             "Cells: the median NFE per independent sample (full ledger / ESS ratio) to reach the reference "
+             "(every metric within max(noise floor, that seed's own from-noise value at the largest NFE)), its 95% "
+             "bootstrap interval, and the seeds that reach; a setting counts only when it reaches in at least "
+             f"{math.ceil(f['min_reach_fraction'] * n_seeds)} of {n_seeds} seeds. Noise floors: the "
+             f"{f['floors']['w2']['quantile']} quantile of {f['floor_repeats']} exact pairs of n samples.", "",
+             "| integrator | from noise | schedule ctrl | restart ctrl | DLG (best counting) |",
+             "|---|---|---|---|---|"]
+    for name, e in f["per_integrator"].items():
+        lines.append(f"| {name} | " + " | ".join(_cell(e["best"][g]) for g in ("noise", "schedule", "restart", "dlg"))
+                     + " |")
+    lines += ["", "Verdicts (each printed by `dmcmc_edu.evaluation.uncertainty.verdict`):", ""]
+    for e in f["per_integrator"].values():
+        lines.append(f"- {e['dlg_vs_noise']['text']}")
+        lines.append(f"- {e['dlg_vs_control']['text']}")
+    lines += ["", "Settings chosen:", ""]
+    for name, e in f["per_integrator"].items():
+        for g in ("noise", "control", "dlg"):
+            b = e["best"][g]
+            if b:
+                lines.append(f"- {name}, {g}: {b['label']}")
+            elif g in e["nearest_miss"] and e["nearest_miss"][g]:
+                m = e["nearest_miss"][g]
+                lines.append(f"- {name}, {g}: none counts; nearest: {m['label']} ({m['n_reached']}/{m['n']} seeds)")
+    if commands:
+        lines += ["", "Commands:", ""] + [f"    {c}" for c in commands]
+    return "\n".join(lines) + "\n"
+
+
+def seeds_text(f: dict) -> str:
+    """The reach table and verdicts of :func:`analyse_seeds` as plain text (for notebooks and terminals)."""
+    lines = [f"{'integrator':<18}{'from noise':>22}{'best control':>22}{'DLG':>22}   (median NFE, 95% CI, seeds)"]
+    for name, e in f["per_integrator"].items():
+        cells = "".join(f"{_cell(e['best'][g]):>22}" for g in ("noise", "control", "dlg"))
+        lines.append(f"{name:<18}{cells}")
+    lines.append("")
+    for e in f["per_integrator"].values():
+        lines += [e["dlg_vs_noise"]["text"], e["dlg_vs_control"]["text"]]
+    return "\n".join(lines)
+
+
+_STYLE = {"noise": dict(color="k", marker="o", label="from sigma_max"),
+          "control": dict(color="C1", marker="s", label="best control (schedule or restart)"),
+          "dlg": dict(color="C0", marker="D", label="DLG, best counting setting")}
+
+
+def plot_seeds(findings: dict):
+    """Median NFE to reach the reference with its 95% interval, per integrator and kind; one panel per sweep.
+
+    ``findings`` maps a title to a result of :func:`analyse_seeds`.  A hollow marker in the grey band: no
+    setting of that kind reaches in enough seeds.  Returns the figure.
+    """
+    fig, axes = plt.subplots(1, len(findings), figsize=(6.2 * len(findings), 4.4), squeeze=False)
+    vals = [b["cost"]["high"] for f in findings.values() for e in f["per_integrator"].values()
+            for b in e["best"].values() if b]
+    vals += [b["cost"]["low"] for f in findings.values() for e in f["per_integrator"].values()
+             for b in e["best"].values() if b]
+    lo, never = 0.6 * min(vals), 4.0 * max(vals)
+    for ax, (title, f) in zip(axes[0], findings.items()):
+        names = list(f["per_integrator"])
+        for j, kind in enumerate(("noise", "control", "dlg")):
+            st, dy = _STYLE[kind], (j - 1) * 0.22
+            ax.errorbar([], [], xerr=[], fmt=st["marker"], color=st["color"], label=st["label"], ms=5)
+            for i, name in enumerate(names):
+                b = f["per_integrator"][name]["best"][kind]
+                if b:
+                    c = b["cost"]
+                    err = [[c["estimate"] - c["low"]], [c["high"] - c["estimate"]]]
+                    ax.errorbar([c["estimate"]], [i + dy], xerr=err, fmt=st["marker"], color=st["color"], ms=5,
+                                capsize=2, zorder=3)
+                else:
+                    ax.scatter([never], [i + dy], marker=st["marker"], s=28, facecolor="none",
+                               edgecolor=st["color"], zorder=3)
+        ax.axvspan(never / 1.6, never * 1.6, color="0.92", zorder=0)
+        ax.text(never, -0.6, "does not count", ha="center", va="center", fontsize=8, color="0.3")
+        ax.set(xscale="log", xlim=(lo, never * 1.6), ylim=(len(names) - 0.5, -0.9),
+               title=f"{title}: {len(f['seeds'])} seeds")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("NFE per independent sample to reach the reference\n(median over seeds, 95% interval)")
+        ax.grid(axis="x", which="both", color="0.9", lw=0.5)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    return fig
+
+
+def recheck_verdicts(found: dict, fresh: dict) -> list[dict]:
+    """Whether each verdict of ``found`` holds on ``fresh`` (the same analysis on seeds not used for the choice).
+
+    Per verdict: ``"holds"`` (the same outcome), ``"weakened"`` (a difference found, "no measurable difference"
+    on the fresh seeds) or ``"contradicted"`` (anything else), with both sentences.
+    """
+    rows = []
+    for name, e in found["per_integrator"].items():
+        f2 = fresh["per_integrator"].get(name)
+        for key in ("dlg_vs_noise", "dlg_vs_control"):
+            old, new = e[key], (f2[key] if f2 else None)
+            if new is not None and new["outcome"] == old["outcome"]:
+                status = "holds"
+            elif new is not None and new["outcome"] == "no_difference" and old["outcome"] in ("a_cheaper",
+                                                                                            "b_cheaper"):
+                status = "weakened"
+            else:
+                status = "contradicted"
+            rows.append({"integrator": name, "comparison": key, "status": status, "found": old["text"],
+                         "fresh": new["text"] if new else "not measured"})
+    return rows
