@@ -4,7 +4,8 @@ A *denoiser* is any callable ``D(x, sigma)`` that estimates the clean data ``E[x
 shape ``[B, ...]`` (noisy samples) and ``sigma`` of shape ``[B]`` (one level > 0 per sample).  The score of the
 noised density follows from Tweedie's formula, ``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source
 of a model (analytic mixture, trained net, pretrained checkpoint, VP model) is turned into this contract by a small
-adapter.  :class:`CountingDenoiser` wraps any of them and counts the evaluations it actually receives.
+adapter.  :class:`CountingDenoiser` wraps any of them and counts the evaluations it actually receives, and the
+rows through an analytic model's oracle methods (:data:`ORACLE_METHODS`) that a sampler calls through it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 __all__ = ["Denoiser", "check_x", "check_sigma", "as_sigma_batch", "per_sample", "nonfinite_rows",
            "score_from_denoiser",
-           "denoiser_from_score", "CountingDenoiser"]
+           "denoiser_from_score", "CountingDenoiser", "ORACLE_METHODS"]
+
+ORACLE_METHODS = ("sigma_log_posterior", "log_prob")
+"""An analytic model's methods that no trained network offers (the exact sigma-posterior over a grid of levels, the
+log-density): a :class:`CountingDenoiser` counts the rows it forwards to them, per method."""
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -86,7 +91,9 @@ class CountingDenoiser:
 
     NFE is **per sample**: a call on a batch of B rows adds one evaluation to each row.  ``nfe`` = rows /
     ``n_samples`` (the batch size the counter was told about); ``calls`` and ``rows`` are the raw tallies.
-    Other attributes are forwarded to the model (e.g. a mixture's ``log_prob``); counters nest.
+    Other attributes are forwarded to the model; the oracle methods of :data:`ORACLE_METHODS` (a mixture's
+    ``sigma_log_posterior`` and ``log_prob``) are forwarded through a counter: each call adds 1 to
+    ``oracle_calls[name]`` and its batch size (``x.shape[0]``) to ``oracle_rows[name]``.  Counters nest.
     """
 
     def __init__(self, model: Denoiser, n_samples: int | None = None):
@@ -96,6 +103,8 @@ class CountingDenoiser:
     def reset(self, n_samples: int | None = None) -> None:
         self.calls = 0
         self.rows = 0
+        self.oracle_calls = dict.fromkeys(ORACLE_METHODS, 0)
+        self.oracle_rows = dict.fromkeys(ORACLE_METHODS, 0)
         self.n_samples = n_samples
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -115,4 +124,16 @@ class CountingDenoiser:
         # only called when normal lookup fails: forward to the wrapped model
         if name == "model":
             raise AttributeError(name)
-        return getattr(self.model, name)
+        attr = getattr(self.model, name)
+        return self._counted(name, attr) if name in ORACLE_METHODS and callable(attr) else attr
+
+    def _counted(self, name: str, method):
+        """``method`` (an oracle method of the model) with its calls and rows added to this counter."""
+
+        def counted(x, *args, **kwargs):
+            self.oracle_calls[name] += 1
+            self.oracle_rows[name] += int(x.shape[0])
+            return method(x, *args, **kwargs)
+
+        counted.__doc__ = method.__doc__
+        return counted
