@@ -135,3 +135,12 @@ def test_a_broken_sample_set_is_outside_the_floors(ring, floors_n200):
     ok = metrics.within_floors(e, floors_n200)
     assert not ok["all"] and not ok["mode_tv"] and not ok["w2"]
     assert math.isfinite(e["w2"])
+
+
+def test_verdict_words_a_quality_comparison():
+    rng = np.random.default_rng(6)
+    w2_b = rng.uniform(0.5, 0.7, size=8)
+    v = verdict(1.5 * w2_b, w2_b, "DLG", "KAR1", what="W2", kind="value")
+    assert v.outcome == "b_cheaper" and v.text.startswith("DLG's W2 is 1.50x KAR1's") and "KAR1 is better" in v.text
+    with pytest.raises(ValueError, match="kind"):
+        verdict(w2_b, w2_b, kind="quality")

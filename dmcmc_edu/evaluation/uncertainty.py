@@ -224,7 +224,7 @@ def _as_reach(arm, seeds, what: str) -> Reach:
 
 
 def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", paired: bool = True, seeds=None,
-            confidence: float = CONFIDENCE, seed: int = 0) -> Verdict:
+            confidence: float = CONFIDENCE, seed: int = 0, kind: str = "cost") -> Verdict:
     """Compare the costs of two arms measured over seeds and say what the data carry, in one sentence.
 
     ``a`` and ``b``: per-seed costs (lower is better; ``nan`` where a seed did not reach) or :class:`Reach`
@@ -232,8 +232,11 @@ def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", pa
     sentence says which arm reaches.  Otherwise the ratio A / B with its interval over the seeds where both reach
     (paired) or over each arm's reaching seeds (unpaired): "A needs 0.70x (95% CI 0.62-0.81) of B's NFE (8
     seeds)", or "no measurable difference between A and B (NFE ratio 0.97, 95% CI 0.85-1.12 includes 1; 8
-    seeds)".
+    seeds)".  ``kind="value"`` words a quality in which lower is better (W2, FID) instead of a cost: "A's W2
+    is 1.15x B's (95% CI ...)".
     """
+    if kind not in ("cost", "value"):
+        raise ValueError(f"verdict: kind must be 'cost' or 'value', got {kind!r}")
     ra, rb = _as_reach(a, seeds, name_a), _as_reach(b, seeds, name_b)
     info = {"a": ra.to_dict(), "b": rb.to_dict()}
     n = max(ra.n, rb.n)
@@ -261,5 +264,10 @@ def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", pa
                        f"{pct} CI {r.low:.2f}-{r.high:.2f} includes 1; {seeds_txt})", "no_difference", r, r.n,
                        **info)
     out = "a_cheaper" if r.high < 1.0 else "b_cheaper"
-    return Verdict(f"{name_a} needs {r.estimate:.2f}x ({pct} CI {r.low:.2f}-{r.high:.2f}) of {name_b}'s {what} "
-                   f"({seeds_txt})", out, r, r.n, **info)
+    ci = f"({pct} CI {r.low:.2f}-{r.high:.2f})"
+    if kind == "value":
+        text = f"{name_a}'s {what} is {r.estimate:.2f}x {name_b}'s {ci}: {name_a if r.high < 1 else name_b} is " \
+               f"better ({seeds_txt})"
+    else:
+        text = f"{name_a} needs {r.estimate:.2f}x {ci} of {name_b}'s {what} ({seeds_txt})"
+    return Verdict(text, out, r, r.n, **info)
