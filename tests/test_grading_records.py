@@ -81,7 +81,6 @@ def test_a_patched_check_gains_nothing():
     source = _test_cells("a1_noise_and_denoising")["forward_noise"]
     records = []
     with recording(records):
-        a1_noise.check_forward_noise(lambda x, sigma, eps: x, hidden=False) if False else None
         try:
             a1_noise.check_forward_noise(lambda x, sigma, eps: x)
         except CheckFailed:

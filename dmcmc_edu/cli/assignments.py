@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from dmcmc_edu.cli.common import CommandError, add_command
-from dmcmc_edu.grading.course import CourseError, grade, release
+from dmcmc_edu.grading.course import RUN_SECONDS, CourseError, grade, release
 
 __all__ = ["add_parsers", "cmd_release", "cmd_grade"]
 
@@ -51,16 +51,27 @@ def cmd_grade(args) -> int:
     --submissions holds <student_id>/<assignment>/<assignment>.ipynb (nbgrader's submitted layout); it is only
     read: the notebooks are copied into <course>/submitted/, autograded with nbgrader (graded cells restored,
     hidden tests run) and the scores of these students and assignments exported to --out, which is never
-    overwritten unless --overwrite is given. Per-cell scores stay in <course>/gradebook.db, the executed
-    notebooks in <course>/autograded/. Needs the extra 'assignments' (pip install dmcmc_edu[assignments]).
+    overwritten unless --overwrite is given. Each notebook's kernel runs in a bubblewrap sandbox (apt-get install
+    bubblewrap; DMCMC_EDU_SANDBOX=plain grades without it, NOT safe for hostile code) and every check is judged
+    outside it; a notebook that crashes or hangs is stopped and named, the others are graded. One grader per course
+    at a time; a source notebook changed since its release is refused. Per-cell scores stay in
+    <course>/gradebook.db, the executed notebooks in <course>/autograded/. Needs the extra 'assignments' (pip
+    install dmcmc_edu[assignments]).
     """
+    if not args.time_limit > 0:
+        raise CommandError(f"--time-limit: expected a positive number of seconds, got {args.time_limit:g}")
     try:
-        rows = grade(args.course, args.submissions, args.out, overwrite=args.overwrite, verbose=args.verbose)
+        rows = grade(args.course, args.submissions, args.out, overwrite=args.overwrite, verbose=args.verbose,
+                     run_seconds=args.time_limit)
     except CourseError as err:
         raise CommandError(str(err)) from err
     for row in rows:
-        print(f"{row['student_id']:>20}  {row['assignment']:<30} {row['score']:g} / {row['max_score']:g}")
-    print(f"wrote {args.out} ({len(rows)} rows)")
+        note = rows.notes.get((row["student_id"], row["assignment"]))
+        print(f"{row['student_id']:>20}  {row['assignment']:<30} {row['score']:g} / {row['max_score']:g}"
+              f"{'   (' + note + ')' if note else ''}")
+    for (student, name), why in sorted(rows.failed.items()):
+        print(f"{student:>20}  {name:<30} {why}")
+    print(f"wrote {args.out} ({len(rows)} rows{f'; {len(rows.failed)} not graded' if rows.failed else ''})")
     return 0
 
 
@@ -86,3 +97,6 @@ def add_parsers(sub) -> None:
                    help="folder of returned notebooks, laid out <student_id>/<assignment>/<assignment>.ipynb")
     p.add_argument("--out", required=True, help="the CSV file to write (one row per student and assignment)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--time-limit", type=float, default=RUN_SECONDS, metavar="SECONDS",
+                   help=f"wall-clock limit of the whole run (default {RUN_SECONDS:g}); the submissions not graded "
+                        "by then are named and left out of --out")

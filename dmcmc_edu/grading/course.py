@@ -1,35 +1,59 @@
 """Run the course's nbgrader cycle: release the student versions, autograde returned notebooks, export grades.csv.
 
 Everything is done by nbgrader's own commands (``python -m nbgrader generate_assignment | autograde | export``),
-run in the course folder (``notebooks/assignments``, whose ``nbgrader_config.py`` sets the course, the gradebook
-and the cell time-out); this module only checks the input, lays the files out the way nbgrader expects them and
-turns a failure into one line.  nbgrader is the optional extra ``assignments`` (``pip install
-dmcmc_edu[assignments]``); it is never imported here, so the package works without it.
+run in the course folder (``notebooks/assignments``, whose ``nbgrader_config.py`` sets the course, the gradebook,
+the time-outs and the course's autograde plug-ins); this module only checks the input, lays the files out the way
+nbgrader expects them, keeps two graders apart and turns a failure into one line.  nbgrader is the optional extra
+``assignments`` (``pip install dmcmc_edu[assignments]``); it is never imported here, so the package works without it.
 
 * :func:`release` -- ``nbgrader generate_assignment``: ``source/<a>/<a>.ipynb`` (with the model answers) becomes
   ``release/<a>/<a>.ipynb`` (solutions replaced by ``raise NotImplementedError()``, hidden tests removed, graded
-  cells locked), and the gradebook learns each graded cell and its points.
+  cells locked), and the gradebook learns each graded cell and its points.  The SHA-256 of each released source
+  notebook is kept in ``<course>/.released.json``.
 * :func:`grade` -- copies ``SUBMISSIONS/<student>/<a>/<a>.ipynb`` into the course's ``submitted/`` (the given
-  folder is only read), runs ``nbgrader autograde`` on them (graded cells are restored from the source, hidden
-  tests included, and every notebook is executed), and writes the scores with ``nbgrader export`` to a CSV file
-  (one row per student and assignment: raw_score, score, max_score, ...).
+  folder is only read), runs ``nbgrader autograde`` on them and writes the scores with ``nbgrader export`` to a new
+  CSV file (one row per student and assignment: raw_score, score, max_score, ...).
+
+How grading stays out of the students' reach (the details in :mod:`dmcmc_edu.grading.sandbox`,
+:mod:`dmcmc_edu.grading.nbgrader_plugins` and :mod:`dmcmc_edu.grading.judge`): each notebook's kernel runs in a
+bubblewrap sandbox that holds a scratch folder, this Python and the package, and nothing of the course; every test
+cell is judged in the grader's process from the answers the kernel recorded, so replacing a check in the notebook
+gains nothing; nbgrader writes the scores.  A notebook that crashes, hangs, floods its output or kills its kernel
+is stopped there and costs its student the cells that did not run; the others are graded and exported, and each
+stopped notebook is named (:attr:`Graded.notes`).  One grader at a time per course (a lock file,
+``<course>/.grading.lock``); a source notebook that changed since its release is refused (re-release it with
+:func:`release`, the instructor's explicit command); the whole run has a time limit.
 """
 from __future__ import annotations
 
 import csv
+import fcntl
+import hashlib
 import importlib.util
+import io
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
+from dmcmc_edu.grading.sandbox import SandboxError, sandbox_mode
 from dmcmc_edu.runs import atomic_write
 
 __all__ = ["CourseError", "NBGRADER_MISSING", "nbgrader_available", "assignment_names", "check_course",
-           "find_submissions", "run_nbgrader", "release", "grade", "read_grades"]
+           "find_submissions", "run_nbgrader", "release", "grade", "read_grades", "course_lock", "Graded",
+           "RUN_SECONDS"]
+
+LOCK_NAME = ".grading.lock"
+RELEASED_NAME = ".released.json"
+RUN_SECONDS = 4 * 3600.0  # the whole grading run (every notebook has its own limit too: nbgrader_config.py)
+STOP_TAG = "dmcmc_edu-sandbox:"
 
 NBGRADER_MISSING = ("nbgrader is not installed: pip install dmcmc_edu[assignments] "
                     "(in a clone: pip install -e '.[assignments]')")
@@ -80,22 +104,63 @@ def _failure_lines(output: str, limit: int = 3) -> str:
     return "; ".join(lines[-limit:]) or " ".join(output.strip().splitlines()[-1:]) or "no output"
 
 
-def run_nbgrader(course_dir, *args: str, verbose: bool = False) -> str:
+def _run(course: Path, args: list[str], timeout: float | None = None) -> tuple[int | None, str]:
+    """Run ``python -m nbgrader <args>`` in ``course``: (exit status or None if it ran past ``timeout``, its log).
+
+    nbgrader runs in a session of its own, so that at the time-out it is killed with everything it started.
+    """
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, cwd=course, env=_nbgrader_env(), stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = None
+        log.seek(0)
+        return rc, log.read().decode("utf-8", errors="replace")
+
+
+def run_nbgrader(course_dir, *args: str, verbose: bool = False, timeout: float | None = None) -> str:
     """Run ``python -m nbgrader <args>`` in the course folder; returns its log, raises :class:`CourseError` on failure.
 
-    ``verbose`` also shows the log as it comes (otherwise it is kept and shown only when nbgrader fails).
+    ``verbose`` also shows the log (otherwise it is kept and shown only when nbgrader fails); ``timeout`` in seconds.
     """
     if not nbgrader_available():
         raise CourseError(NBGRADER_MISSING)
     course = check_course(course_dir)
-    cmd = [sys.executable, "-m", "nbgrader", *args]
-    proc = subprocess.run(cmd, cwd=course, env=_nbgrader_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, stdin=subprocess.DEVNULL)
+    rc, output = _run(course, list(args), timeout)
     if verbose:
-        print(proc.stdout, end="", file=sys.stderr)
-    if proc.returncode != 0:
-        raise CourseError(f"nbgrader {args[0]} failed (exit status {proc.returncode}): {_failure_lines(proc.stdout)}")
-    return proc.stdout
+        print(output, end="", file=sys.stderr)
+    if rc is None:
+        raise CourseError(f"nbgrader {args[0]} ran past its time limit of {timeout:g} s and was stopped")
+    if rc != 0:
+        raise CourseError(f"nbgrader {args[0]} failed (exit status {rc}): {_failure_lines(output)}")
+    return output
+
+
+@contextmanager
+def course_lock(course: Path):
+    """Hold ``<course>/.grading.lock`` for the block; a second grader or release on the course is refused.
+
+    The lock is the operating system's (``flock``), so it goes with the process that held it, even if that crashed.
+    """
+    path = Path(course) / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", errors="replace").strip() or "another process"
+            raise CourseError(f"{path}: another grader is working on this course ({holder}); wait until it ends") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _checked_names(course: Path, assignments) -> list[str]:
@@ -113,34 +178,64 @@ def _checked_names(course: Path, assignments) -> list[str]:
     return names
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _released(course: Path) -> dict:
+    path = course / RELEASED_NAME
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CourseError(f"{path}: not valid JSON (it records what was released; run `assignments release` "
+                          "to write it again)") from None
+    return data if isinstance(data, dict) else {}
+
+
 def release(course_dir, assignments=None, *, verbose: bool = False) -> list[Path]:
     """Generate the student versions of ``assignments`` (default: all) into ``<course>/release/``; returns them.
 
     Runs ``nbgrader generate_assignment <a> --force`` for each: an earlier release of the same assignment is
     replaced (it is generated from ``source/``, so nothing of a user's is lost), and the gradebook
-    (``<course>/gradebook.db``) records the graded cells and their points, which :func:`grade` needs.
+    (``<course>/gradebook.db``) records the graded cells and their points, which :func:`grade` needs.  The source
+    notebook's SHA-256 is recorded in ``<course>/.released.json``: :func:`grade` refuses a source that changed since.
     """
     course = check_course(course_dir)
     names = _checked_names(course, assignments)
     if not nbgrader_available():
         raise CourseError(NBGRADER_MISSING)
+    with course_lock(course):
+        return _release(course, names, verbose)
+
+
+def _release(course: Path, names: list[str], verbose: bool) -> list[Path]:
+    digests = {n: _sha256(course / "source" / n / f"{n}.ipynb") for n in names}
     for name in names:
         run_nbgrader(course, "generate_assignment", name, "--force", verbose=verbose)
     out = [course / "release" / n / f"{n}.ipynb" for n in names]
     missing = [str(p) for p in out if not p.is_file()]
     if missing:
         raise CourseError(f"nbgrader generate_assignment wrote no {', '.join(missing)}")
+    record = _released(course)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    record.update({n: {"sha256": digests[n], "released": stamp} for n in names})
+    atomic_write(course / RELEASED_NAME,
+                 lambda path: Path(path).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n"))
     return out
 
 
-def _needs_release(course: Path, name: str) -> bool:
-    """Whether ``name`` must be (re)released before grading: no gradebook, no release, or a newer source."""
+def _release_state(course: Path, name: str) -> str:
+    """``"missing"`` (never released here: no release or no gradebook), ``"current"`` or ``"changed"``."""
     rel = course / "release" / name / f"{name}.ipynb"
-    db = course / "gradebook.db"
-    if not rel.is_file() or not db.is_file():
-        return True
-    src_time = (course / "source" / name / f"{name}.ipynb").stat().st_mtime
-    return src_time > rel.stat().st_mtime
+    src = course / "source" / name / f"{name}.ipynb"
+    if not rel.is_file() or not (course / "gradebook.db").is_file():
+        return "missing"
+    entry = _released(course).get(name)
+    if isinstance(entry, dict) and "sha256" in entry:
+        return "current" if entry["sha256"] == _sha256(src) else "changed"
+    return "changed" if src.stat().st_mtime > rel.stat().st_mtime else "current"
 
 
 def _check_notebook(path: Path) -> None:
@@ -201,15 +296,79 @@ def read_grades(csv_path) -> list[dict]:
     return rows
 
 
-def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verbose: bool = False) -> list[dict]:
+class Graded(list):
+    """The rows :func:`grade` exported (dicts, as :func:`read_grades`), with what went wrong in the run.
+
+    ``notes``: ``{(student, assignment): why}`` for each notebook that was stopped (a dead kernel, a time or output
+    limit) -- graded and exported, the cells that did not run scoring nothing; ``failed``: ``{(student,
+    assignment): why}`` for each submission that could not be graded at all (not exported).
+    """
+
+    def __init__(self, rows, notes=None, failed=None):
+        super().__init__(rows)
+        self.notes: dict[tuple[str, str], str] = dict(notes or {})
+        self.failed: dict[tuple[str, str], str] = dict(failed or {})
+
+
+_STOP_LINE = re.compile(re.escape(STOP_TAG) + r" (?P<why>.*) \(at cell (?P<cell>\d+) of (?P<path>.*)\)\s*$")
+_NBGRADER_FAILED = re.compile(r"There was an error processing assignment '(?P<a>[^']*)' for student '(?P<s>[^']*)'")
+
+
+def _stops(log: str, course: Path) -> dict[tuple[str, str], str]:
+    """``{(student, assignment): why}`` from the sandbox's log lines (``dmcmc_edu-sandbox: ...``)."""
+    notes = {}
+    for line in log.splitlines():
+        m = _STOP_LINE.search(line)
+        if m is None:
+            continue
+        parts = Path(m["path"]).parts
+        if len(parts) >= 3 and parts[-3] == "autograded":
+            notes[(parts[-2], parts[-1])] = f"stopped at cell {m['cell']}: {m['why']}"
+    return notes
+
+
+def _write_new(out: Path, data: bytes, overwrite: bool) -> None:
+    """Write ``out`` atomically; unless ``overwrite``, never over a file that is there (even one made meanwhile)."""
+    if overwrite:
+        atomic_write(out, lambda path: Path(path).write_bytes(data))
+        return
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise CourseError(f"--out {out}: appeared while grading; nothing was written over it (grade again "
+                              "with another --out)") from None
+    finally:
+        os.remove(tmp)
+
+
+def _rows_csv(rows: list[dict], header: list[str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().encode("utf-8")
+
+
+def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verbose: bool = False,
+          run_seconds: float = RUN_SECONDS, notebook_seconds: float | None = None,
+          cell_seconds: float | None = None) -> Graded:
     """Autograde ``submissions_dir`` (``<student>/<a>/<a>.ipynb``) with nbgrader and write the scores to ``out_csv``.
 
     Steps: check everything first (the course, the layout, that every assignment exists, that ``out_csv`` is
-    free unless ``overwrite``); release the assignments concerned unless their release is up to date (so the
-    gradebook knows their cells, as in the source); copy the submissions into ``<course>/submitted/`` (the given
-    folder is never changed); one ``nbgrader autograde`` run over them (other students already in ``submitted/``
-    are left as they are); ``nbgrader export`` of exactly these students and assignments, written atomically to
-    ``out_csv``.  Returns the exported rows.
+    free unless ``overwrite``, the sandbox); take the course's lock; refuse an assignment whose source notebook
+    changed since its release (release it first if it never was, so the gradebook knows its cells); copy the
+    submissions into ``<course>/submitted/`` (the given folder is never changed); one ``nbgrader autograde`` run over
+    them, each notebook in the sandbox and judged outside it (other students already in ``submitted/`` are left as
+    they are), within ``run_seconds`` in all (``notebook_seconds`` and ``cell_seconds`` override the course's
+    limits per notebook and per cell); ``nbgrader export`` of these students and assignments, written to
+    ``out_csv`` (a new file unless ``overwrite``), without the submissions that could not be graded.  Returns the
+    exported rows, with the stopped notebooks and the failures named (:class:`Graded`).
     """
     course = check_course(course_dir)
     known = assignment_names(course)
@@ -221,26 +380,78 @@ def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verb
         raise CourseError(f"--out {out_csv}: exists; choose another file or delete it (or pass --overwrite)")
     if not nbgrader_available():
         raise CourseError(NBGRADER_MISSING)
-    students = sorted({s for s, _ in found})
+    try:
+        sandbox_mode()
+    except SandboxError as err:
+        raise CourseError(str(err)) from None
+    with course_lock(course):
+        return _grade(course, found, out, overwrite, verbose, run_seconds, notebook_seconds, cell_seconds)
+
+
+def _grade(course: Path, found: dict, out: Path, overwrite: bool, verbose: bool, run_seconds: float,
+           notebook_seconds: float | None, cell_seconds: float | None) -> Graded:
     names = sorted({a for _, a in found})
-    stale = [n for n in names if _needs_release(course, n)]
-    if stale:
-        release(course, stale, verbose=verbose)
+    states = {n: _release_state(course, n) for n in names}
+    changed = [n for n in names if states[n] == "changed"]
+    if changed:
+        n = changed[0]
+        raise CourseError(f"{course / 'source' / n / (n + '.ipynb')}: changed since it was released; grading it "
+                          f"would restore other check cells than the students had. Re-release it (python -m "
+                          f"dmcmc_edu assignments release --course {course} --assignments {n}, then hand out the new "
+                          "release) or restore the released version")
+    missing = [n for n in names if states[n] == "missing"]
+    if missing:
+        _release(course, missing, verbose)
     _copy_in(course, found)
+    students = sorted({s for s, _ in found})
     submitted = course / "submitted"
     others = sorted(p.name for p in submitted.iterdir() if p.is_dir() and p.name not in students)
     args = ["autograde", "--assignment=*", "--student=*", "--force"]
     if others:
         args.append("--CourseDirectory.student_id_exclude=" + ",".join(others))
-    run_nbgrader(course, *args, verbose=verbose)
+    if notebook_seconds is not None:
+        args.append(f"--SandboxExecute.notebook_seconds={float(notebook_seconds)}")
+    if cell_seconds is not None:
+        args.append(f"--Execute.timeout={int(cell_seconds)}")
+    started = time.time()
+    rc, log = _run(course, args, timeout=run_seconds)
+    if verbose:
+        print(log, end="", file=sys.stderr)
+    failed: dict[tuple[str, str], str] = {}
+    for student, name in found:
+        nb = course / "autograded" / student / name / f"{name}.ipynb"
+        if not nb.is_file() or nb.stat().st_mtime < started:
+            failed[(student, name)] = "not graded"
+    if rc is None:
+        failed = {k: f"not graded: the run passed its time limit of {run_seconds:g} s" for k in failed}
+    elif rc != 0:
+        reported = {(m["s"], m["a"]) for m in _NBGRADER_FAILED.finditer(log)}
+        if not reported:
+            raise CourseError(f"nbgrader autograde failed (exit status {rc}): {_failure_lines(log)}")
+        failed.update({k: "not graded: nbgrader autograde could not process it (--verbose shows its log)"
+                       for k in reported})
+    elif failed:
+        raise CourseError(f"nbgrader autograde wrote no graded notebook for {', '.join(map('/'.join, failed))}")
+    notes = {k: v for k, v in _stops(log, course).items() if k in found and k not in failed}
+    graded = sorted(k for k in found if k not in failed)
+    if not graded:
+        raise CourseError("no submission could be graded: " + "; ".join(f"{s}/{a}: {why}"
+                                                                         for (s, a), why in sorted(failed.items())))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=course, prefix=".export.") as tmp:
         tmp_csv = Path(tmp) / "grades.csv"
         export = ["export", f"--to={tmp_csv}"]
-        export += [f"--ExportPlugin.student={s}" for s in students]
-        export += [f"--ExportPlugin.assignment={a}" for a in names]
+        export += [f"--ExportPlugin.student={s}" for s in sorted({s for s, _ in graded})]
+        export += [f"--ExportPlugin.assignment={a}" for a in sorted({a for _, a in graded})]
         run_nbgrader(course, *export, verbose=verbose)
         data = tmp_csv.read_bytes()
         rows = read_grades(tmp_csv)
-    atomic_write(out, lambda path: Path(path).write_bytes(data))
-    return rows
+        keep = [(row.get("student_id"), row.get("assignment")) in set(graded) for row in rows]
+        if not all(keep):  # a student graded in one assignment but not another: leave out what was not graded
+            with open(tmp_csv, newline="", encoding="utf-8") as f:
+                raw = list(csv.DictReader(f))
+                header = list(raw[0].keys()) if raw else []
+            data = _rows_csv([r for r, k in zip(raw, keep) if k], header)
+            rows = [r for r, k in zip(rows, keep) if k]
+    _write_new(out, data, overwrite)
+    return Graded(rows, notes, failed)

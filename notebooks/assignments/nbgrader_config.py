@@ -30,8 +30,27 @@ c.GenerateAssignment.create_assignment = True
 c.Autograde.create_student = True
 
 # Every notebook runs in well under a minute; a cell that hangs (an endless loop in a student's answer) is stopped
-# after this many seconds and counts as an error of that cell, so one submission cannot stall the whole batch.
+# after this many seconds: the notebook stops there (its kernel is killed, whether it heeds interrupts or not), the
+# cells that did not run score nothing, and the batch goes on with the next student.
 c.Execute.timeout = 120
 c.Execute.interrupt_on_timeout = True
 # The kernel is the one of the Python running nbgrader (python3 of this environment), whatever the notebook says.
 c.Execute.kernel_name = "python3"
+
+# Student code never grades itself (dmcmc_edu/grading/nbgrader_plugins.py, notebooks/assignments/README.md):
+# autograde runs each notebook's kernel in a bubblewrap sandbox (no course files, uid 65534, no network, limits;
+# DMCMC_EDU_SANDBOX=plain runs it without, NOT safe for hostile code), then judges every test cell in this process
+# from the answers the kernel recorded; nbgrader's SaveAutoGrades then scores the judged cells as usual.
+c.Autograde.autograde_preprocessors = [
+    "dmcmc_edu.grading.nbgrader_plugins.SandboxExecute",
+    "dmcmc_edu.grading.nbgrader_plugins.JudgeChecks",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+# Wall-clock limit of one notebook (all its cells) and the most output it may send back.
+c.SandboxExecute.notebook_seconds = 600
+c.SandboxExecute.output_bytes = 16 * 2**20

@@ -1,0 +1,144 @@
+"""Where a student's notebook runs when it is graded: a bubblewrap sandbox around the kernel, with limits.
+
+nbgrader executes a submission by starting a Jupyter kernel and sending it the notebook's cells.  With this
+course's configuration (``notebooks/assignments/nbgrader_config.py``, :mod:`dmcmc_edu.grading.nbgrader_plugins`)
+that kernel -- the only process that runs student code -- is started inside `bubblewrap
+<https://github.com/containers/bubblewrap>`_ (Debian's package ``bubblewrap``) by :func:`kernel_command`:
+
+* **a scratch filesystem**: read-only binds of the system (``/usr``, ``/etc``, ...), of this Python and its
+  environment and of the installed ``dmcmc_edu`` package only; a private, size-limited ``/tmp`` and working folder
+  (a fresh ``tmpfs``: what the student's code writes there is gone when the kernel ends).  The course folder
+  (``source/`` with the model answers and hidden tests, ``gradebook.db``, other students' work), the repository
+  and the instructor's home are not in it; the notebook file itself is not either (the cells arrive one by one over
+  the kernel's sockets, so a hidden test cell is seen only when it runs);
+* **an unprivileged user**: run as root, the sandbox drops to uid/gid 65534 (``nobody``) with no capabilities and
+  ``no_new_privs`` before Python starts; run as another user, it keeps that user's uid inside a user namespace
+  (it still sees only the binds above);
+* **no network** (a new network namespace holds only its own loopback), its own process, IPC and UTS namespaces,
+  a new session (no terminal to write to);
+* **limits**: address space (memory), processes of the sandbox's user, the size of any written file, open files,
+  no core files (``prlimit``); nbgrader's per-cell time-out, and the per-notebook and whole-run wall-clock limits of
+  :mod:`dmcmc_edu.grading.nbgrader_plugins` and :mod:`dmcmc_edu.grading.course`; the size of the output a notebook
+  may send back (:data:`Limits.output_bytes`);
+* **nothing left behind**: the kernel is the first process of its own PID namespace, and ``--die-with-parent``
+  ties the namespace to the sandbox's launcher: when the kernel is shut down or killed, every process it started
+  (daemonised or not) is killed by the operating system.
+
+The only way in and out is the kernel's connection: ZeroMQ over Unix sockets (``transport = ipc``) in a fresh
+per-kernel folder that holds nothing else.
+
+The **plain mode** (``DMCMC_EDU_SANDBOX=plain``) starts the kernel without bubblewrap, as the user running the
+grader: for a laptop without bubblewrap, to grade one's own or trusted notebooks.  It is **not safe for hostile
+code**: student code can then read and change anything that user can.  The checks are still judged outside the
+kernel (:mod:`dmcmc_edu.grading.judge`), so patching them in the notebook still gains nothing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["SandboxError", "Limits", "MODE_ENV", "sandbox_mode", "kernel_command", "NOBODY", "package_dir"]
+
+MODE_ENV = "DMCMC_EDU_SANDBOX"
+MODES = ("bwrap", "plain")
+NOBODY = 65534  # uid and gid of the sandbox when the grader runs as root
+WORKDIR = "/home/student/work"
+BWRAP_MISSING = ("bubblewrap (bwrap) is not installed: grading runs each student's kernel in a bwrap sandbox "
+                 "(Debian/Ubuntu: apt-get install bubblewrap); on a laptop, for trusted notebooks only, "
+                 f"{MODE_ENV}=plain grades without the sandbox")
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be set up (no bubblewrap, an unknown mode); one line."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits of one graded notebook (defaults sized for this course: every notebook runs in about 10 s)."""
+
+    notebook_seconds: float = 600.0  # wall clock of one notebook, all cells together
+    memory_bytes: int = 6 << 30  # address space of each sandboxed process (torch maps ~2 GiB on import)
+    processes: int = 256  # tasks (processes and threads) of the sandbox's user
+    file_bytes: int = 64 << 20  # the largest file the sandbox may write
+    open_files: int = 512
+    tmp_bytes: int = 256 << 20  # the private /tmp, and the working folder, each
+    output_bytes: int = 16 << 20  # everything one notebook may send back (outputs of all cells)
+
+
+def sandbox_mode() -> str:
+    """``"bwrap"`` (the default) or ``"plain"`` (``DMCMC_EDU_SANDBOX=plain``); refuses bwrap mode without bwrap."""
+    mode = os.environ.get(MODE_ENV, "bwrap") or "bwrap"
+    if mode not in MODES:
+        raise SandboxError(f"{MODE_ENV}={mode!r}: expected one of {', '.join(MODES)}")
+    if mode == "bwrap" and shutil.which("bwrap") is None:
+        raise SandboxError(BWRAP_MISSING)
+    return mode
+
+
+def package_dir() -> Path:
+    """The folder of the installed ``dmcmc_edu`` package (the only part of a clone the sandbox sees)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def _system_binds() -> list[str]:
+    args = []
+    for path in ("/usr", "/bin", "/lib", "/lib64", "/lib32", "/sbin", "/etc"):
+        if os.path.lexists(path):
+            args += ["--ro-bind", path, path]
+    args += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+    return args
+
+
+def _python_binds() -> list[str]:
+    """This Python (its base installation and the environment) and the package, read-only, at their own paths."""
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(sys.executable).resolve().parent,
+             package_dir()}
+    args, parents = [], set()
+    for path in sorted(paths, key=lambda p: len(p.parts)):
+        if any(str(path).startswith(prefix + "/") or str(path) == prefix for prefix in ("/usr", "/etc")):
+            continue
+        for parent in reversed(path.parents[:-1]):  # mount points bwrap would make 0700: make them 0755 first
+            if parent not in parents and str(parent) not in ("/usr", "/etc"):
+                parents.add(parent)
+                args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", str(path), str(path)]
+    return args
+
+
+def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_root: bool | None = None) -> list[str]:
+    """The command that starts the kernel ``argv`` inside the sandbox (see the module's docstring).
+
+    ``runtime_dir`` is the kernel's own folder for its connection file and sockets (bound read-write at the same
+    path; it must hold nothing else); ``as_root`` (default: whether this process is root) drops to uid 65534.
+    """
+    root = os.geteuid() == 0 if as_root is None else as_root
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise SandboxError(BWRAP_MISSING)
+    prefix = [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
+              f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", "--core=0", "--"]
+    env = {"HOME": "/tmp", "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8",
+           "DMCMC_EDU_RECORD_CHECKS": "1", "JPY_PARENT_PID": "1"}
+    cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+           "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
+    if not root:
+        cmd += ["--unshare-user"]
+    for key, value in env.items():
+        cmd += ["--setenv", key, value]
+    cmd += _system_binds() + _python_binds()
+    cmd += ["--proc", "/proc", "--dev", "/dev",
+            "--perms", "01777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+            "--perms", "0755", "--dir", "/home",
+            "--perms", "0777", "--size", str(limits.tmp_bytes), "--tmpfs", "/home/student",
+            "--perms", "0777", "--dir", WORKDIR,
+            "--bind", str(runtime_dir), str(runtime_dir),
+            "--chdir", WORKDIR, "--"]
+    if root:
+        cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs",
+                "--inh-caps=-all", "--bounding-set=-all", "--"]
+    return prefix + cmd + list(argv)
