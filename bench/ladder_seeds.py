@@ -11,7 +11,8 @@
    sets, the sweep's MMD kernel), computed once into ``OUT/<stem>_floors_n<n>.json``.
 3. ``experiments.ladder.seeds.analyse_seeds``: per integrator, the median NFE per independent sample to reach the
    reference with its 95% interval and the seeds that reach (a setting counts from 7 of 8), and the verdicts DLG
-   vs from noise and DLG vs the best control -> ``OUT/<stem>_seeds.{json,md,png}``.
+   vs from noise and DLG vs the best control -> ``OUT/<stem>_seeds.{json,md,png}``; the same with "every metric
+   inside the noise floors" as the quality to reach (``findings_floors`` in the JSON).
 4. With ``--recheck-seeds``: the settings chosen in 3 (and each integrator's reference run) on seeds that took no
    part in the choice; the verdicts recomputed from them and compared -> ``OUT/<stem>_recheck.{json,md}``.
 
@@ -161,11 +162,12 @@ def _run(args) -> int:
     floors = _floors(out, stem, mix, meta["sweep"]["n"], meta["floors"]["mmd_bandwidth"], meta["ref_values"],
                      args.floor_repeats)
     found = analyse_seeds(docs, floors)
+    inside = analyse_seeds(docs, floors, rule="floors")  # every metric inside the noise floors (notebook 02)
     commands = [d["meta"]["command"] for d in docs]
     seconds = {d["meta"]["sweep"]["seed"]: sum(p.get("seconds") or 0 for p in d["points"]) for d in docs}
     found["run_seconds_per_seed"] = seconds
-    write_json(out / f"{stem}_seeds.json", _clean({"settings": settings, "findings": found, "commands": commands}),
-               indent=1)
+    write_json(out / f"{stem}_seeds.json", _clean({"settings": settings, "findings": found,
+                                                   "findings_floors": inside, "commands": commands}), indent=1)
     atomic_write(out / f"{stem}_seeds.md", lambda tmp: Path(tmp).write_text(seeds_markdown(found, commands)))
     fig = plot_seeds({stem: found})
     atomic_write(out / f"{stem}_seeds.png", lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))

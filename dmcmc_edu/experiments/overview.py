@@ -4,9 +4,10 @@ Everything here reads stored results (``bench/results``) and the paper's numbers
 nothing.  :func:`claims_vs_measured` gives one row per integrator of the paper:
 
 * the paper's CIFAR10 FIDs without and with DLG (``FID@NFE``, NFE as the paper counts it);
-* on the ring and on the 64-d mixture (``bench/results/toy``): the NFE per *independent* sample, by the full
-  ledger, at which sampling from noise, the best control (schedule-only or restart) and DLG first reach the
-  integrator's own best quality from noise, and the resulting speed-up of DLG over sampling from noise;
+* on the ring and on the 64-d mixture (``bench/results/seeds``, 8 replicates of each sweep): the median NFE per
+  *independent* sample, by the full ledger, with its 95% interval, at which sampling from noise, the best control
+  (schedule-only or restart) and DLG reach the integrator's own best quality from noise in at least 7 of 8 seeds,
+  and the verdict DLG vs sampling from noise (the NFE ratio with its interval, or "no measurable difference");
 * on MNIST (``bench/results/mnist_n2000``): the best MNIST-FID from noise and the best with DLG, each with its NFE.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import matplotlib.ticker as ticker
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "mnist_best", "modern_solvers_answer"]
+           "toy_reach_seeds", "short_verdict", "mnist_best", "modern_solvers_answer"]
 
 INTEGRATOR_NAMES = {"kar1": "KAR1", "kar2": "KAR2", "pf_euler": "Probability flow", "rk45": "RK45",
                     "reverse_diffusion": "Reverse diffusion", "euler_maruyama": "Euler-Maruyama"}
@@ -55,6 +56,49 @@ def toy_reach(findings_file: str | Path) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def _reach_cell(b: dict | None) -> dict | None:
+    if b is None:
+        return None
+    c = b["cost"]
+    return {"estimate": c["estimate"], "low": c["low"], "high": c["high"], "n_reached": b["n_reached"], "n": b["n"]}
+
+
+def short_verdict(v: dict) -> str:
+    """A verdict of :func:`~dmcmc_edu.evaluation.uncertainty.verdict` (its dict) in a few words for a table cell."""
+    r, n = v.get("ratio"), v["n_seeds"]
+    if v["outcome"] in ("a_cheaper", "b_cheaper"):
+        return f"{r['estimate']:.2f}x ({r['low']:.2f}-{r['high']:.2f}), {r['n']} seeds"
+    if v["outcome"] == "no_difference":
+        return f"no measurable difference ({r['low']:.2f}-{r['high']:.2f}), {r['n']} seeds"
+    if v["outcome"] == "only_a":
+        return f"only DLG reaches ({n} seeds)"
+    if v["outcome"] == "only_b":
+        return f"DLG does not reach in 7 of 8 ({v['a']['n_reached']}/{v['a']['n']} at best)"
+    return f"neither reaches ({n} seeds)"
+
+
+def toy_reach_seeds(seeds_file: str | Path) -> dict[str, dict]:
+    """The ladder over seeds (``bench/ladder_seeds.py``): per integrator, each kind's NFE to reach and the verdicts.
+
+    Returns ``{integrator: {"noise" | "control" | "dlg": {"estimate", "low", "high", "n_reached", "n"} or None,
+    "dlg_vs_noise": verdict dict, "dlg_vs_control": verdict dict}}``; ``None``: no setting of that kind reaches in
+    7 of 8 seeds.  The verdict dicts carry their sentence (``"text"``), printed as is.
+    """
+    data = _read_json(Path(seeds_file))
+    try:
+        per = data["findings"]["per_integrator"]
+    except (KeyError, TypeError):
+        raise ValueError(f"{seeds_file}: not a ladder-over-seeds result (no findings.per_integrator)") from None
+    return {name: {"noise": _reach_cell(e["best"]["noise"]), "control": _reach_cell(e["best"]["control"]),
+                   "dlg": _reach_cell(e["best"]["dlg"]), "dlg_vs_noise": e["dlg_vs_noise"],
+                   "dlg_vs_control": e["dlg_vs_control"]}
+            for name, e in per.items()}
+
+
+def _reach_text(c: dict | None) -> str:
+    return "never" if c is None else f"{c['estimate']:.0f} ({c['low']:.0f}-{c['high']:.0f})"
+
+
 def mnist_best(results_file: str | Path) -> dict[str, dict[str, tuple[float, float, float] | None]]:
     """The best MNIST-FID of each integrator from noise and with DLG: ``(fid, nfe_full, nfe_paper)`` or ``None``."""
     data = _read_json(Path(results_file))
@@ -83,8 +127,8 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
     ``results_dir`` is the repository's ``bench/results``.  Every cell is a string ready for a table.
     """
     root = Path(results_dir)
-    ring = toy_reach(root / "toy" / "ring_findings.json")
-    lowrank = toy_reach(root / "toy" / "lowrank_findings.json")
+    ring = toy_reach_seeds(root / "seeds" / "ring_seeds.json")
+    lowrank = toy_reach_seeds(root / "seeds" / "lowrank_seeds.json")
     mnist = mnist_best(root / "mnist_n2000" / "results.json")
     rows = []
     for name, label in INTEGRATOR_NAMES.items():
@@ -93,10 +137,13 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
                "paper CIFAR10: without DLG (FID@NFE)": _pairs(paper["without"]),
                "paper CIFAR10: with DLG": _pairs(paper["with"])}
         for tag, reach in (("ring", ring), ("64-d", lowrank)):
-            r = reach.get(name, {})
-            row[f"{tag}: NFE noise / control / DLG"] = (f"{_num(r.get('noise'))} / {_num(r.get('control'))} / "
-                                                        f"{_num(r.get('dlg'))}")
-            row[f"{tag}: DLG speed-up"] = "—" if r.get("speedup") is None else f"{r['speedup']:.2f}x"
+            r = reach.get(name)
+            if r is None:
+                row[f"{tag}: NFE noise / control / DLG"] = row[f"{tag}: DLG NFE / noise NFE"] = "—"
+                continue
+            row[f"{tag}: NFE noise / control / DLG"] = " / ".join(_reach_text(r[k]) for k in ("noise", "control",
+                                                                                               "dlg"))
+            row[f"{tag}: DLG NFE / noise NFE"] = short_verdict(r["dlg_vs_noise"])
         m = mnist.get(name, {})
         noise, dlg = m.get("noise"), m.get("dlg")
         row["MNIST-FID: best from noise"] = "—" if noise is None else f"{noise[0]:.1f}@{noise[1]:.0f}"
@@ -174,3 +221,63 @@ def plot_paper_claims(dataset: str = "cifar10", ax=None):
     ax.legend(fontsize=8, ncol=2)
     ax.grid(alpha=0.3, which="both")
     return ax
+
+
+# ----------------------------------------------------------------------------- the README's measured sentences
+#
+# The README's headline and its toy-rung findings are printed by this code from the stored results, between
+# markers; tests/test_overview.py checks that the README holds exactly what the data say now, and
+# ``python bench/readme_numbers.py`` rewrites the blocks after new results land.
+
+_TOY_TARGETS = {"ring": "the 2-d ring", "lowrank": "the 64-d mixture"}
+
+
+def _outcome_lists(reach: dict, key: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {"a_cheaper": [], "b_cheaper": [], "no_difference": [], "only_b": [], "only_a": [],
+                                 "neither": []}
+    for name, r in reach.items():
+        v = r[key]
+        label = INTEGRATOR_NAMES.get(name, name)
+        if v.get("ratio"):
+            label += f" {v['ratio']['estimate']:.2f}x ({v['ratio']['low']:.2f}-{v['ratio']['high']:.2f})"
+        out[v["outcome"]].append(label)
+    return out
+
+
+def _join(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def readme_blocks(results_dir: str | Path) -> dict[str, str]:
+    """The README's measured blocks (``headline``, ``toy``), printed from ``bench/results/seeds``."""
+    root = Path(results_dir)
+    reach = {stem: toy_reach_seeds(root / "seeds" / f"{stem}_seeds.json") for stem in _TOY_TARGETS}
+    n_seeds = {stem: len(_read_json(root / "seeds" / f"{stem}_seeds.json")["findings"]["seeds"])
+               for stem in _TOY_TARGETS}
+    cheaper = {stem: [INTEGRATOR_NAMES.get(k, k) for k, r in reach[stem].items()
+                      if r["dlg_vs_noise"]["outcome"] == "a_cheaper"] for stem in _TOY_TARGETS}
+    beats_ctrl = {stem: [INTEGRATOR_NAMES.get(k, k) for k, r in reach[stem].items()
+                         if r["dlg_vs_control"]["outcome"] in ("a_cheaper", "only_a")] for stem in _TOY_TARGETS}
+    where = "; ".join(f"{_join(cheaper[s])} on {_TOY_TARGETS[s]}" for s in _TOY_TARGETS)
+    ctrl = "; ".join(f"{_join(beats_ctrl[s])} on {_TOY_TARGETS[s]}" for s in _TOY_TARGETS)
+    headline = (
+        "**The headline, in two sentences.** By the paper's own count DLG reaches a given FID with several times "
+        "fewer network evaluations (NFE); counting every evaluation (the chains' initialisation, burn-in and the "
+        "noise-level classifier) and the correlation between a chain's outputs, and repeating every sweep over "
+        f"seeds, DLG is measurably cheaper than sampling from noise only for: {where}. It is cheaper than the best "
+        f"control without any chain (or reaches where no control does) for: {ctrl}; "
+        "`notebooks/00_overview.ipynb` puts the paper's claims beside these measurements.")
+    lines = ["On exact mixtures, counting every evaluation (initialisation, burn-in, classifier calls as one "
+             "evaluation each) and dividing by the measured effective sample size, each verdict is the NFE ratio "
+             "DLG / other over the seeds, paired by seed, with its 95% bootstrap interval; a setting counts when "
+             "it reaches the integrator's reference quality in at least 7 of 8 seeds.", ""]
+    for stem, title in _TOY_TARGETS.items():
+        for key, other in (("dlg_vs_noise", "sampling from noise"), ("dlg_vs_control", "the best control")):
+            o = _outcome_lists(reach[stem], key)
+            lines.append(f"* {title} ({n_seeds[stem]} seeds), DLG against {other}: cheaper for "
+                         f"{_join(o['a_cheaper'])}; dearer for {_join(o['b_cheaper'])}; no measurable "
+                         f"difference for {_join(o['no_difference'])}; only {other} reaches for "
+                         f"{_join(o['only_b'])}; only DLG reaches for {_join(o['only_a'])}; neither for "
+                         f"{_join(o['neither'])}.")
+    lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md`; notebooks 04 and 05."]
+    return {"headline": headline, "toy": "\n".join(lines)}
