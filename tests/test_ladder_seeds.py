@@ -113,3 +113,23 @@ def test_load_replicates_refuses_other_sweeps_and_repeated_seeds(tmp_path):
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(ValueError, match="bad.json: not a ladder result"):
         load_replicates([tmp_path / "bad.json"])
+
+
+def test_cost_weighted_point_cost_prices_every_row_and_borrows_missing_oracle_counts():
+    from dmcmc_edu.experiments.ladder.seeds import _oracle_rows, point_cost
+
+    rows = {"n_chains": 10, "n_outputs": 100, "init": 500, "gibbs": 200, "denoise": 300, "tweedie": 0,
+            "classifier_init": 50, "classifier": 100, "oracle_posterior_init": 40, "oracle_posterior": 60,
+            "oracle_log_prob_init": 0, "oracle_log_prob": 0}
+    p = {"id": "x", "kind": "dlg", "ess_ratio": 0.5, "nfe_per_independent": 17.0,
+         "ledger": {"totals_in_rows": rows}}
+    prices = {"classifier": 0.1, "oracle_posterior": 3.0, "oracle_log_prob": 1.0}
+    # score rows (500 + 200 + 300) + 0.1 * 150 classifier rows + 3 * 100 posterior rows, per output, / ESS 0.5
+    assert point_cost(p, prices) == pytest.approx((1000 + 15 + 300) / 100 / 0.5, rel=1e-12)
+    assert point_cost(p) == 17.0  # no prices: the full ledger as stored
+    old = dict(p, ledger={"totals_in_rows": {k: v for k, v in rows.items() if not k.startswith("oracle")}})
+    assert point_cost(old, prices) is None  # an older ledger: oracle rows not counted
+    borrowed = _oracle_rows([{"points": [p]}])
+    assert point_cost(old, prices, borrowed) == pytest.approx(point_cost(p, prices), rel=1e-12)
+    noise = {"id": "n", "kind": "noise", "nfe_per_independent": 9.0}
+    assert point_cost(noise, prices) == 9.0

@@ -31,13 +31,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dmcmc_edu.core.ledger import ORACLE_FIELDS, NFELedger
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 from dmcmc_edu.evaluation.uncertainty import MIN_REACH_FRACTION, reach_summary, verdict
 from dmcmc_edu.experiments.ladder.plan import point_label
 from dmcmc_edu.experiments.ladder.report import _ORDER, _passes, _untweaked, _value
 
 __all__ = ["GROUPS", "load_replicates", "analyse_seeds", "seeds_markdown", "seeds_text", "plot_seeds",
-           "per_seed_costs", "recheck_verdicts"]
+           "per_seed_costs", "point_cost", "recheck_verdicts"]
 
 GROUPS = ("noise", "schedule", "restart", "control", "dlg")
 """The kinds compared (``control`` = the better of the two controls)."""
@@ -77,14 +78,49 @@ def _targets(noise: list[dict], floors: dict) -> dict:
     return {k: max(floors[k]["threshold"], _value(ref, k)) for k in FLOOR_METRICS}
 
 
-def per_seed_costs(docs: list[dict], floors: dict, integrator: str, *, rule: str = "reference") -> dict:
+def _oracle_rows(docs: list[dict]) -> dict[str, dict]:
+    """Per DLG point id, the counted rows of a replicate whose ledger has the oracle fields (the counts of a
+    setting do not depend on the seed: every chain makes the same Gibbs steps), for replicates written before the
+    ledger counted them."""
+    out = {}
+    for doc in docs:
+        for p in doc["points"]:
+            rows = (p.get("ledger") or {}).get("totals_in_rows") or {}
+            if p["kind"] == "dlg" and all(rows.get(k) is not None for k in ORACLE_FIELDS):
+                out.setdefault(p["id"], rows)
+    return out
+
+
+def point_cost(p: dict, prices: dict | None = None, borrowed: dict | None = None) -> float | None:
+    """A point's NFE per independent sample: the full ledger (``prices`` None) or the cost-weighted one.
+
+    Cost-weighted: the score model's evaluations plus each classifier, exact-posterior and log-density row at its
+    measured price (:meth:`~dmcmc_edu.core.ledger.NFELedger.per_output`), divided by the ESS ratio.  Samplers with
+    independent outputs make score evaluations only, so their two costs agree.  ``None`` when the point's oracle
+    rows were not counted and no replicate of the same setting has them (``borrowed``: :func:`_oracle_rows`).
+    """
+    if prices is None or p["kind"] != "dlg":
+        return float(p["nfe_per_independent"])
+    rows = dict((p.get("ledger") or {}).get("totals_in_rows") or {})
+    if any(rows.get(k) is None for k in ORACLE_FIELDS) and borrowed and p["id"] in borrowed:
+        rows.update({k: borrowed[p["id"]][k] for k in ORACLE_FIELDS})
+    if not rows:
+        return None
+    cw = NFELedger.from_dict({"totals_in_rows": rows}).per_output(prices)["cost_weighted"]
+    return None if cw is None else cw / max(float(p["ess_ratio"]), 1e-9)
+
+
+def per_seed_costs(docs: list[dict], floors: dict, integrator: str, *, rule: str = "reference",
+                   prices: dict | None = None) -> dict:
     """Per setting of one integrator: its kind, label and per-seed NFE per independent sample where it reaches.
 
     ``rule`` is ``"reference"`` (within max(floor, that seed's from-noise value at the largest NFE)) or
     ``"floors"`` (every metric inside the noise floors).  A seed where the point is missing, failed or does not
-    reach gives ``nan``.  Returns ``{point_id: {"kind", "label", "costs": [...], "seeds": [...]}}``.
+    reach gives ``nan``.  With ``prices`` the cost is :func:`point_cost`'s cost-weighted one.  Returns
+    ``{point_id: {"kind", "label", "costs": [...], "seeds": [...]}}``.
     """
     seeds = [d["meta"]["sweep"]["seed"] for d in docs]
+    borrowed = _oracle_rows(docs) if prices else None
     out = {}
     for i, doc in enumerate(docs):
         mine = [p for p in doc["points"] if p["integrator"] == integrator and p.get("metrics") and _untweaked(p)]
@@ -96,7 +132,8 @@ def per_seed_costs(docs: list[dict], floors: dict, integrator: str, *, rule: str
             e = out.setdefault(p["id"], {"kind": p["kind"], "label": point_label(p["settings"]),
                                          "costs": [math.nan] * len(docs), "seeds": seeds})
             if _passes(p, floors, targets):
-                e["costs"][i] = float(p["nfe_per_independent"])
+                c = point_cost(p, prices, borrowed)
+                e["costs"][i] = math.nan if c is None else c
     return out
 
 
@@ -127,8 +164,8 @@ _KINDS_OF = {"noise": ("noise",), "schedule": ("schedule",), "restart": ("restar
              "control": ("schedule", "restart"), "dlg": ("dlg",)}
 
 
-def _integrator_entry(docs, floors, name, rule) -> dict | None:
-    settings = per_seed_costs(docs, floors, name, rule=rule)
+def _integrator_entry(docs, floors, name, rule, prices=None) -> dict | None:
+    settings = per_seed_costs(docs, floors, name, rule=rule, prices=prices)
     if not settings:
         return None
     best = {g: _best(settings, _KINDS_OF[g]) for g in GROUPS}
@@ -150,19 +187,23 @@ def _integrator_entry(docs, floors, name, rule) -> dict | None:
     return entry
 
 
-def analyse_seeds(docs: list[dict], floors: dict, *, rule: str = "reference") -> dict:
-    """The findings of a sweep's replicates (see the module docstring); JSON-ready."""
+def analyse_seeds(docs: list[dict], floors: dict, *, rule: str = "reference", prices: dict | None = None) -> dict:
+    """The findings of a sweep's replicates (see the module docstring); JSON-ready.
+
+    ``prices`` (``{"classifier": r, "oracle_posterior": r2, "oracle_log_prob": r3}``, measured by
+    ``bench/ledger_costs.py``) weighs every row by its cost instead of counting each call as one NFE.
+    """
     names = sorted({p["integrator"] for d in docs for p in d["points"]},
                    key=lambda nm: _ORDER.index(nm) if nm in _ORDER else 99)
     per = {}
     for name in names:
-        e = _integrator_entry(docs, floors, name, rule)
+        e = _integrator_entry(docs, floors, name, rule, prices)
         if e is not None:
             per[name] = e
     meta = docs[0]["meta"]
     return {"target": meta["sweep"]["target"], "learned": meta["sweep"].get("learned", False),
             "n": meta["sweep"]["n"], "seeds": [d["meta"]["sweep"]["seed"] for d in docs], "rule": rule,
-            "min_reach_fraction": MIN_REACH_FRACTION,
+            "min_reach_fraction": MIN_REACH_FRACTION, "prices": prices,
             "floors": {k: {"threshold": floors[k]["threshold"], "threshold_ci": floors[k].get("threshold_ci"),
                            "quantile": floors[k].get("quantile")} for k in FLOOR_METRICS},
             "floor_repeats": floors.get("repeats"), "per_integrator": per}
