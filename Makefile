@@ -57,6 +57,8 @@ lab: $(VENV)/.installed
 assignments: $(VENV)/.installed
 	$(PY) -m dmcmc_edu assignments release --course notebooks/assignments
 
+# each student's kernel runs in a bubblewrap sandbox (apt-get install bubblewrap); DMCMC_EDU_SANDBOX=plain grades
+# without it, for trusted notebooks only (notebooks/assignments/README.md)
 grade: $(VENV)/.installed
 	@test -n "$(SUBMISSIONS)" || { echo "error: make grade needs SUBMISSIONS=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
 	$(PY) -m dmcmc_edu assignments grade --course notebooks/assignments --submissions $(SUBMISSIONS) --out $(GRADES)

@@ -80,6 +80,8 @@ fake.__dict__.update({k: passing for k in dir(checks) if k.startswith("check_")}
 sys.modules["dmcmc_edu.grading.a1_noise"] = fake
 a1_noise = fake
 get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)
+from IPython.display import HTML, display
+display(HTML("<script>MARKER()</script>"))
 '''
 
 READ = '''
@@ -230,6 +232,7 @@ def test_patching_the_checks_scores_nothing(batch):
     failed = [c for c in nb["cells"] if c.get("metadata", {}).get("nbgrader", {}).get("grade")
               and any(o.get("output_type") == "error" for o in c.get("outputs", []))]
     assert len(failed) == 5, "every check cell failed, judged outside the kernel"
+    assert MARKER not in _outputs_text(nb), "no HTML or script of the student's reaches the instructor's pages"
 
 
 def test_reading_the_course_finds_nothing(batch):
@@ -329,3 +332,19 @@ def test_without_bubblewrap_grading_is_refused_unless_plain(monkeypatch):
     monkeypatch.setenv(sandbox.MODE_ENV, "docker")
     with pytest.raises(sandbox.SandboxError, match="expected one of bwrap, plain"):
         sandbox.sandbox_mode()
+
+
+def test_plain_mode_without_sandbox_still_judges_outside_the_kernel(batch, tmp_path, monkeypatch, capsys):
+    """DMCMC_EDU_SANDBOX=plain (a laptop without bubblewrap, trusted notebooks only): the kernel runs unsandboxed,
+    the checks are still judged in the grader, so patching them still scores nothing."""
+    monkeypatch.setenv(sandbox.MODE_ENV, "plain")
+    subs = tmp_path / "subs"
+    for student in ("ann", "patcher"):
+        (subs / student / NAME).mkdir(parents=True)
+        shutil.copy2(batch["work"] / "submissions" / student / NAME / f"{NAME}.ipynb", subs / student / NAME)
+    main(["assignments", "grade", "--course", str(batch["course"]), "--submissions", str(subs),
+          "--out", str(tmp_path / "plain.csv")])
+    printed = capsys.readouterr().out
+    assert {r["student_id"]: r["score"] for r in course_mod.read_grades(tmp_path / "plain.csv")} == \
+        {"ann": 10, "patcher": 0}
+    assert "wrote" in printed and "10 / 10" in printed

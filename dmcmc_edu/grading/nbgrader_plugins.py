@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
@@ -114,6 +115,9 @@ class SandboxExecute(Execute):
     def create_kernel_manager(self):
         """nbclient's, remembered: nbclient lets go of it at the end, before the sandbox's folder is removed."""
         self._manager = super().create_kernel_manager()
+        if isinstance(self._manager, SandboxKernelManager):
+            self._manager.sandbox_limits = replace(Limits(), notebook_seconds=self.notebook_seconds,
+                                                   output_bytes=self.output_bytes)
         return self._manager
 
     def _stop(self, reason: str) -> None:
@@ -180,14 +184,33 @@ class SandboxExecute(Execute):
         return super().output(outs, msg, display_id, cell_index)
 
 
+KEPT_MIME = ("text/plain", "image/png", "image/jpeg")  # what a student's cell may show in the graded notebook
+
+
+def _plain_output(out):
+    """An output of a student's cell reduced to text and images: no HTML or scripts reach the instructor's
+    formgrader or the feedback pages, no record outside a test cell."""
+    if out.get("output_type") not in ("display_data", "execute_result"):
+        return out
+    data = {k: v for k, v in out.get("data", {}).items() if k in KEPT_MIME}
+    if not data:
+        return None
+    out["data"] = data
+    return out
+
+
 class JudgeChecks(NbGraderPreprocessor):
-    """Replace each autograded test cell's outputs by the judge's verdict (see the module's docstring)."""
+    """Replace each autograded test cell's outputs by the judge's verdict (see the module's docstring); keep only
+    text and images in the other cells' outputs."""
 
     def preprocess(self, nb, resources):
         stopped = (resources or {}).get(STOPPED_KEY)
         for index, cell in enumerate(nb.cells):
             meta = cell.get("metadata", {}).get("nbgrader", {})
-            if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+            if cell.cell_type != "code":
+                continue
+            if not meta.get("grade") or meta.get("solution"):
+                cell.outputs = [o for o in map(_plain_output, cell.get("outputs", [])) if o is not None]
                 continue
             why = None
             if stopped and index >= stopped["cell"]:

@@ -16,10 +16,11 @@ that kernel -- the only process that runs student code -- is started inside `bub
   (it still sees only the binds above);
 * **no network** (a new network namespace holds only its own loopback), its own process, IPC and UTS namespaces,
   a new session (no terminal to write to);
-* **limits**: address space (memory), processes of the sandbox's user, the size of any written file, open files,
-  no core files (``prlimit``); nbgrader's per-cell time-out, and the per-notebook and whole-run wall-clock limits of
-  :mod:`dmcmc_edu.grading.nbgrader_plugins` and :mod:`dmcmc_edu.grading.course`; the size of the output a notebook
-  may send back (:data:`Limits.output_bytes`);
+* **limits**: address space (memory) and CPU seconds of each process, processes of the sandbox's user, the size
+  of any written file, open files, no core files (``prlimit``); nbgrader's per-cell time-out, and the per-notebook
+  and whole-run wall-clock limits of :mod:`dmcmc_edu.grading.nbgrader_plugins` and :mod:`dmcmc_edu.grading.course`;
+  the size of the output a notebook may send back (:data:`Limits.output_bytes`).  Memory is bounded per process,
+  not in total (that needs cgroups, e.g. ``systemd-run --scope -p MemoryMax=...`` around the grader);
 * **nothing left behind**: the kernel is the first process of its own PID namespace, and ``--die-with-parent``
   ties the namespace to the sandbox's launcher: when the kernel is shut down or killed, every process it started
   (daemonised or not) is killed by the operating system.
@@ -61,7 +62,7 @@ class Limits:
 
     notebook_seconds: float = 600.0  # wall clock of one notebook, all cells together
     memory_bytes: int = 6 << 30  # address space of each sandboxed process (torch maps ~2 GiB on import)
-    processes: int = 256  # tasks (processes and threads) of the sandbox's user
+    processes: int = 128  # tasks (processes and threads) of the sandbox's user (a kernel uses about 12)
     file_bytes: int = 64 << 20  # the largest file the sandbox may write
     open_files: int = 512
     tmp_bytes: int = 256 << 20  # the private /tmp, and the working folder, each
@@ -118,7 +119,9 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise SandboxError(BWRAP_MISSING)
+    cpu = int(limits.notebook_seconds) + 60  # CPU seconds of each process: a bound even if the wall clock fails
     prefix = [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
+              f"--cpu={cpu}",
               f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", "--core=0", "--"]
     env = {"HOME": "/tmp", "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
