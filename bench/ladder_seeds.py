@@ -81,12 +81,13 @@ def _floors(out: Path, stem: str, mix, n: int, bandwidth: float, ref_values: dic
 
 
 def _guard(path: Path, settings: dict) -> None:
-    """Refuse to replace a report made with other settings."""
+    """Refuse to replace a report made with other settings; more seeds of the same analysis extend it."""
     if path.exists():
-        saved = json.loads(path.read_text()).get("settings")
-        if saved != settings:
+        saved = json.loads(path.read_text()).get("settings") or {}
+        same = {k: v for k, v in saved.items() if k != "seeds"} == {k: v for k, v in settings.items() if k != "seeds"}
+        if not (same and set(saved.get("seeds", [])) <= set(settings["seeds"])):
             raise RunRefused(f"{path} was made with other settings ({saved} vs {settings}); it is not replaced -- "
-                             "choose another --out")
+                             "choose another --out (adding seeds to the same analysis is allowed)")
 
 
 def _replicates(args, out: Path) -> list[dict]:

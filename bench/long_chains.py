@@ -107,8 +107,12 @@ def _run(args) -> int:
     stem = target_stem(args.target, fast=args.fast)
     report = out / f"{stem}_long.json"
     settings = {"seeds": args.seeds, "lengths": list(LENGTHS), "integrator": INTEGRATOR}
-    if report.exists() and json.loads(report.read_text()).get("settings") != settings:
-        raise RunRefused(f"{report} was made with other settings; it is not replaced -- choose another --out")
+    if report.exists():
+        saved = json.loads(report.read_text()).get("settings") or {}
+        if ({k: v for k, v in saved.items() if k != "seeds"} != {k: v for k, v in settings.items() if k != "seeds"}
+                or not set(saved.get("seeds", [])) <= set(args.seeds)):
+            raise RunRefused(f"{report} was made with other settings ({saved}); it is not replaced -- choose another "
+                             "--out (adding seeds is allowed)")
     docs = load_replicates([out / f"{target_stem(args.target, fast=args.fast, seed=s)}.json" for s in args.seeds])
     floors = json.loads((out / f"{stem}_floors_n{docs[0]['meta']['sweep']['n']}.json").read_text())["floors"]
     mix = load_target(args.target)
