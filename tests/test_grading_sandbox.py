@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -52,10 +53,12 @@ MARKER = f"dmcmc-hostile-{uuid.uuid4().hex[:12]}"  # in every hostile process's 
 def _bwrap_missing_reason() -> str | None:
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (apt-get install bubblewrap; CI installs it in .ci/run)"
-    probe = subprocess.run(["bwrap", "--ro-bind", "/", "/", "--unshare-pid", "--unshare-net", "--dev", "/dev",
-                            "--proc", "/proc", "true"], capture_output=True, text=True)
+    env = dict(os.environ)
+    env.pop(sandbox.MODE_ENV, None)
+    probe = subprocess.run([sys.executable, "-c", "from dmcmc_edu.grading import sandbox; sandbox.check_sandbox()"],
+                           capture_output=True, text=True, env=env)
     if probe.returncode != 0:
-        return f"bubblewrap cannot create namespaces here: {probe.stderr.strip()[:200]}"
+        return f"bubblewrap cannot run the sandbox here: {probe.stderr.strip().splitlines()[-1][:300]}"
     return None
 
 
@@ -202,7 +205,7 @@ def batch(tmp_path_factory):
                                                                       course / "nbgrader_config.py"]}
     before = set(os.listdir("/tmp"))
     out = work / "grades.csv"
-    rows = course_mod.grade(course, subs, out, cell_seconds=15, notebook_seconds=120, run_seconds=900)
+    rows = course_mod.grade(course, subs, out, cell_seconds=10, notebook_seconds=120, run_seconds=900)
     return dict(course=course, out=out, rows=rows, digests=digests, tmp_before=before, work=work,
                 scores={(r["student_id"]): r["score"] for r in rows})
 
@@ -279,7 +282,7 @@ def test_a_dead_or_stuck_notebook_costs_its_student_only(batch):
     assert batch["scores"]["flooder"] == 2
     notes = batch["rows"].notes
     assert "kernel died" in notes[("exiter", NAME)]
-    assert "time limit of 15 s per cell" in notes[("hanger", NAME)]
+    assert "time limit of 10 s per cell" in notes[("hanger", NAME)]
     assert "output passed its limit" in notes[("flooder", NAME)]
     assert set(notes) == {("exiter", NAME), ("hanger", NAME), ("flooder", NAME)}
 
@@ -320,6 +323,18 @@ def test_the_whole_run_has_a_time_limit(batch, tmp_path):
                                                      "time limit of 1 s"):
         course_mod.grade(batch["course"], tmp_path / "subs", tmp_path / "g.csv", run_seconds=1)
     assert not (tmp_path / "g.csv").exists()
+
+
+def test_a_notebook_past_its_time_limit_is_stopped(batch, tmp_path):
+    """Cells each under the per-cell limit, the notebook over its own: stopped, its earlier cells kept."""
+    subs = tmp_path / "subs" / "slow" / NAME
+    subs.mkdir(parents=True)
+    nb = _submission(batch["course"], _model("forward_noise"), ("karras_schedule", "import time\ntime.sleep(90)\n"))
+    (subs / f"{NAME}.ipynb").write_text(json.dumps(nb))
+    rows = course_mod.grade(batch["course"], tmp_path / "subs", tmp_path / "g.csv", notebook_seconds=20,
+                            cell_seconds=120)
+    assert [r["score"] for r in rows] == [2]
+    assert "the notebook ran past its time limit of 20 s" in rows.notes[("slow", NAME)]
 
 
 def test_without_bubblewrap_grading_is_refused_unless_plain(monkeypatch):

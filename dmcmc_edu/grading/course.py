@@ -43,7 +43,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from dmcmc_edu.grading.sandbox import SandboxError, sandbox_mode
+from dmcmc_edu.grading.sandbox import SandboxError, check_sandbox
 from dmcmc_edu.runs import atomic_write
 
 __all__ = ["CourseError", "NBGRADER_MISSING", "nbgrader_available", "assignment_names", "check_course",
@@ -381,7 +381,7 @@ def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verb
     if not nbgrader_available():
         raise CourseError(NBGRADER_MISSING)
     try:
-        sandbox_mode()
+        check_sandbox()
     except SandboxError as err:
         raise CourseError(str(err)) from None
     with course_lock(course):

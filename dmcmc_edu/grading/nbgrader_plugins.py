@@ -141,6 +141,10 @@ class SandboxExecute(Execute):
         except SandboxError:
             raise
         except (DeadKernelError, CellTimeoutError, NotebookStopped, RuntimeError, TimeoutError) as err:
+            if self._cell_index < 0 and self._stopped is None:
+                # no student code ran yet: the sandbox or the kernel failed to start -- the grader's problem, not a
+                # zero for the student (nbgrader reports this submission as not processed)
+                raise SandboxError(f"the kernel did not start ({type(err).__name__}: {str(err)[:200]})") from None
             reason = self._stopped or f"the kernel died ({type(err).__name__}: {str(err)[:200]})"
             self._record_stop(nb, resources, reason)
             return nb, resources

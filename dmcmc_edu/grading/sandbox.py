@@ -37,11 +37,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SandboxError", "Limits", "MODE_ENV", "sandbox_mode", "kernel_command", "NOBODY", "package_dir"]
+__all__ = ["SandboxError", "Limits", "MODE_ENV", "sandbox_mode", "kernel_command", "check_sandbox", "NOBODY",
+           "package_dir"]
 
 MODE_ENV = "DMCMC_EDU_SANDBOX"
 MODES = ("bwrap", "plain")
@@ -109,6 +112,15 @@ def _python_binds() -> list[str]:
     return args
 
 
+def _nproc_per_namespace() -> bool:
+    """Whether this Linux counts RLIMIT_NPROC per user namespace (5.14 and later)."""
+    try:
+        major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 14)
+
+
 def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_root: bool | None = None) -> list[str]:
     """The command that starts the kernel ``argv`` inside the sandbox (see the module's docstring).
 
@@ -120,9 +132,13 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
     if bwrap is None:
         raise SandboxError(BWRAP_MISSING)
     cpu = int(limits.notebook_seconds) + 60  # CPU seconds of each process: a bound even if the wall clock fails
-    prefix = [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--nproc={limits.processes}",
-              f"--cpu={cpu}",
-              f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", "--core=0", "--"]
+    prefix = [shutil.which("prlimit") or "prlimit", f"--as={limits.memory_bytes}", f"--cpu={cpu}",
+              f"--fsize={limits.file_bytes}", f"--nofile={limits.open_files}", "--core=0"]
+    if root or _nproc_per_namespace():
+        # RLIMIT_NPROC counts the tasks of a uid: of uid 65534 (root's sandbox), or, as another user, of the sandbox's
+        # own user namespace (Linux >= 5.14); on an older kernel it would count the user's whole desktop session
+        prefix.append(f"--nproc={limits.processes}")
+    prefix.append("--")
     env = {"HOME": "/tmp", "PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/bin", "/bin"]),
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8",
@@ -145,3 +161,33 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
         cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs",
                 "--inh-caps=-all", "--bounding-set=-all", "--"]
     return prefix + cmd + list(argv)
+
+
+def check_sandbox() -> str:
+    """The sandbox mode, after proving that it works: a sandboxed Python imports ``dmcmc_edu`` as the kernel would.
+
+    Raises :class:`SandboxError` (one line) when bubblewrap is missing or cannot set up the sandbox here (e.g. a
+    container without user namespaces), so that grading stops before any notebook rather than scoring every
+    notebook of the class 0 for a kernel that never started.
+    """
+    mode = sandbox_mode()
+    if mode != "bwrap":
+        return mode
+    runtime = Path(tempfile.mkdtemp(prefix="dmcmc-kernel-check-"))
+    try:
+        if os.geteuid() == 0:
+            os.chown(runtime, NOBODY, NOBODY)
+        cmd = kernel_command([sys.executable, "-c", "import dmcmc_edu.grading.feedback, ipykernel"], runtime,
+                             Limits())
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            raise SandboxError(f"the bubblewrap sandbox does not start here ({err}); {MODE_ENV}=plain grades "
+                               "without it, for trusted notebooks only") from None
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no message"])[-1][:300]
+            raise SandboxError(f"the bubblewrap sandbox does not work here ({last}); {MODE_ENV}=plain grades "
+                               "without it, for trusted notebooks only")
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    return mode
