@@ -16,7 +16,8 @@ message of each failed cell, then the problems found (exit status 1 if any):
 
 The cycle is nbgrader's own: :func:`dmcmc_edu.grading.course.release` (``nbgrader generate_assignment``) then
 :func:`dmcmc_edu.grading.course.grade` (one ``nbgrader autograde`` over all students and assignments, ``nbgrader
-export``); per-cell scores are read from the gradebook with nbgrader's API.
+export``, each kernel in the bubblewrap sandbox and each check judged outside it; where bubblewrap cannot run, in the
+plain mode, said on stderr); per-cell scores are read from the gradebook with nbgrader's API.
 """
 from __future__ import annotations
 

@@ -13,6 +13,11 @@ a common mistake is known, what that mistake would give), and
 
 Messages give numbers and hints, never the reference code.  A failed check is
 an ``AssertionError`` so that nbgrader counts the test cell as failed.
+
+When grading, the verdict is not taken from the student's kernel: each check
+(decorated with :func:`graded`) records the student's answers as plain data,
+and :mod:`dmcmc_edu.grading.judge` runs the check again on that record in the
+grader's own process (see "records" below).
 """
 from __future__ import annotations
 
