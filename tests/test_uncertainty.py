@@ -144,3 +144,8 @@ def test_verdict_words_a_quality_comparison():
     assert v.outcome == "b_cheaper" and v.text.startswith("DLG's W2 is 1.50x KAR1's") and "KAR1 is better" in v.text
     with pytest.raises(ValueError, match="kind"):
         verdict(w2_b, w2_b, kind="quality")
+
+
+def test_verdict_sentence_is_capitalised():
+    v = verdict([1.0, 1.1, 0.9, 1.0], [1.0, 1.0, 1.0, 1.05], "a", "b")
+    assert v.outcome == "no_difference" and v.sentence().startswith("No measurable") and v.sentence().endswith(").")

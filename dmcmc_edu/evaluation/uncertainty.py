@@ -214,6 +214,10 @@ class Verdict:
     def __str__(self) -> str:
         return self.text
 
+    def sentence(self) -> str:
+        """The text as a sentence: capitalised, ending with a full stop."""
+        return self.text[:1].upper() + self.text[1:] + ("" if self.text.endswith(".") else ".")
+
     def to_dict(self) -> dict:
         return {"text": self.text, "outcome": self.outcome, "ratio": self.ratio.to_dict() if self.ratio else None,
                 "n_seeds": self.n_seeds, "a": self.a, "b": self.b}
