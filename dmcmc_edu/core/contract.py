@@ -4,8 +4,7 @@ A *denoiser* is any callable ``D(x, sigma)`` that estimates the clean data ``E[x
 shape ``[B, ...]`` (noisy samples) and ``sigma`` of shape ``[B]`` (one level > 0 per sample).  The score of the
 noised density follows from Tweedie's formula, ``score(x, sigma) = (D(x, sigma) - x) / sigma**2``.  Every source
 of a model (analytic mixture, trained net, pretrained checkpoint, VP model) is turned into this contract by a small
-adapter.  :class:`CountingDenoiser` wraps any of them and counts the evaluations it actually receives, and the
-rows through an analytic model's oracle methods (:data:`ORACLE_METHODS`) that a sampler calls through it.
+adapter.  :class:`CountingDenoiser` wraps any of them and counts the evaluations (and oracle rows) it receives.
 """
 
 from __future__ import annotations
@@ -19,10 +18,7 @@ Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 __all__ = ["Denoiser", "check_x", "check_sigma", "as_sigma_batch", "per_sample", "nonfinite_rows",
            "score_from_denoiser",
            "denoiser_from_score", "CountingDenoiser", "ORACLE_METHODS"]
-
-ORACLE_METHODS = ("sigma_log_posterior", "log_prob")
-"""An analytic model's methods that no trained network offers (the exact sigma-posterior over a grid of levels, the
-log-density): a :class:`CountingDenoiser` counts the rows it forwards to them, per method."""
+ORACLE_METHODS = ("sigma_log_posterior", "log_prob")  # an analytic model's methods that no network has
 
 
 def check_x(x: torch.Tensor, name: str = "x") -> torch.Tensor:
@@ -91,9 +87,8 @@ class CountingDenoiser:
 
     NFE is **per sample**: a call on a batch of B rows adds one evaluation to each row.  ``nfe`` = rows /
     ``n_samples`` (the batch size the counter was told about); ``calls`` and ``rows`` are the raw tallies.
-    Other attributes are forwarded to the model; the oracle methods of :data:`ORACLE_METHODS` (a mixture's
-    ``sigma_log_posterior`` and ``log_prob``) are forwarded through a counter: each call adds 1 to
-    ``oracle_calls[name]`` and its batch size (``x.shape[0]``) to ``oracle_rows[name]``.  Counters nest.
+    Other attributes are forwarded to the model, the :data:`ORACLE_METHODS` through a tally of calls and rows
+    (``x.shape[0]``) per method, ``oracle_calls`` and ``oracle_rows``; counters nest.
     """
 
     def __init__(self, model: Denoiser, n_samples: int | None = None):
@@ -103,8 +98,7 @@ class CountingDenoiser:
     def reset(self, n_samples: int | None = None) -> None:
         self.calls = 0
         self.rows = 0
-        self.oracle_calls = dict.fromkeys(ORACLE_METHODS, 0)
-        self.oracle_rows = dict.fromkeys(ORACLE_METHODS, 0)
+        self.oracle_calls, self.oracle_rows = dict.fromkeys(ORACLE_METHODS, 0), dict.fromkeys(ORACLE_METHODS, 0)
         self.n_samples = n_samples
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -121,19 +115,15 @@ class CountingDenoiser:
         return self.rows / self.n_samples if self.n_samples else float(self.calls)
 
     def __getattr__(self, name):
-        # only called when normal lookup fails: forward to the wrapped model
+        # only called when normal lookup fails: forward to the wrapped model (its oracle methods through a tally)
         if name == "model":
             raise AttributeError(name)
-        attr = getattr(self.model, name)
-        return self._counted(name, attr) if name in ORACLE_METHODS and callable(attr) else attr
-
-    def _counted(self, name: str, method):
-        """``method`` (an oracle method of the model) with its calls and rows added to this counter."""
+        method = getattr(self.model, name)
+        if name not in ORACLE_METHODS or not callable(method):
+            return method
 
         def counted(x, *args, **kwargs):
             self.oracle_calls[name] += 1
             self.oracle_rows[name] += int(x.shape[0])
             return method(x, *args, **kwargs)
-
-        counted.__doc__ = method.__doc__
         return counted

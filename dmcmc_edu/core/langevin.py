@@ -9,8 +9,7 @@ step size ``eta`` (the paper's), the Langevin proposal is
   stationary law is wider than p_sigma, more so as eta grows.
 * :func:`mala_step` -- Metropolis-adjusted Langevin: accept ``x'`` with probability
   ``min(1, p(x') q(x | x') / (p(x) q(x' | x)))``, ``q(y | x) = N(y; x + (eta/2) s(x), eta I)``; exact for
-  p_sigma.  Needs ``model.log_prob`` (the analytic mixture); 2 NFE, plus 2 rows of ``log_prob`` (counted by the
-  sampler in the ledger's ``oracle_log_prob`` fields).
+  p_sigma.  Needs ``model.log_prob`` (the analytic mixture); 2 NFE + 2 log-density rows (the ledger's oracle).
 
 Both map ``(model, x, sigma, eta, generator)`` to ``(x_new, accepted)``, with one sigma and eta per chain
 (``[C]``), and are chosen by name through :data:`X_UPDATES`.

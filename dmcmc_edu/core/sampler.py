@@ -8,10 +8,6 @@ What happens (the paper's algorithm, every constant a parameter):
 2. **Per output round** -- each (persistent) chain takes ``n_skip`` Gibbs steps; its smallest-sigma state
    (``pick``) is denoised from its own sigma to ``sigma_min`` by any integrator, then the Tweedie step.
 
-**The ledger** (:class:`~dmcmc_edu.core.ledger.NFELedger`) counts the rows of every phase as they happen: score
-model, classifier, and the analytic model's oracle methods (the exact sigma-posterior, MALA's log-density), which
-the sampler calls through counters (:class:`~dmcmc_edu.core.contract.CountingDenoiser`), never by formula.
-
 **Mode weights.**  Chains near the data manifold rarely switch modes, so the mode weights are set by the chains'
 *initialisation* and the effective sample size is about ``n_chains``: raise ``n_chains`` first for more outputs.
 """
@@ -128,8 +124,7 @@ class DMCMCSampler:
         self.device, self.dtype = torch.device(device), dtype
         self.grid = config.grid().to(self.device)
         self.classifier = classifier
-        # the sigma-update sees the model through a counter: the exact posterior's rows enter the ledger
-        self._oracle = CountingDenoiser(model)
+        self._oracle = CountingDenoiser(model)  # the sigma-update's oracle rows (the exact posterior) are counted
         self.sigma_update = make_sigma_update(sigma_update or config.sigma_update, model=self._oracle,
                                               classifier=classifier, log_prior=log_prior)
         if classifier is not None:
@@ -145,26 +140,23 @@ class DMCMCSampler:
     def _classifier_rows(self) -> int:
         return int(getattr(self.classifier, "rows", 0)) if self.classifier is not None else 0
 
-    def _oracle_rows(self, before: dict | None = None, *counters: CountingDenoiser) -> dict:
-        """Oracle rows (:data:`~dmcmc_edu.core.contract.ORACLE_METHODS`) through the sigma-update's counter since
-        ``before`` (None: in all) plus those through ``counters`` (the phase's denoiser counters, e.g. MALA's)."""
-        return {k: self._oracle.oracle_rows[k] - (before[k] if before else 0) + sum(c.oracle_rows[k] for c in counters)
-                for k in ORACLE_METHODS}
+    def _oracle_rows(self, o0: dict, phase: str, *cs) -> dict:  # since o0, as ledger fields oracle_posterior+phase...
+        r = {k: self._oracle.oracle_rows[k] - o0[k] + sum(c.oracle_rows[k] for c in cs) for k in ORACLE_METHODS}
+        return {"oracle_posterior" + phase: r["sigma_log_posterior"], "oracle_log_prob" + phase: r["log_prob"]}
 
     def init_chains(self) -> None:
         """The paper's initialisation: KAR2 from sigma_max, a noise kick and a sigma-update (:meth:`burn_in` next)."""
         cfg, C = self.config, self.config.n_chains
         counter = CountingDenoiser(self.model, n_samples=C)
-        c0, o0 = self._classifier_rows(), self._oracle_rows()
+        c0, o0 = self._classifier_rows(), dict(self._oracle.oracle_rows)
         x = normal((C, *self.data_shape), self.generator, self.dtype, self.device) * cfg.sigma_max
         if cfg.init_steps > 0:
             x, _ = kar2(counter, x, cfg.sigma_max, cfg.sigma_min, cfg.init_steps, generator=self.generator)
         x = x + cfg.init_kick * normal(x.shape, self.generator, self.dtype, self.device)
         self.state = dlg_init(x, self.sigma_update(x, self.grid, self.generator), self.grid)
         self.burn_in_done = 0
-        o = self._oracle_rows(o0, counter)
         self.ledger.add(init=counter.rows, classifier_init=self._classifier_rows() - c0,
-                        oracle_posterior_init=o["sigma_log_posterior"], oracle_log_prob_init=o["log_prob"])
+                        **self._oracle_rows(o0, "_init", counter))
 
     def burn_in(self, max_steps: int | None = None) -> bool:
         """Take up to ``max_steps`` (default: all) of the burn-in's Gibbs steps; True once the burn-in is done."""
@@ -172,15 +164,14 @@ class DMCMCSampler:
         if self.state is None:
             self.init_chains()
         etas = [cfg.eta if eta is None else eta for n, eta in cfg.burn_in for _ in range(int(n))][self.burn_in_done:]
-        counter = CountingDenoiser(self.model, n_samples=cfg.n_chains)
-        c0, o0 = self._classifier_rows(), self._oracle_rows()
+        counter, c0 = CountingDenoiser(self.model, n_samples=cfg.n_chains), self._classifier_rows()
+        o0 = dict(self._oracle.oracle_rows)
         for eta in etas[:max_steps]:
             self.state, _ = dlg_step(counter, self.state, self.sigma_update, generator=self.generator,
                                      eta=step_size(eta, cfg.eta_rel, self.state.sigma), x_update=cfg.x_update)
             self.burn_in_done += 1
-        o = self._oracle_rows(o0, counter)
         self.ledger.add(init=counter.rows, classifier_init=self._classifier_rows() - c0,
-                        oracle_posterior_init=o["sigma_log_posterior"], oracle_log_prob_init=o["log_prob"])
+                        **self._oracle_rows(o0, "_init", counter))
         return len(etas[:max_steps]) == len(etas)
 
     def next_round(self):
@@ -188,7 +179,7 @@ class DMCMCSampler:
         cfg, C = self.config, self.config.n_chains
         self.burn_in()
         gibbs = CountingDenoiser(self.model, n_samples=C)
-        c0, o0 = self._classifier_rows(), self._oracle_rows()
+        c0, o0 = self._classifier_rows(), dict(self._oracle.oracle_rows)
         state = self.state
         start = (state.x, state.index) if cfg.pick == "authors" else None
         xs, idxs = [], []
@@ -206,9 +197,8 @@ class DMCMCSampler:
         out, info = self._denoise(den, best_x, sigma0)
         tw = CountingDenoiser(self.model, n_samples=C)
         out, _ = finish_with_tweedie(tw, out, info.sigma_end, cfg.tweedie_sigma or cfg.sigma_min, cfg.final_tweedie)
-        o = self._oracle_rows(o0, gibbs, den, tw)
         self.ledger.add(gibbs=gibbs.rows, denoise=den.rows, tweedie=tw.rows, classifier=self._classifier_rows() - c0,
-                        oracle_posterior=o["sigma_log_posterior"], oracle_log_prob=o["log_prob"], n_outputs=C)
+                        n_outputs=C, **self._oracle_rows(o0, "", gibbs, den, tw))
         self.rounds_done += 1
         return out, sigma0
 

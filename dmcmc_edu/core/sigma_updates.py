@@ -4,8 +4,7 @@ The chains live on a grid ``sigma_0 > ... > sigma_{N-1}`` (index 0 is sigma_max)
 default, as in the paper).  Three named choices (:data:`SIGMA_UPDATES`), each ``(x, grid, generator) -> index``:
 
 * ``"exact"``             -- draw from the exact posterior p(sigma_i | x) ∝ p_{sigma_i}(x) prior_i
-  of an analytic mixture (an oracle: no network evaluation; the sampler counts its rows in the ledger's
-  ``oracle_posterior`` fields, one row = one sample's posterior over the whole grid);
+  of an analytic mixture (an oracle, no network: its rows are counted in the ledger's ``oracle`` column);
 * ``"classifier-argmax"`` -- the paper: the argmax of a noise-level classifier q(i | x);
 * ``"classifier-sample"`` -- draw from q(i | x) (times the prior ratio): a Gibbs step if q were exact.
 """
