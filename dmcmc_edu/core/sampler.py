@@ -140,7 +140,7 @@ class DMCMCSampler:
     def _classifier_rows(self) -> int:
         return int(getattr(self.classifier, "rows", 0)) if self.classifier is not None else 0
 
-    def _oracle_rows(self, o0: dict, phase: str, *cs) -> dict:  # since o0, as ledger fields oracle_posterior+phase...
+    def _oracle_rows(self, o0: dict, phase: str, *cs) -> dict:  # oracle rows since o0, plus cs', as ledger fields
         r = {k: self._oracle.oracle_rows[k] - o0[k] + sum(c.oracle_rows[k] for c in cs) for k in ORACLE_METHODS}
         return {"oracle_posterior" + phase: r["sigma_log_posterior"], "oracle_log_prob" + phase: r["log_prob"]}
 
