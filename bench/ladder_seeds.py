@@ -12,7 +12,9 @@
 3. ``experiments.ladder.seeds.analyse_seeds``: per integrator, the median NFE per independent sample to reach the
    reference with its 95% interval and the seeds that reach (a setting counts from 7 of 8), and the verdicts DLG
    vs from noise and DLG vs the best control -> ``OUT/<stem>_seeds.{json,md,png}``; the same with "every metric
-   inside the noise floors" as the quality to reach (``findings_floors`` in the JSON).
+   inside the noise floors" as the quality to reach (``findings_floors`` in the JSON); with ``--prices`` also the
+   cost-weighted one (every classifier, exact-posterior and log-density row at its measured price,
+   ``bench/results/ledger_costs``; ``findings_cost_weighted``).
 4. With ``--recheck-seeds``: the settings chosen in 3 (and each integrator's reference run) on seeds that took no
    part in the choice; the verdicts recomputed from them and compared -> ``OUT/<stem>_recheck.{json,md}``.
 
@@ -151,7 +153,8 @@ def _run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = target_stem(args.target, args.learned, args.fast)
     mix = load_target(args.target)
-    settings = {"seeds": args.seeds, "floor_repeats": args.floor_repeats, "quantile": metrics.FLOOR_QUANTILE}
+    settings = {"seeds": args.seeds, "floor_repeats": args.floor_repeats, "quantile": metrics.FLOOR_QUANTILE,
+                "prices": args.prices}
     _guard(out / f"{stem}_seeds.json", settings)
     if args.recheck_seeds:
         overlap = set(args.seeds) & set(args.recheck_seeds)
@@ -164,12 +167,24 @@ def _run(args) -> int:
                      args.floor_repeats)
     found = analyse_seeds(docs, floors)
     inside = analyse_seeds(docs, floors, rule="floors")  # every metric inside the noise floors (notebook 02)
+    priced = None
+    if args.prices:  # every row at its measured price (bench/ledger_costs.py) instead of one call = one NFE
+        table = json.loads(Path(args.prices).read_text()).get("prices", {})
+        if stem.removesuffix("_fast") not in table:
+            raise ValueError(f"{args.prices}: no prices for {stem.removesuffix('_fast')!r} (has: {sorted(table)})")
+        priced = analyse_seeds(docs, floors, prices=table[stem.removesuffix("_fast")])
     commands = [d["meta"]["command"] for d in docs]
     seconds = {d["meta"]["sweep"]["seed"]: sum(p.get("seconds") or 0 for p in d["points"]) for d in docs}
     found["run_seconds_per_seed"] = seconds
     write_json(out / f"{stem}_seeds.json", _clean({"settings": settings, "findings": found,
-                                                   "findings_floors": inside, "commands": commands}), indent=1)
-    atomic_write(out / f"{stem}_seeds.md", lambda tmp: Path(tmp).write_text(seeds_markdown(found, commands)))
+                                                   "findings_floors": inside, "findings_cost_weighted": priced,
+                                                   "prices_file": args.prices, "commands": commands}), indent=1)
+    text = seeds_markdown(found, commands)
+    if priced is not None:
+        text += ("\n## The same, cost-weighted\n\nEvery classifier, exact-posterior and log-density row priced at its "
+                 f"measured cost in score-model calls (`{args.prices}`: {priced['prices']}); samplers without a chain "
+                 "make score-model calls only.\n\n" + seeds_markdown(priced).split("\n", 2)[2])
+    atomic_write(out / f"{stem}_seeds.md", lambda tmp: Path(tmp).write_text(text))
     fig = plot_seeds({stem: found})
     atomic_write(out / f"{stem}_seeds.png", lambda tmp: fig.savefig(tmp, dpi=130, bbox_inches="tight", format="png"))
     plt.close(fig)
@@ -201,6 +216,8 @@ def main(argv=None) -> int:
                    help="fresh seeds on which the chosen settings are re-run and the verdicts re-checked")
     p.add_argument("--out", default="runs/ladder_seeds")
     p.add_argument("--floor-repeats", type=int, default=metrics.EXACT_FLOOR_REPEATS)
+    p.add_argument("--prices", default=None,
+                   help="bench/results/ledger_costs/ledger_costs.json: add the cost-weighted analysis")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--fast", action="store_true", help="the ladder's small sweep (500 outputs per point)")
     p.add_argument("--report-only", action="store_true", help="refuse to run a missing replicate")

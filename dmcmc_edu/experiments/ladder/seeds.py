@@ -246,6 +246,10 @@ def seeds_markdown(f: dict, commands: list[str] | None = None) -> str:
                 lines.append(f"- {name}, {g}: none counts; nearest: {m['label']} ({m['n_reached']}/{m['n']} seeds)")
     if commands:
         lines += ["", "Commands:", ""] + [f"    {c}" for c in commands]
+    if f.get("run_seconds_per_seed"):
+        lines += ["", "Sampling time per replicate (sum over its points, one torch thread, on a 2-core machine shared "
+                  "with other work): " + ", ".join(f"seed {k} {v / 60:.1f} min"
+                                                   for k, v in f["run_seconds_per_seed"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
