@@ -11,6 +11,7 @@ on a copy of the course, assignment A1 (the cheapest), with these students:
 * ``writer`` -- stubs, and a cell that tries to append to the source notebook, rewrite the gradebook (ann's scores to
   0), create files in the course folder and in the host's /tmp, and reach the network;
 * ``spawner`` -- stubs, and a cell that leaves detached processes (a new session, a double fork);
+* ``hog`` -- asks for 16 GiB (refused: the memory limit), then two model answers: 4/10;
 * ``exiter`` -- two model answers, then ``os._exit`` (the kernel dies): 4/10;
 * ``hanger`` -- one model answer, then an endless loop that ignores SIGINT: 2/10, stopped by the per-cell limit;
 * ``flooder`` -- one model answer, then output without end: 2/10, stopped by the output limit.
@@ -139,6 +140,14 @@ if os.fork() == 0:
 print("spawned")
 '''
 
+HOG = '''
+try:
+    hog = bytearray(16 << 30)
+    print("allocated 16 GiB")
+except MemoryError:
+    print("memory refused")
+'''
+
 EXIT = "import os\nos._exit(3)\n"
 HANG = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass\n"
 FLOOD = "while True:\n    print('x' * 100000)\n"
@@ -193,6 +202,7 @@ def batch(tmp_path_factory):
         "reader": _submission(course, {}, ("forward_noise", READ)),
         "writer": _submission(course, {}, ("forward_noise", WRITE)),
         "spawner": _submission(course, {}, ("forward_noise", SPAWN)),
+        "hog": _submission(course, _model("forward_noise", "karras_schedule"), ("karras_schedule", HOG)),
         "exiter": _submission(course, _model("forward_noise", "karras_schedule"), ("geometric_schedule", EXIT)),
         "hanger": _submission(course, _model("forward_noise"), ("karras_schedule", HANG)),
         "flooder": _submission(course, _model("forward_noise"), ("karras_schedule", FLOOD)),
@@ -226,7 +236,7 @@ def test_honest_classmates_are_exported_with_their_scores(batch):
     assert batch["scores"]["ann"] == 10
     assert batch["scores"]["bob"] == 8
     exported = {r["student_id"]: r["score"] for r in course_mod.read_grades(batch["out"])}
-    assert exported == batch["scores"] and len(exported) == 9, "every student graded and exported"
+    assert exported == batch["scores"] and len(exported) == 10, "every student graded and exported"
 
 
 def test_patching_the_checks_scores_nothing(batch):
@@ -274,6 +284,12 @@ def test_no_process_is_left_behind(batch):
                 left.append(cmdline)
     assert left == []
     assert not [p for p in Path("/tmp").glob("dmcmc-kernel-*") if p.name not in batch["tmp_before"]]
+
+
+def test_memory_is_limited(batch):
+    text = _outputs_text(_autograded(batch, "hog"))
+    assert "memory refused" in text and "allocated" not in text
+    assert batch["scores"]["hog"] == 4, "forward_noise and karras_schedule (the model answer after the attempt)"
 
 
 def test_a_dead_or_stuck_notebook_costs_its_student_only(batch):
@@ -335,6 +351,20 @@ def test_a_notebook_past_its_time_limit_is_stopped(batch, tmp_path):
                             cell_seconds=120)
     assert [r["score"] for r in rows] == [2]
     assert "the notebook ran past its time limit of 20 s" in rows.notes[("slow", NAME)]
+
+
+def test_the_sandbox_command(tmp_path):
+    """As root: the kernel drops to uid 65534 inside; as another user: a user namespace, no setpriv. Neither binds
+    the course or the repository, only the package."""
+    limits = sandbox.Limits()
+    for root in (True, False):
+        cmd = sandbox.kernel_command(["python", "-m", "ipykernel_launcher"], tmp_path, limits, as_root=root)
+        assert ("--unshare-user" in cmd) is (not root) and ("setpriv" in cmd) is root
+        assert {"--unshare-net", "--unshare-pid", "--die-with-parent", "--clearenv"} <= set(cmd)
+        binds = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("--bind", "--ro-bind")]
+        assert str(COURSE) not in binds and str(COURSE.parents[1]) not in binds
+        assert str(sandbox.package_dir()) in binds and [cmd[i + 1] for i, a in enumerate(cmd) if a == "--bind"] == \
+            [str(tmp_path)]
 
 
 def test_without_bubblewrap_grading_is_refused_unless_plain(monkeypatch):
