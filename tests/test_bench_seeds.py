@@ -26,7 +26,8 @@ def test_seed_lists():
 def test_a_report_with_other_settings_is_refused_and_kept(tmp_path, capsys):
     mod = _load("ladder_seeds")
     report = tmp_path / "ring_fast_seeds.json"
-    report.write_text(json.dumps({"settings": {"seeds": [0, 1, 5], "floor_repeats": 200, "quantile": 0.995, "prices": None}}))
+    settings = {"seeds": [0, 1, 5], "floor_repeats": 200, "quantile": 0.995, "prices": None}
+    report.write_text(json.dumps({"settings": settings}))
     before = report.read_bytes()
     with pytest.raises(SystemExit) as exit_:
         mod.main(["--target", "ring", "--fast", "--seeds", "0-2", "--report-only", "--out", str(tmp_path)])
