@@ -154,8 +154,11 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
             "--perms", "01777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--perms", "0755", "--dir", "/home",
             "--perms", "0777", "--size", str(limits.tmp_bytes), "--tmpfs", "/home/student",
-            "--perms", "0777", "--dir", WORKDIR,
-            "--bind", str(runtime_dir), str(runtime_dir),
+            "--perms", "0777", "--dir", WORKDIR]
+    for parent in reversed(Path(runtime_dir).parents[:-1]):  # its mount point's folders, traversable by the kernel
+        if str(parent) not in ("/tmp", "/home", "/home/student"):
+            cmd += ["--perms", "0755", "--dir", str(parent)]
+    cmd += ["--bind", str(runtime_dir), str(runtime_dir),
             "--chdir", WORKDIR, "--"]
     if root:
         cmd += ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--no-new-privs",
