@@ -106,6 +106,7 @@ for root in roots:
     for pattern in ["*/source/*/*.ipynb", "*/gradebook.db", "*/*/source/*/*.ipynb", "*/*/gradebook.db"]:
         for hit in glob.glob(os.path.join(root, pattern))[:5]:
             found.append(open(hit, "rb").read()[:20000].decode("latin-1"))
+print("release file:", open("notes.txt").read())
 print("denied:", denied, "found:", len(found))
 print("\\n".join(found)[:50000])
 '''
@@ -193,6 +194,7 @@ def batch(tmp_path_factory):
     (course / "source" / NAME).mkdir(parents=True)
     shutil.copy2(COURSE / "nbgrader_config.py", course)
     shutil.copy2(source_path(NAME), course / "source" / NAME)
+    (course / "source" / NAME / "notes.txt").write_text("release data for students")  # released with the notebook
     course_mod.release(course, [NAME])
     all_cells = ["forward_noise", "karras_schedule", "geometric_schedule", "tweedie_denoiser", "score_from_denoiser"]
     mistake = next(m for m in load_mistakes(NAME) if m["cell"] == "forward_noise")
@@ -264,6 +266,7 @@ def test_reading_the_course_finds_nothing(batch):
     assert batch["scores"]["reader"] == 0
     text = _outputs_text(_autograded(batch, "reader"))
     assert "denied: 6 found: 0" in text, "the attempt ran and every path was out of reach"
+    assert "release file: release data for students" in text, "the release's files are in the working folder"
     for secret in ("BEGIN HIDDEN TESTS", "hidden=True", "BEGIN SOLUTION", "SQLite format"):
         assert secret not in text
 
@@ -377,6 +380,15 @@ def test_the_sandbox_command(tmp_path):
         assert str(COURSE) not in binds and str(COURSE.parents[1]) not in binds
         assert str(sandbox.package_dir()) in binds and [cmd[i + 1] for i, a in enumerate(cmd) if a == "--bind"] == \
             [str(tmp_path)]
+    release = tmp_path / "release" / NAME
+    (release / "data").mkdir(parents=True)
+    for name in (f"{NAME}.ipynb", "data/points.csv", ".secret"):
+        (release / name).write_text("x")
+    cmd = sandbox.kernel_command(["python"], tmp_path, limits, release=release)
+    pairs = [(cmd[i + 1], cmd[i + 2]) for i, a in enumerate(cmd) if a == "--ro-bind" and cmd[i + 1].startswith(
+        str(tmp_path))]
+    assert pairs == [(str(release / "data" / "points.csv"), sandbox.WORKDIR + "/data/points.csv")], \
+        "the release's files but its notebooks (and hidden files), read-only in the working folder"
 
 
 def test_without_bubblewrap_grading_is_refused_unless_plain(monkeypatch):

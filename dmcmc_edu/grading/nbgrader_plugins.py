@@ -76,11 +76,27 @@ class SandboxKernelManager(AsyncKernelManager):
         if self.runtime_dir is not None and os.geteuid() == 0:
             os.chown(self.connection_file, NOBODY, NOBODY)
 
+    async def _async_pre_start_kernel(self, **kw):
+        self._kernel_cwd = kw.get("cwd")
+        return await super()._async_pre_start_kernel(**kw)
+
+    def _release_folder(self) -> Path | None:
+        """``<course>/release/<a>`` of the notebook being graded (nbgrader runs it in ``autograded/<student>/<a>``)."""
+        cwd = getattr(self, "_kernel_cwd", None)
+        if not cwd:
+            return None
+        here = Path(cwd).resolve()
+        if len(here.parents) < 3 or here.parents[1].name != "autograded":
+            return None
+        folder = here.parents[2] / "release" / here.name
+        return folder if folder.is_dir() else None
+
     def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
-        """The kernel's command, wrapped in bubblewrap (:func:`dmcmc_edu.grading.sandbox.kernel_command`)."""
+        """The kernel's command, wrapped in bubblewrap (:func:`dmcmc_edu.grading.sandbox.kernel_command`), with
+        the files of the assignment's release (not its notebooks) in the working folder."""
         cmd = super().format_kernel_cmd(extra_arguments)
         if self.runtime_dir is not None:
-            return kernel_command(cmd, self.runtime_dir, self.sandbox_limits)
+            return kernel_command(cmd, self.runtime_dir, self.sandbox_limits, release=self._release_folder())
         return cmd
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):

@@ -7,7 +7,8 @@ that kernel -- the only process that runs student code -- is started inside `bub
 
 * **a scratch filesystem**: read-only binds of the system (``/usr``, ``/etc``, ...), of this Python and its
   environment and of the installed ``dmcmc_edu`` package only; a private, size-limited ``/tmp`` and working folder
-  (a fresh ``tmpfs``: what the student's code writes there is gone when the kernel ends).  The course folder
+  (a fresh ``tmpfs``: what the student's code writes there is gone when the kernel ends), which holds the files
+  of the assignment's release (read-only, its notebooks left out), as the student had them.  The course folder
   (``source/`` with the model answers and hidden tests, ``gradebook.db``, other students' work), the repository
   and the instructor's home are not in it; the notebook file itself is not either (the cells arrive one by one over
   the kernel's sockets, so a hidden test cell is seen only when it runs);
@@ -121,11 +122,32 @@ def _nproc_per_namespace() -> bool:
     return (major, minor) >= (5, 14)
 
 
-def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_root: bool | None = None) -> list[str]:
+def _release_binds(release: Path | None) -> list[str]:
+    """Read-only binds of the release folder's files (its notebooks left out) into the working folder."""
+    if release is None:
+        return []
+    args, made = [], set()
+    for path in sorted(Path(release).rglob("*")):
+        rel = path.relative_to(release)
+        if path.is_symlink() or not path.is_file() or path.suffix == ".ipynb" or any(
+                part.startswith(".") for part in rel.parts):
+            continue
+        for parent in reversed(rel.parents[:-1]):
+            if parent not in made:
+                made.add(parent)
+                args += ["--perms", "0777", "--dir", f"{WORKDIR}/{parent.as_posix()}"]
+        args += ["--ro-bind", str(path), f"{WORKDIR}/{rel.as_posix()}"]
+    return args
+
+
+def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_root: bool | None = None,
+                   release: Path | None = None) -> list[str]:
     """The command that starts the kernel ``argv`` inside the sandbox (see the module's docstring).
 
     ``runtime_dir`` is the kernel's own folder for its connection file and sockets (bound read-write at the same
-    path; it must hold nothing else); ``as_root`` (default: whether this process is root) drops to uid 65534.
+    path; it must hold nothing else); ``as_root`` (default: whether this process is root) drops to uid 65534;
+    ``release`` is the assignment's release folder, whose files but the notebooks (data a notebook reads) are put
+    read-only into the working folder, as the student had them.
     """
     root = os.geteuid() == 0 if as_root is None else as_root
     bwrap = shutil.which("bwrap")
@@ -155,6 +177,7 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
             "--perms", "0755", "--dir", "/home",
             "--perms", "0777", "--size", str(limits.tmp_bytes), "--tmpfs", "/home/student",
             "--perms", "0777", "--dir", WORKDIR]
+    cmd += _release_binds(release)
     for parent in reversed(Path(runtime_dir).parents[:-1]):  # its mount point's folders, traversable by the kernel
         if str(parent) not in ("/tmp", "/home", "/home/student"):
             cmd += ["--perms", "0755", "--dir", str(parent)]
