@@ -31,8 +31,9 @@ per-kernel folder that holds nothing else.
 
 The **plain mode** (``DMCMC_EDU_SANDBOX=plain``) starts the kernel without bubblewrap, as the user running the
 grader: for a laptop without bubblewrap, to grade one's own or trusted notebooks.  It is **not safe for hostile
-code**: student code can then read and change anything that user can.  The checks are still judged outside the
-kernel (:mod:`dmcmc_edu.grading.judge`), so patching them in the notebook still gains nothing.
+code**: student code can then read and change anything that user can, use the network and leave processes
+behind.  The checks are still judged outside the kernel (:mod:`dmcmc_edu.grading.judge`), so patching them in the
+notebook still gains nothing.
 """
 from __future__ import annotations
 
