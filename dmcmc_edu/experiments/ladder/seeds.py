@@ -13,7 +13,8 @@ sweep and, per integrator:
 3. per kind (from noise, each control, DLG): the counting setting with the smallest median NFE;
 4. the verdicts "DLG vs from noise" and "DLG vs the best control", each from
    :func:`~dmcmc_edu.evaluation.uncertainty.verdict` (paired by replicate: seed i of one arm beside seed i of the
-   other).
+   other).  The runs from noise form a grid of step counts, so the integrator's own NFE to reach lies between the
+   grid's next cheaper run and the chosen one: DLG is called cheaper only when it beats that lower end too.
 
 The noise floors are those of :func:`~dmcmc_edu.evaluation.metrics.exact_floors` for the sweep's n and MMD
 kernel (fresh exact pairs, the same numbers for every replicate), not the per-replicate floors saved in each file.
@@ -130,10 +131,12 @@ def per_seed_costs(docs: list[dict], floors: dict, integrator: str, *, rule: str
         targets = _targets(noise, floors) if rule == "reference" else None
         for p in mine:
             e = out.setdefault(p["id"], {"kind": p["kind"], "label": point_label(p["settings"]),
-                                         "costs": [math.nan] * len(docs), "seeds": seeds})
+                                         "costs": [math.nan] * len(docs), "all": [math.nan] * len(docs),
+                                         "seeds": seeds})
+            c = point_cost(p, prices, borrowed)
+            e["all"][i] = math.nan if c is None else c  # what the point costs, whether it reaches or not
             if _passes(p, floors, targets):
-                c = point_cost(p, prices, borrowed)
-                e["costs"][i] = math.nan if c is None else c
+                e["costs"][i] = e["all"][i]
     return out
 
 
@@ -147,6 +150,43 @@ def _best(settings: dict, kinds) -> dict | None:
         if r.counts and (best is None or r.cost.estimate < best["reach"].cost.estimate):
             best = {"id": pid, "label": e["label"], "kind": e["kind"], "reach": r}
     return best
+
+
+def _noise_bracket(settings: dict, chosen: dict | None) -> float | None:
+    """The NFE of the sweep's next cheaper run from noise below the chosen one (it does not count as reaching).
+
+    The runs from noise form a grid of step counts (roughly doubling), so the integrator's true NFE to reach lies
+    between this value (exclusive) and the chosen one: a verdict that DLG is cheaper must hold against this lower
+    end too.  ``None`` if the chosen run is the cheapest of the grid.
+    """
+    if chosen is None:
+        return None
+    below = [float(np.nanmedian(e["all"])) for e in settings.values() if e["kind"] == "noise"
+             and np.isfinite(e["all"]).any() and np.nanmedian(e["all"]) < chosen["reach"].cost.estimate]
+    return max(below) if below else None
+
+
+def _bracketed(v_hi, dlg_arm, lo: float | None, names: dict, n: int) -> dict:
+    """The DLG-vs-noise verdict at the sweep's resolution: noise reaches somewhere in (lo, hi].
+
+    DLG is called cheaper only when it is cheaper than ``lo`` too (the verdict against the lower end), dearer only
+    when it is dearer than the chosen run (``v_hi``); between the two the sweep cannot tell.
+    """
+    if v_hi.outcome != "a_cheaper" or lo is None:
+        return v_hi.to_dict()
+    v_lo = verdict(dlg_arm, [lo] * n, names["dlg"], f"{names['noise']} at {lo:.0f} NFE (the next cheaper run, which "
+                   "does not reach)", what="NFE per independent sample")
+    if v_lo.outcome == "a_cheaper":
+        d = v_lo.to_dict()
+        d["text"] = (f"{v_hi.text}; and cheaper than the sweep's next cheaper run from noise: {v_lo.text}")
+        d["ratio"] = v_hi.ratio.to_dict()
+        return d
+    r = v_hi.ratio
+    return {**v_hi.to_dict(), "outcome": "no_difference",
+            "text": (f"no measurable difference at the sweep's resolution between {names['dlg']} and "
+                     f"{names['noise']}: against the run that reaches the ratio is {r.estimate:.2f} (95% CI "
+                     f"{r.low:.2f}-{r.high:.2f}, {r.n} seeds), but the sweep's next cheaper run from noise ({lo:.0f} "
+                     "NFE) lies below DLG's cost, so the integrator's own NFE to reach may too")}
 
 
 def _best_noncounting(settings: dict, kinds) -> dict | None:
@@ -184,6 +224,10 @@ def _integrator_entry(docs, floors, name, rule, prices=None) -> dict | None:
     for other in ("noise", "control"):
         v = verdict(arm("dlg"), arm(other), names["dlg"], names[other], what="NFE per independent sample")
         entry[f"dlg_vs_{other}"] = v.to_dict()
+    lo = _noise_bracket(settings, best["noise"])
+    entry["noise_bracket_below"] = lo
+    entry["dlg_vs_noise"] = _bracketed(verdict(arm("dlg"), arm("noise"), names["dlg"], names["noise"],
+                                               what="NFE per independent sample"), arm("dlg"), lo, names, len(docs))
     return entry
 
 
