@@ -265,7 +265,8 @@ def seeds_markdown(f: dict, commands: list[str] | None = None) -> str:
     n_seeds = len(f["seeds"])
     lines = [f"# Ladder over seeds: {f['target']}{' (learned model)' if f['learned'] else ''}", "",
              f"{n_seeds} replicates (seeds {', '.join(map(str, f['seeds']))}), n = {f['n']} outputs per point. "
-             "Cells: the median NFE per independent sample (full ledger / ESS ratio) to reach the reference "
+             "Cells: the median NFE per independent sample ("
+             + ("cost-weighted ledger" if f.get("prices") else "full ledger") + " / ESS ratio) to reach the reference "
              "(every metric within max(noise floor, that seed's own from-noise value at the largest NFE)), its 95% "
              "bootstrap interval, and the seeds that reach; a setting counts only when it reaches in at least "
              f"{math.ceil(f['min_reach_fraction'] * n_seeds)} of {n_seeds} seeds. Noise floors: the "
