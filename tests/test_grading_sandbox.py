@@ -14,7 +14,8 @@ on a copy of the course, assignment A1 (the cheapest), with these students:
 * ``hog`` -- asks for 16 GiB (refused: the memory limit), then two model answers: 4/10;
 * ``exiter`` -- two model answers, then ``os._exit`` (the kernel dies): 4/10;
 * ``hanger`` -- one model answer, then an endless loop that ignores SIGINT: 2/10, stopped by the per-cell limit;
-* ``flooder`` -- one model answer, then output without end: 2/10, stopped by the output limit.
+* ``flooder`` -- one model answer, then output without end: 2/10, stopped by the output limit;
+* ``broken`` -- a notebook nbgrader cannot process: named as not graded, left out of the CSV.
 
 Each attempt earns nothing beyond its honest cells, finds and changes nothing, leaves no process; ann and bob are
 exported with their scores.  Also: a second grader on the course is refused, a source notebook changed since its
@@ -212,6 +213,9 @@ def batch(tmp_path_factory):
         "hanger": _submission(course, _model("forward_noise"), ("karras_schedule", HANG)),
         "flooder": _submission(course, _model("forward_noise"), ("karras_schedule", FLOOD)),
     }
+    # a notebook nbgrader itself cannot process (a code cell without source): not graded, named, left out
+    students["broken"] = {"cells": [{"cell_type": "code", "metadata": {}}], "metadata": {}, "nbformat": 4,
+                          "nbformat_minor": 5}
     subs = work / "submissions"
     for student, nb in students.items():
         (subs / student / NAME).mkdir(parents=True)
@@ -251,6 +255,8 @@ def test_honest_classmates_are_exported_with_their_scores(batch):
     assert batch["scores"]["bob"] == 8
     exported = {r["student_id"]: r["score"] for r in course_mod.read_grades(batch["out"])}
     assert exported == batch["scores"] and len(exported) == 10, "every student graded and exported"
+    assert set(batch["rows"].failed) == {("broken", NAME)}, "only the notebook nbgrader could not read is left out"
+    assert "not graded" in batch["rows"].failed[("broken", NAME)]
 
 
 def test_patching_the_checks_scores_nothing(batch):
