@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dmcmc_edu"
 CORE_MAX_LINES = 1280  # 1200, plus the fair ledger (oracle rows and measured prices, issue 18)
 CORE_MAX_FUNCTION_LINES = 60
-# imports that may stay inside a function: optional extras (each fails with a message naming its extra)
-LAZY_ALLOWED = {"diffusers", "pytorch_fid", "k_diffusion", "torch.distributed"}
+# imports that may stay inside a function: optional extras (each fails with a message naming its extra), and IPython,
+# which a graded check reaches only when it runs inside a notebook kernel (grading.feedback hands its record there)
+LAZY_ALLOWED = {"diffusers", "pytorch_fid", "k_diffusion", "torch.distributed", "IPython"}
 
 
 def _lint_imports() -> str:
