@@ -280,4 +280,31 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
                          f"{_join(o['only_b'])}; only DLG reaches for {_join(o['only_a'])}; neither for "
                          f"{_join(o['neither'])}.")
     lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md`; notebooks 04 and 05."]
-    return {"headline": headline, "toy": "\n".join(lines)}
+    return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root)}
+
+
+def _ci(r: dict, fmt: str = ".3g") -> str:
+    return f"{r['estimate']:{fmt}} (95% CI {r['low']:{fmt}}-{r['high']:{fmt}})"
+
+
+def _ledger_block(root: Path) -> str:
+    """The measured prices of the cost-weighted ledger (``bench/results/ledger_costs``) and what they change."""
+    data = _read_json(root / "ledger_costs" / "ledger_costs.json")
+    oracle = {o["target"]: o["prices"] for o in data["oracle"]}
+    mnist = next(c for c in data["classifier"] if c["name"].startswith("mnist"))
+    lines = [f"Measured on {data['device']}, each a median over {data['repeats']} interleaved timings "
+             "with its 95% bootstrap interval, in calls of the score model the run uses:", ""]
+    for target, title in _TOY_TARGETS.items():
+        pr = oracle[target]
+        lines.append(f"* {title[:1].upper() + title[1:]}: one exact sigma-posterior row (the `exact` sigma-update, 200 levels) costs "
+                     f"{_ci(pr['oracle_posterior']['ratio'])} exact-denoiser rows, one log-density row (MALA) "
+                     f"{_ci(pr['oracle_log_prob']['ratio'])}, one row of the ladder's MLP classifier "
+                     f"{_ci(pr['classifier']['ratio'])}.")
+    lines.append(f"* MNIST: one classifier row costs {mnist['flops_ratio']:.3g} of a U-Net row in FLOPs and "
+                 f"{_ci(mnist['wall']['ratio'])} in CPU wall time (batch {mnist['batch']}).")
+    lines += ["", "The full ledger counts a classifier call as one evaluation and the exact posterior and the "
+              "log-density as free; the cost-weighted verdicts over seeds (`bench/results/seeds/*_seeds.md`, "
+              "notebook 04) price them instead. Against the analytic denoiser of a small mixture the exact "
+              "posterior is expensive: that is a fact about the teaching oracle, which no trained model offers. "
+              "Commands and the example ledgers: `bench/results/ledger_costs/README.md`."]
+    return "\n".join(lines)
