@@ -296,7 +296,8 @@ def _ledger_block(root: Path) -> str:
              "with its 95% bootstrap interval, in calls of the score model the run uses:", ""]
     for target, title in _TOY_TARGETS.items():
         pr = oracle[target]
-        lines.append(f"* {title[:1].upper() + title[1:]}: one exact sigma-posterior row (the `exact` sigma-update, 200 levels) costs "
+        lines.append(f"* {title[:1].upper() + title[1:]}: one exact sigma-posterior row (the `exact` sigma-update, "
+                     "200 levels) costs "
                      f"{_ci(pr['oracle_posterior']['ratio'])} exact-denoiser rows, one log-density row (MALA) "
                      f"{_ci(pr['oracle_log_prob']['ratio'])}, one row of the ladder's MLP classifier "
                      f"{_ci(pr['classifier']['ratio'])}.")
