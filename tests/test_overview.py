@@ -45,7 +45,7 @@ def test_claims_table_has_the_papers_numbers_and_all_integrators():
 
 
 def test_missing_or_broken_results_name_the_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ring_findings.json"):
+    with pytest.raises(FileNotFoundError, match="ring_seeds.json"):
         overview.claims_vs_measured(tmp_path)
     bad = tmp_path / "x.json"
     bad.write_text("{not json")
@@ -72,3 +72,44 @@ def test_modern_solvers_answer_picks_the_best_peer_and_reports_dlg(stem):
             assert row["best DLG + solver"] == "none within the budget"
     with pytest.raises(ValueError, match="no budget 7"):
         overview.modern_solvers_answer(path, budgets=(7,))
+
+
+@pytest.mark.parametrize("stem", ["ring", "lowrank"])
+def test_claims_over_seeds_read_the_stored_verdicts(stem):
+    """The table's reach cells and verdicts are those of bench/results/seeds, with the 7-of-8 rule."""
+    data = json.loads((RESULTS / "seeds" / f"{stem}_seeds.json").read_text())
+    reach = overview.toy_reach_seeds(RESULTS / "seeds" / f"{stem}_seeds.json")
+    assert set(reach) == set(overview.INTEGRATOR_NAMES)
+    n = len(data["findings"]["seeds"])
+    for name, r in reach.items():
+        e = data["findings"]["per_integrator"][name]
+        for kind in ("noise", "control", "dlg"):
+            b = e["best"][kind]
+            assert (r[kind] is None) == (b is None)
+            if b:
+                assert b["n_reached"] >= 7 * n / 8 and r[kind]["estimate"] == b["cost"]["estimate"]
+        v = r["dlg_vs_noise"]
+        cell = overview.short_verdict(v)
+        if v["outcome"] in ("a_cheaper", "b_cheaper"):
+            assert (v["ratio"]["high"] < 1) == (v["outcome"] == "a_cheaper")
+            assert f"{v['ratio']['estimate']:.2f}x" in cell
+        elif v["outcome"] == "no_difference" and "sweep's resolution" in v["text"]:
+            # DLG beats the run from noise that reaches, not the grid's next cheaper one: no verdict either way
+            lo = data["findings"]["per_integrator"][name]["noise_bracket_below"]
+            assert v["ratio"]["high"] < 1 and lo is not None and "at the sweep's resolution" in cell
+            assert max(x for x in v["a"]["values"] if x is not None) > lo
+        elif v["outcome"] == "no_difference":
+            assert v["ratio"]["low"] <= 1 <= v["ratio"]["high"] and "no measurable" in cell
+
+
+def test_readme_says_what_the_data_say():
+    """The README's measured blocks are exactly what overview.readme_blocks prints from the stored results."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_numbers", RESULTS.parent / "readme_numbers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (RESULTS.parents[1] / "README.md").read_text()
+    assert mod.fill(readme, overview.readme_blocks(RESULTS)) == readme, "run: python bench/readme_numbers.py"
+    with pytest.raises(ValueError, match="no '<!-- measured:toy -->'"):
+        mod.fill("no markers here", {"toy": "x"})

@@ -68,6 +68,9 @@ def short_verdict(v: dict) -> str:
     r, n = v.get("ratio"), v["n_seeds"]
     if v["outcome"] in ("a_cheaper", "b_cheaper"):
         return f"{r['estimate']:.2f}x ({r['low']:.2f}-{r['high']:.2f}), {r['n']} seeds"
+    if v["outcome"] == "no_difference" and "sweep's resolution" in v["text"]:
+        return f"no measurable difference at the sweep's resolution ({r['estimate']:.2f}x the run that reaches), " \
+               f"{r['n']} seeds"
     if v["outcome"] == "no_difference":
         return f"no measurable difference ({r['low']:.2f}-{r['high']:.2f}), {r['n']} seeds"
     if v["outcome"] == "only_a":
@@ -238,7 +241,9 @@ def _outcome_lists(reach: dict, key: str) -> dict[str, list[str]]:
     for name, r in reach.items():
         v = r[key]
         label = INTEGRATOR_NAMES.get(name, name)
-        if v.get("ratio"):
+        if v["outcome"] == "no_difference" and "sweep's resolution" in v["text"]:
+            label += " (at the sweep's resolution: between two step counts from noise)"
+        elif v.get("ratio"):
             label += f" {v['ratio']['estimate']:.2f}x ({v['ratio']['low']:.2f}-{v['ratio']['high']:.2f})"
         out[v["outcome"]].append(label)
     return out
