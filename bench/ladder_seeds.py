@@ -15,8 +15,9 @@
    inside the noise floors" as the quality to reach (``findings_floors`` in the JSON); with ``--prices`` also the
    cost-weighted one (every classifier, exact-posterior and log-density row at its measured price,
    ``bench/results/ledger_costs``; ``findings_cost_weighted``).
-4. With ``--recheck-seeds``: the settings chosen in 3 (and each integrator's reference run) on seeds that took no
-   part in the choice; the verdicts recomputed from them and compared -> ``OUT/<stem>_recheck.{json,md}``.
+4. With ``--recheck-seeds``: the settings chosen in 3 (and every run from noise: the reference and the grid of step
+   counts) on seeds that took no part in the choice; the verdicts recomputed from them and compared ->
+   ``OUT/<stem>_recheck.{json,md}``.
 
 A report file made with other settings (seeds, floors) is refused in one line, never replaced.
 """
@@ -124,10 +125,10 @@ def _recheck(args, out: Path, stem: str, docs: list[dict], found: dict, floors: 
         model, _ = load_or_train_denoiser(mix, out / f"{base}_denoiser.pt", fast=args.fast, seed=0)
     by_id = {p["id"]: p for p in docs[0]["points"]}
     wanted = set().union(*_chosen(found).values())
-    for name in found["per_integrator"]:  # the reference: the from-noise point with the largest NFE
-        noise = [p for p in docs[0]["points"] if p["integrator"] == name and p["kind"] == "noise"
-                 and "extra_tweedie" not in p.get("tags", []) and p.get("metrics")]
-        wanted.add(max(noise, key=lambda p: p["nfe"])["id"])
+    for name in found["per_integrator"]:  # every run from noise: the reference (the largest NFE) and the grid that
+        # brackets the integrator's own NFE to reach (a chosen run that misses on fresh seeds hands over to the next)
+        wanted |= {p["id"] for p in docs[0]["points"] if p["integrator"] == name and p["kind"] == "noise"
+                   and "extra_tweedie" not in p.get("tags", []) and p.get("metrics")}
     fresh = []
     for s in args.recheck_seeds:
         path = out / f"{stem}_recheck_seed{s}.json"
