@@ -284,7 +284,19 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
                          f"difference for {_join(o['no_difference'])}; only {other} reaches for "
                          f"{_join(o['only_b'])}; only DLG reaches for {_join(o['only_a'])}; neither for "
                          f"{_join(o['neither'])}.")
-    lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md`; notebooks 04 and 05."]
+        recheck = root / "seeds" / f"{stem}_recheck.json"
+        if recheck.is_file():
+            rc = _read_json(recheck)
+            fresh = rc["settings"]["recheck_seeds"]
+            count = {k: sum(r["status"] == k for r in rc["rows"]) for k in ("holds", "weakened", "contradicted")}
+            bad = [f"{INTEGRATOR_NAMES.get(r['integrator'], r['integrator'])} "
+                   f"{r['comparison'].replace('dlg_vs_', 'vs ')} ({r['status']})" for r in rc["rows"]
+                   if r["status"] != "holds"]
+            lines.append(f"* {title}, the chosen settings re-run on fresh seeds {fresh[0]}-{fresh[-1]}: "
+                         + ", ".join(f"{v} {k}" for k, v in count.items()) + f" of {len(rc['rows'])} verdicts"
+                         + (f" ({'; '.join(bad)})" if bad else "") + ".")
+    lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md` and `*_recheck.md`; notebooks 04 "
+              "and 05."]
     return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root)}
 
 
