@@ -18,6 +18,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
+import numpy as np
 
 from dmcmc_edu.paper import PAPER_FID
 
@@ -284,6 +285,18 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
                          f"difference for {_join(o['no_difference'])}; only {other} reaches for "
                          f"{_join(o['only_b'])}; only DLG reaches for {_join(o['only_a'])}; neither for "
                          f"{_join(o['neither'])}.")
+        long_file = root / "seeds" / f"{stem}_long.json"
+        if long_file.is_file():
+            parts = []
+            for r in _read_json(long_file)["rows"]:
+                med = {k: float(np.nanmedian([np.nan if v is None else v for v in r[k]]))
+                       for k in ("nfe", "ess_ratio", "nfe_per_independent")}
+                kind = "the paper's settings" if "paper" in r["tags"] else "the mixing remedy"
+                parts.append(f"{kind} with chains of {r['outputs_per_chain']} steps: {med['nfe']:.1f} NFE per output "
+                             f"(full ledger), ESS ratio {med['ess_ratio']:.3f}, {med['nfe_per_independent']:.0f} per "
+                             f"independent sample, reaches in {sum(r['reaches'])}/{len(r['reaches'])} seeds")
+            lines.append(f"* {title}, the paper's regime (KAR1, chains of 250 and 500 Gibbs steps, one output per "
+                         "step): " + "; ".join(parts) + ".")
         recheck = root / "seeds" / f"{stem}_recheck.json"
         if recheck.is_file():
             rc = _read_json(recheck)
