@@ -326,6 +326,8 @@ def plot_seeds(findings: dict):
             for b in e["best"].values() if b]
     vals += [b["cost"]["low"] for f in findings.values() for e in f["per_integrator"].values()
              for b in e["best"].values() if b]
+    vals += [e["noise_bracket_below"] for f in findings.values() for e in f["per_integrator"].values()
+             if e.get("noise_bracket_below")]
     lo, never = 0.6 * min(vals), 4.0 * max(vals)
     for ax, (title, f) in zip(axes[0], findings.items()):
         names = list(f["per_integrator"])
@@ -334,6 +336,10 @@ def plot_seeds(findings: dict):
             ax.errorbar([], [], xerr=[], fmt=st["marker"], color=st["color"], label=st["label"], ms=5)
             for i, name in enumerate(names):
                 b = f["per_integrator"][name]["best"][kind]
+                lo = f["per_integrator"][name].get("noise_bracket_below")
+                if b and kind == "noise" and lo:  # the sweep's resolution: the next cheaper run does not count
+                    ax.plot([lo, b["cost"]["estimate"]], [i + dy] * 2, color="0.6", lw=1, ls=":", zorder=2)
+                    ax.plot([lo], [i + dy], marker="|", color="0.6", ms=8, zorder=2)
                 if b:
                     c = b["cost"]
                     err = [[c["estimate"] - c["low"]], [c["high"] - c["estimate"]]]
@@ -349,9 +355,11 @@ def plot_seeds(findings: dict):
         ax.set_yticks(range(len(names)), names)
         ax.set_xlabel("NFE per independent sample to reach the reference\n(median over seeds, 95% interval)")
         ax.grid(axis="x", which="both", color="0.9", lw=0.5)
+    axes[0][0].plot([], [], color="0.6", lw=1, ls=":", marker="|",
+                    label="from the sweep's next cheaper run from noise (it does not count)")
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False, fontsize=8)
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=2, frameon=False, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
 
