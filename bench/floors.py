@@ -26,7 +26,7 @@ import torch  # noqa: E402
 from dmcmc_edu.cli.common import run_handler  # noqa: E402
 from dmcmc_edu.evaluation import metrics  # noqa: E402
 from dmcmc_edu.experiments.ladder import _clean  # noqa: E402
-from dmcmc_edu.runs import RunRefused, atomic_write, target_sha256, write_json  # noqa: E402
+from dmcmc_edu.runs import atomic_write, refuse_other_settings, target_sha256, write_json  # noqa: E402
 from dmcmc_edu.targets import load_target  # noqa: E402
 
 
@@ -56,11 +56,7 @@ def _run(args) -> int:
     path = out / f"{Path(args.target).stem}_n{args.n}.json"
     settings = {"target": args.target, "target_sha256": target_sha256(mix.to_dict()), "n": args.n,
                 "repeats": args.repeats, "seed": args.seed, "quantile": metrics.FLOOR_QUANTILE}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") != settings:
-            raise RunRefused(f"{path} holds floors made with other settings ({saved.get('settings')} vs "
-                             f"{settings}); it is not replaced -- choose another --out")
+    if refuse_other_settings(path, settings) is not None:
         print(json.dumps({"floors": str(path), "written": False}))
         return 0
     out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from dmcmc_edu.cli.common import run_handler  # noqa: E402
+from dmcmc_edu.cli.common import run_handler, seed_list  # noqa: E402
 from dmcmc_edu.core.schedules import noise_level_grid  # noqa: E402
 from dmcmc_edu.evaluation import metrics  # noqa: E402
 from dmcmc_edu.experiments.ladder import LadderContext, _clean, run_ladder, run_point, target_stem  # noqa: E402
@@ -47,23 +47,9 @@ from dmcmc_edu.experiments.ladder.seeds import (  # noqa: E402
     recheck_verdicts,
     seeds_markdown,
 )
-from dmcmc_edu.runs import RunRefused, atomic_write, target_sha256, write_json  # noqa: E402
+from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, target_sha256, write_json  # noqa: E402
 from dmcmc_edu.targets import load_target  # noqa: E402
 from dmcmc_edu.training.denoiser import load_or_train_denoiser  # noqa: E402
-
-
-def seed_list(text: str) -> list[int]:
-    """``"0-7"`` or ``"0,1,5"`` -> a sorted list of distinct seeds."""
-    out = set()
-    try:
-        for part in text.split(","):
-            a, _, b = part.partition("-")
-            out.update(range(int(a), int(b) + 1) if b else [int(a)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0-7 or 0,1,5, got {text!r}") from None
-    if not out or min(out) < 0:
-        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
-    return sorted(out)
 
 
 def _floors(out: Path, stem: str, mix, n: int, bandwidth: float, ref_values: dict, repeats: int) -> dict:
@@ -71,26 +57,13 @@ def _floors(out: Path, stem: str, mix, n: int, bandwidth: float, ref_values: dic
     path = out / f"{stem}_floors_n{n}.json"
     want = {"target_sha256": target_sha256(mix.to_dict()), "n": n, "repeats": repeats, "seed": 777,
             "quantile": metrics.FLOOR_QUANTILE, "mmd_bandwidth": bandwidth}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        if saved.get("settings") != want:
-            raise RunRefused(f"{path} holds floors made with other settings ({saved.get('settings')} vs {want}); "
-                             "it is not replaced -- choose another --out")
+    saved = refuse_other_settings(path, want)
+    if saved is not None:
         return saved["floors"]
     t0 = time.perf_counter()
     floors = metrics.exact_floors(mix, n, repeats=repeats, mmd_bandwidth=bandwidth, ref_values=ref_values)
     write_json(path, _clean({"settings": want, "seconds": time.perf_counter() - t0, "floors": floors}), indent=1)
     return floors
-
-
-def _guard(path: Path, settings: dict) -> None:
-    """Refuse to replace a report made with other settings; more seeds of the same analysis extend it."""
-    if path.exists():
-        saved = json.loads(path.read_text()).get("settings") or {}
-        same = {k: v for k, v in saved.items() if k != "seeds"} == {k: v for k, v in settings.items() if k != "seeds"}
-        if not (same and set(saved.get("seeds", [])) <= set(settings["seeds"])):
-            raise RunRefused(f"{path} was made with other settings ({saved} vs {settings}); it is not replaced -- "
-                             "choose another --out (adding seeds to the same analysis is allowed)")
 
 
 def _replicates(args, out: Path) -> list[dict]:
@@ -156,12 +129,13 @@ def _run(args) -> int:
     mix = load_target(args.target)
     settings = {"seeds": args.seeds, "floor_repeats": args.floor_repeats, "quantile": metrics.FLOOR_QUANTILE,
                 "prices": args.prices}
-    _guard(out / f"{stem}_seeds.json", settings)
+    refuse_other_settings(out / f"{stem}_seeds.json", settings, extendable=("seeds",))
     if args.recheck_seeds:
         overlap = set(args.seeds) & set(args.recheck_seeds)
         if overlap:
             raise ValueError(f"--recheck-seeds must be seeds not used for the choice; {sorted(overlap)} are in --seeds")
-        _guard(out / f"{stem}_recheck.json", settings | {"recheck_seeds": args.recheck_seeds})
+        refuse_other_settings(out / f"{stem}_recheck.json", settings | {"recheck_seeds": args.recheck_seeds},
+                              extendable=("seeds",))
     docs = _replicates(args, out)
     meta = docs[0]["meta"]
     floors = _floors(out, stem, mix, meta["sweep"]["n"], meta["floors"]["mmd_bandwidth"], meta["ref_values"],

@@ -30,7 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dmcmc_edu.cli.common import run_handler  # noqa: E402
+from dmcmc_edu.cli.common import run_handler, seed_list  # noqa: E402
 from dmcmc_edu.core.schedules import noise_level_grid  # noqa: E402
 from dmcmc_edu.evaluation.uncertainty import verdict  # noqa: E402
 from dmcmc_edu.experiments.ladder import (  # noqa: E402
@@ -44,16 +44,11 @@ from dmcmc_edu.experiments.ladder import (  # noqa: E402
 from dmcmc_edu.experiments.ladder.plan import _dlg_bases, _short_steps  # noqa: E402
 from dmcmc_edu.experiments.ladder.run import _load_or_train_classifier  # noqa: E402
 from dmcmc_edu.experiments.ladder.seeds import analyse_seeds, load_replicates, per_seed_costs  # noqa: E402
-from dmcmc_edu.runs import RunRefused, atomic_write, write_json  # noqa: E402
+from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, write_json  # noqa: E402
 from dmcmc_edu.targets import load_target  # noqa: E402
 
 LENGTHS = (250, 500)
 INTEGRATOR = "kar1"
-
-
-def seed_list(text: str) -> list[int]:
-    a, _, b = text.partition("-")
-    return list(range(int(a), int(b) + 1)) if b else [int(x) for x in text.split(",")]
 
 
 def long_settings(ctx) -> list[dict]:
@@ -107,12 +102,7 @@ def _run(args) -> int:
     stem = target_stem(args.target, fast=args.fast)
     report = out / f"{stem}_long.json"
     settings = {"seeds": args.seeds, "lengths": list(LENGTHS), "integrator": INTEGRATOR}
-    if report.exists():
-        saved = json.loads(report.read_text()).get("settings") or {}
-        if ({k: v for k, v in saved.items() if k != "seeds"} != {k: v for k, v in settings.items() if k != "seeds"}
-                or not set(saved.get("seeds", [])) <= set(args.seeds)):
-            raise RunRefused(f"{report} was made with other settings ({saved}); it is not replaced -- choose another "
-                             "--out (adding seeds is allowed)")
+    refuse_other_settings(report, settings, extendable=("seeds",))
     docs = load_replicates([out / f"{target_stem(args.target, fast=args.fast, seed=s)}.json" for s in args.seeds])
     floors = json.loads((out / f"{stem}_floors_n{docs[0]['meta']['sweep']['n']}.json").read_text())["floors"]
     mix = load_target(args.target)

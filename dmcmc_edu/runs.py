@@ -56,7 +56,7 @@ __all__ = ["atomic_write", "write_json", "save_npy", "save_once", "write_once", 
            "load_parts", "run_chunks", "run_to_directory", "sampler_checkpoint", "restore_sampler", "RUN_FORMAT",
            "RECORD_NAME", "RunRefused", "RunDirectory", "read_record", "fingerprint", "fingerprint_diff",
            "check_saved_fingerprint", "saved_output", "sampler_fingerprint", "sha256_file", "sha256_json",
-           "sha256_tensors", "target_sha256", "content_sha256", "DLG_OUTPUTS"]
+           "sha256_tensors", "target_sha256", "content_sha256", "DLG_OUTPUTS", "refuse_other_settings"]
 
 
 def _umask() -> int:
@@ -134,6 +134,28 @@ def settings_diff(saved: dict, now: dict, defaults: dict | None = None) -> list[
     keys = sorted(set(saved) | set(now))
     return [f"{k}: {saved.get(k)!r} (saved) vs {now.get(k)!r} (now)"
             for k in keys if _jsonable(saved.get(k, defaults.get(k))) != _jsonable(now.get(k, defaults.get(k)))]
+
+
+def refuse_other_settings(path, settings: dict, *, extendable: tuple = ()) -> dict | None:
+    """The JSON report at ``path`` when its ``"settings"`` are ``settings`` (None if there is no such file).
+
+    A report made with other settings raises :class:`RunRefused` (one line; nothing is touched).  Keys in
+    ``extendable`` hold lists that a later call may extend: more seeds of the same analysis are allowed.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text())
+    saved = doc.get("settings") or {}
+
+    def fixed(d):
+        return {k: v for k, v in d.items() if k not in extendable}
+
+    if fixed(saved) != fixed(settings) or not all(set(saved.get(k) or []) <= set(settings[k]) for k in extendable):
+        more = f" (adding to {', '.join(extendable)} is allowed)" if extendable else ""
+        raise RunRefused(f"{path} was made with other settings ({saved} vs {settings}); it is not replaced -- "
+                         f"choose another --out{more}")
+    return doc
 
 
 def versions() -> dict:

@@ -35,7 +35,7 @@ from dmcmc_edu.models.files import check_torch_file
 from dmcmc_edu.targets import load_target as _load_target
 
 __all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "run_handler", "one_line",
-           "positive_int", "nonnegative_int", "int_at_least", "seed", "finite_float", "positive_float",
+           "positive_int", "nonnegative_int", "int_at_least", "seed", "seed_list", "finite_float", "positive_float",
            "nonnegative_float", "probability", "decay", "positive_int_list", "value_range", "name_list",
            "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
            "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command"]
@@ -157,6 +157,20 @@ def seed(text: str) -> int:
     if not 0 <= value <= SEED_MAX:
         raise argparse.ArgumentTypeError(f"expected an integer seed in [0, {SEED_MAX}], got {text!r}")
     return value
+
+
+def seed_list(text: str) -> list[int]:
+    """An argparse type: seeds such as ``0-7`` or ``0,1,5`` -> a sorted list of distinct seeds."""
+    out = set()
+    try:
+        for part in text.split(","):
+            a, _, b = part.partition("-")
+            out.update(range(int(a), int(b) + 1) if b else [int(a)])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0-7 or 0,1,5, got {text!r}") from None
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative seeds, got {text!r}")
+    return sorted(out)
 
 
 def finite_float(text: str) -> float:
