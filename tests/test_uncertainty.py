@@ -149,3 +149,61 @@ def test_verdict_words_a_quality_comparison():
 def test_verdict_sentence_is_capitalised():
     v = verdict([1.0, 1.1, 0.9, 1.0], [1.0, 1.0, 1.0, 1.05], "a", "b")
     assert v.outcome == "no_difference" and v.sentence().startswith("No measurable") and v.sentence().endswith(").")
+
+
+# ----------------------------------------------------------------------------- FID of a set with its interval
+
+
+def _gauss(n, d, shift, seed):
+    return np.random.default_rng(seed).normal(shift, 1.0, size=(n, d))
+
+
+def test_fid_interval_holds_its_value_and_narrows_with_the_sample_size():
+    from dmcmc_edu.evaluation.mnist_fid import fid_interval
+
+    ref = {"mu": np.zeros(8), "sigma": np.eye(8)}
+    small = fid_interval(_gauss(200, 8, 0.0, 1), ref, n_resamples=300, seed=0)
+    large = fid_interval(_gauss(3200, 8, 0.0, 2), ref, n_resamples=300, seed=0)
+    for r in (small, large):
+        assert r["low"] <= r["fid"] <= r["high"] and len(r["replicates"]) == 300
+        assert r["bootstrap_shift"] > 0  # repeated rows score worse: the raw replicates sit above the value
+    # the spread of an estimate from n samples falls like 1/sqrt(n) or faster: 16x the samples, < 1/2 the width
+    assert (large["high"] - large["low"]) < 0.5 * (small["high"] - small["low"])
+
+
+def test_fid_interval_resamples_whole_groups_so_copies_widen_it():
+    from dmcmc_edu.evaluation.mnist_fid import fid_interval
+
+    ref = {"mu": np.zeros(8), "sigma": np.eye(8)}
+    base = _gauss(100, 8, 0.0, 3)
+    copies = np.repeat(base, 16, axis=0)  # 16 near copies per "chain", like outputs of one slow chain
+    naive = fid_interval(copies, ref, n_resamples=300, seed=0)
+    blocks = fid_interval(copies, ref, groups=np.repeat(np.arange(100), 16), n_resamples=300, seed=0)
+    assert naive["fid"] == pytest.approx(blocks["fid"], rel=1e-12)
+    assert (blocks["high"] - blocks["low"]) > 2.0 * (naive["high"] - naive["low"])
+    with pytest.raises(ValueError, match="group ids"):
+        fid_interval(copies, ref, groups=np.arange(5))
+    with pytest.raises(ValueError, match="non-finite|NaN|finite"):
+        fid_interval(np.full((10, 8), np.nan), ref)
+
+
+def test_difference_verdict_finds_a_shift_and_not_a_non_shift():
+    from dmcmc_edu.evaluation.mnist_fid import fid_interval
+    from dmcmc_edu.evaluation.uncertainty import difference_verdict
+
+    ref = {"mu": np.zeros(8), "sigma": np.eye(8)}
+    same_a = [fid_interval(_gauss(1000, 8, 0.0, 10 + s), ref, n_resamples=300, seed=s) for s in range(3)]
+    same_b = [fid_interval(_gauss(1000, 8, 0.0, 20 + s), ref, n_resamples=300, seed=s) for s in range(3)]
+    worse = [fid_interval(_gauss(1000, 8, 0.3, 30 + s), ref, n_resamples=300, seed=s) for s in range(3)]
+
+    def v(a, b, na="A", nb="B"):
+        return difference_verdict([r["fid"] for r in a], [r["fid"] for r in b], [r["replicates"] for r in a],
+                                  [r["replicates"] for r in b], na, nb, what="FID")
+
+    assert v(same_a, same_b).outcome == "no_difference"
+    shifted = v(same_a, worse)  # 8 * 0.3^2 = 0.72 of FID added by the mean shift
+    assert shifted.outcome == "a_cheaper" and "A's FID is lower than B's" in shifted.text
+    assert shifted.ratio.high < 0 and -1.1 < shifted.ratio.estimate < -0.4
+    assert v(worse, same_a).outcome == "b_cheaper"
+    with pytest.raises(ValueError, match="replicate rows"):
+        difference_verdict([1.0, 2.0], [1.0], [[0.0] * 200], [[0.0] * 200])

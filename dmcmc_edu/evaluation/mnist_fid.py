@@ -49,7 +49,7 @@ from dmcmc_edu.runs import atomic_write
 
 __all__ = ["frechet_distance", "gaussian_stats", "MNISTFeatureNet", "train_feature_net", "extract_features",
            "reference_stats", "save_feature_net", "load_feature_net", "load_reference", "mnist_fid",
-           "real_data_fid", "FEATURE_NET_NAME", "REFERENCE_NAME"]
+           "real_data_fid", "fid_interval", "FEATURE_NET_NAME", "REFERENCE_NAME"]
 
 FEATURE_NET_NAME = "mnist_feature_net.pt"
 REFERENCE_NAME = "mnist_fid_ref_test.pt"
@@ -277,6 +277,55 @@ def mnist_fid(samples: torch.Tensor, feature_net: MNISTFeatureNet | None = None,
     require_finite(samples, "mnist_fid", "images")
     mu, sigma = gaussian_stats(extract_features(feature_net, samples.float()))
     return frechet_distance(mu, sigma, reference["mu"], reference["sigma"])
+
+
+def fid_interval(features, reference: dict, *, groups=None, n_resamples: int = 999, confidence: float = 0.95,
+                 seed: int = 0) -> dict:
+    """The FID of a feature set ``[n, d]`` with its bootstrap interval over the samples.
+
+    The samples are resampled with replacement (:func:`scipy.stats.bootstrap`, percentile interval) and the FID
+    recomputed against the fixed ``reference`` (``{"mu", "sigma"}``) each time.  ``groups`` (one id per row, e.g.
+    the chain each DLG output came from) makes it a block bootstrap: whole groups are resampled, because the
+    outputs of one chain are correlated and resampling them one by one would understate the spread.
+
+    Returns ``{"fid", "low", "high", "confidence", "n", "n_groups", "n_resamples", "method", "replicates"}``;
+    ``replicates`` is the bootstrap distribution (a list of floats), kept so that two sets can be compared later
+    (:func:`dmcmc_edu.evaluation.uncertainty.difference_verdict`).  A resampled set repeats rows, which moves its
+    FID up like a smaller sample would (``bootstrap_shift``, the median replicate minus ``fid``); ``low`` and
+    ``high`` are the percentile interval moved back by that shift, i.e. the bootstrap's spread around the
+    measured value.  Compare sets of equal size.
+    """
+    from scipy import stats
+
+    f = np.asarray(torch.as_tensor(features).double().cpu(), dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] < 2:
+        raise ValueError(f"fid_interval: features must have shape [n >= 2, d], got {f.shape}")
+    require_finite(torch.from_numpy(f), "fid_interval", "features")
+    if not 0 < confidence < 1:
+        raise ValueError(f"fid_interval: confidence must lie in (0, 1), got {confidence}")
+    g = np.arange(f.shape[0]) if groups is None else np.asarray(torch.as_tensor(groups).cpu()).ravel()
+    if g.shape[0] != f.shape[0]:
+        raise ValueError(f"fid_interval: {g.shape[0]} group ids for {f.shape[0]} feature rows")
+    ids, inverse = np.unique(g, return_inverse=True)
+    if ids.size < 2:
+        raise ValueError("fid_interval: a bootstrap needs at least two groups (samples or chains)")
+    rows = [np.flatnonzero(inverse == k) for k in range(ids.size)]
+    mu_r, sigma_r = np.asarray(reference["mu"], dtype=np.float64), np.asarray(reference["sigma"], dtype=np.float64)
+
+    def fid_of(sel):
+        pick = f[np.concatenate([rows[int(k)] for k in sel])]
+        return frechet_distance(pick.mean(axis=0), np.cov(pick, rowvar=False), mu_r, sigma_r)
+
+    value = fid_of(np.arange(ids.size))
+    res = stats.bootstrap((np.arange(ids.size),), fid_of, vectorized=False, n_resamples=n_resamples,
+                          confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+    reps = np.asarray(res.bootstrap_distribution, dtype=float)
+    shift = float(np.median(reps) - value)  # a resampled set repeats rows and scores worse: remove that shift
+    low, high = float(res.confidence_interval.low) - shift, float(res.confidence_interval.high) - shift
+    return {"fid": float(value), "low": min(low, float(value)), "high": max(high, float(value)),
+            "confidence": confidence, "n": int(f.shape[0]), "n_groups": int(ids.size), "n_resamples": n_resamples,
+            "bootstrap_shift": shift, "method": "percentile, centred on the estimate"
+            + (", whole groups resampled" if groups is not None else ""), "replicates": reps.tolist()}
 
 
 def real_data_fid(n: int, *, root="data", seed: int = 0, feature_net=None, reference=None) -> float:

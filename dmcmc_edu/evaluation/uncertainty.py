@@ -14,6 +14,9 @@ every resample gives the same value); nothing here re-implements it.
   :data:`MIN_REACH_FRACTION` of its seeds do.
 * :func:`verdict` -- two measured arms to one sentence (and the numbers behind it), the only place the toolkit's
   "A beats B" is decided.
+* :func:`difference_verdict` -- the same for a quality measured on whole sample sets (an FID), where each seed
+  gives one value and a bootstrap over that set's samples gives its spread: the mean difference A - B over the
+  seeds with its interval.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["CONFIDENCE", "MIN_REACH_FRACTION", "Interval", "Reach", "Verdict", "interval", "ratio_interval",
-           "reach_summary", "verdict", "floor_interval"]
+           "reach_summary", "verdict", "floor_interval", "difference_verdict"]
 
 CONFIDENCE = 0.95
 """The confidence level of every interval the toolkit prints."""
@@ -275,3 +278,45 @@ def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", pa
     else:
         text = f"{name_a} needs {r.estimate:.2f}x {ci} of {name_b}'s {what} ({seeds_txt})"
     return Verdict(text, out, r, r.n, **info)
+
+
+def difference_verdict(a_values, b_values, a_replicates, b_replicates, name_a: str = "A", name_b: str = "B", *,
+                       what: str = "FID", confidence: float = CONFIDENCE, fmt: str = ".1f") -> Verdict:
+    """Compare a quality (lower is better) of two arms, each measured on one sample set per seed.
+
+    ``a_values`` / ``b_values``: the value of each seed's set (``[S]``, the same seeds for both arms, or any
+    number each).  ``a_replicates`` / ``b_replicates``: per seed, the bootstrap distribution of that value over
+    the set's samples (``[S, R]``, e.g. ``fid_interval(...)["replicates"]``; scipy's resamples, not ours).  The
+    sets of the two arms are independent, so replicate ``r`` of A's seed ``s`` and replicate ``r`` of B's seed
+    ``s`` form one draw of the difference; the statistic is the mean over seeds of A - B.  Each replicate is first
+    moved by its own seed's bootstrap shift (median replicate minus the value: a resampled set repeats samples
+    and scores worse, more so for correlated samples), so the interval is the spread around the measured
+    difference.  An interval holding 0 gives "no measurable difference".
+    """
+    va, vb = _clean_values(a_values, f"{name_a}: {what}"), _clean_values(b_values, f"{name_b}: {what}")
+    ra, rb = (np.atleast_2d(np.asarray(r, dtype=float)) for r in (a_replicates, b_replicates))
+    for name, v, r in ((name_a, va, ra), (name_b, vb, rb)):
+        if r.shape[0] != v.size:
+            raise ValueError(f"difference_verdict: {name} has {v.size} values but {r.shape[0]} replicate rows")
+        if r.shape[1] < 100 or not np.all(np.isfinite(r)):
+            raise ValueError(f"difference_verdict: {name} needs >= 100 finite bootstrap replicates per seed")
+    m = min(ra.shape[1], rb.shape[1])
+    da = (ra[:, :m] - np.median(ra, axis=1, keepdims=True) + va[:, None]).mean(axis=0)
+    db = (rb[:, :m] - np.median(rb, axis=1, keepdims=True) + vb[:, None]).mean(axis=0)
+    draws = da - db
+    est = float(va.mean() - vb.mean())
+    alpha = (1 - confidence) / 2
+    low, high = (float(q) for q in np.quantile(draws, [alpha, 1 - alpha]))
+    diff = Interval(est, min(low, est), max(high, est), int(max(va.size, vb.size)), confidence, "percentile",
+                    "mean difference")
+    pct = f"{100 * confidence:g}%"
+    seeds = f"{va.size} seed{'s' if va.size != 1 else ''}" + ("" if va.size == vb.size else f" vs {vb.size}")
+    info = {"a": {"values": va.tolist(), "mean": float(va.mean())}, "b": {"values": vb.tolist(), "mean": float(vb.mean())}}
+    if diff.low <= 0.0 <= diff.high:
+        return Verdict(f"no measurable difference in {what} between {name_a} and {name_b} ({name_a} - {name_b} = "
+                       f"{est:+{fmt}}, {pct} CI {diff.low:+{fmt}} to {diff.high:+{fmt}} includes 0; {seeds})",
+                       "no_difference", diff, diff.n, **info)
+    better, worse = (name_a, name_b) if est < 0 else (name_b, name_a)
+    return Verdict(f"{better}'s {what} is lower than {worse}'s by {abs(est):{fmt}} ({pct} CI "
+                   f"{min(abs(diff.low), abs(diff.high)):{fmt}}-{max(abs(diff.low), abs(diff.high)):{fmt}}; {seeds}): "
+                   f"{better} is better", "a_cheaper" if est < 0 else "b_cheaper", diff, diff.n, **info)
