@@ -8,7 +8,9 @@ nothing.  :func:`claims_vs_measured` gives one row per integrator of the paper:
   *independent* sample, by the full ledger, with its 95% interval, at which sampling from noise, the best control
   (schedule-only or restart) and DLG reach the integrator's own best quality from noise in at least 7 of 8 seeds,
   and the verdict DLG vs sampling from noise (the NFE ratio with its interval, or "no measurable difference");
-* on MNIST (``bench/results/mnist_n2000``): the best MNIST-FID from noise and the best with DLG, each with its NFE.
+* on MNIST (``bench/results/mnist_n2000``): the best MNIST-FID from noise and the best with DLG, each with its NFE;
+  where those points were re-run over seeds (``bench/results/mnist_seeds``, :func:`mnist_verdicts`), the mean FID
+  over the seeds and the verdict with its interval.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import numpy as np
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "toy_reach_seeds", "short_verdict", "mnist_best", "modern_solvers_answer"]
+           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer"]
 
 INTEGRATOR_NAMES = {"kar1": "KAR1", "kar2": "KAR2", "pf_euler": "Probability flow", "rk45": "RK45",
                     "reverse_diffusion": "Reverse diffusion", "euler_maruyama": "Euler-Maruyama"}
@@ -117,6 +119,40 @@ def mnist_best(results_file: str | Path) -> dict[str, dict[str, tuple[float, flo
     return best
 
 
+def mnist_verdicts(seeds_file: str | Path) -> dict[str, dict]:
+    """The MNIST points that decide a verdict, re-run over seeds (``bench/mnist_seeds.py``); ``{}`` without the file.
+
+    Returns ``{integrator: {"noise" | "dlg": {"fid_mean", "fids", "nfe", "setting", "n_seeds"}, "verdict": verdict
+    dict (``uncertainty.difference_verdict``: the mean FID difference DLG - noise with its interval),
+    "sentence": str}}``.
+    """
+    path = Path(seeds_file)
+    if not path.exists():
+        return {}
+    data = _read_json(path)
+    try:
+        found = data["findings"]
+    except KeyError:
+        raise ValueError(f"{path}: not an MNIST-over-seeds result (no findings)") from None
+    out = {}
+    for name, e in found.items():
+        arms = {kind: e["arms"][var] for kind, var in (("noise", "vanilla"), ("dlg", "dlg-argmax"))}
+        out[name] = {kind: {"fid_mean": float(np.mean(a["fid"])), "fids": a["fid"], "nfe": a["nfe"],
+                            "setting": a["setting"], "n_seeds": len(a["fid"])} for kind, a in arms.items()}
+        out[name] |= {"verdict": e["verdict"], "sentence": e["sentence"]}
+    return out
+
+
+def short_difference(v: dict) -> str:
+    """A :func:`~dmcmc_edu.evaluation.uncertainty.difference_verdict` (its dict) in a few words (DLG - noise)."""
+    d, n = v["ratio"], v["n_seeds"]
+    ci = f"{d['low']:+.1f} to {d['high']:+.1f}"
+    if v["outcome"] == "no_difference":
+        return f"no measurable difference (DLG - noise {d['estimate']:+.1f}, {ci}), {n} seeds"
+    better = "DLG" if v["outcome"] == "a_cheaper" else "noise"
+    return f"{better} better (DLG - noise {d['estimate']:+.1f}, {ci}), {n} seeds"
+
+
 def _pairs(pairs: list[tuple[float, float]]) -> str:
     return ", ".join(f"{fid:g}@{nfe:g}" for fid, nfe in pairs)
 
@@ -134,6 +170,7 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
     ring = toy_reach_seeds(root / "seeds" / "ring_seeds.json")
     lowrank = toy_reach_seeds(root / "seeds" / "lowrank_seeds.json")
     mnist = mnist_best(root / "mnist_n2000" / "results.json")
+    mnist_seeds = mnist_verdicts(root / "mnist_seeds" / "mnist_seeds.json")
     rows = []
     for name, label in INTEGRATOR_NAMES.items():
         paper = PAPER_FID["cifar10"][name]
@@ -150,9 +187,19 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
             row[f"{tag}: DLG NFE / noise NFE"] = short_verdict(r["dlg_vs_noise"])
         m = mnist.get(name, {})
         noise, dlg = m.get("noise"), m.get("dlg")
-        row["MNIST-FID: best from noise"] = "—" if noise is None else f"{noise[0]:.1f}@{noise[1]:.0f}"
+        ms = mnist_seeds.get(name)
+        if ms is not None:  # re-run over seeds: the mean FID over the seeds and the verdict
+            k = ms["noise"]["n_seeds"]
+            row["MNIST-FID: best from noise"] = f"{ms['noise']['fid_mean']:.1f}@{ms['noise']['nfe']:.0f} ({k} seeds)"
+            row["MNIST-FID: best with DLG (paper count)"] = (f"{ms['dlg']['fid_mean']:.1f}@{ms['dlg']['nfe']:.0f} "
+                                                              f"({dlg[2]:.0f}) ({k} seeds)")
+            row["MNIST: DLG vs noise"] = short_difference(ms["verdict"])
+            rows.append(row)
+            continue
+        row["MNIST-FID: best from noise"] = "—" if noise is None else f"{noise[0]:.1f}@{noise[1]:.0f} (1 seed)"
         row["MNIST-FID: best with DLG (paper count)"] = ("—" if dlg is None
-                                                          else f"{dlg[0]:.1f}@{dlg[1]:.0f} ({dlg[2]:.0f})")
+                                                          else f"{dlg[0]:.1f}@{dlg[1]:.0f} ({dlg[2]:.0f}) (1 seed)")
+        row["MNIST: DLG vs noise"] = "no verdict (one seed)"
         rows.append(row)
     return rows
 
@@ -275,6 +322,7 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
         return out
 
     seeds = " and ".join(sorted({f"{n_seeds[s]}" for s in _TOY_TARGETS}))
+    mnist = mnist_verdicts(root / "mnist_seeds" / "mnist_seeds.json")
     cheaper, reaches_alone = listed("dlg_vs_noise", ("a_cheaper",)), listed("dlg_vs_control", ("a_cheaper",
                                                                                                 "only_a"))
     first = (f"DLG is measurably cheaper than sampling from noise for {'; '.join(cheaper)}" if cheaper else
@@ -288,7 +336,7 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
         "fewer network evaluations (NFE); counting every evaluation (the chains' initialisation, burn-in and the "
         "noise-level classifier) and the correlation between a chain's outputs, and repeating every toy sweep "
         f"over {seeds} seeds, {first}. {second}; `notebooks/00_overview.ipynb` puts the paper's claims beside these "
-        "measurements, and the MNIST rung has single runs only (no verdict yet).")
+        f"measurements. {_mnist_headline(mnist)}")
     lines = ["On exact mixtures, counting every evaluation (initialisation, burn-in, classifier calls as one "
              "evaluation each) and dividing by the measured effective sample size, each verdict is the NFE ratio "
              "DLG / other over the seeds, paired by seed, with its 95% bootstrap interval; a setting counts when "
@@ -329,7 +377,40 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
                          + (f" ({'; '.join(bad)})" if bad else "") + ".")
     lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md` and `*_recheck.md`; notebooks 04 "
               "and 05."]
-    return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root)}
+    return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root),
+            "mnist": _mnist_block(mnist, root)}
+
+
+def _mnist_headline(mnist: dict) -> str:
+    if not mnist:
+        return "The MNIST rung has single runs only (no verdict yet)."
+    n = sorted({e["noise"]["n_seeds"] for e in mnist.values()})
+    better = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "a_cheaper"]
+    worse = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "b_cheaper"]
+    same = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "no_difference"]
+    parts = ([f"DLG's best MNIST-FID is measurably lower than the best from noise for {_join(better)}"] if better
+             else []) + ([f"measurably higher for {_join(worse)}"] if worse else []) + \
+        ([f"no measurable difference for {_join(same)}"] if same else [])
+    return (f"On MNIST, the deciding points re-run over {'/'.join(map(str, n))} seeds with bootstrap intervals: "
+            + "; ".join(parts) + " (each at its own NFE, below).")
+
+
+def _mnist_block(mnist: dict, root: Path) -> str:
+    if not mnist:
+        return "No MNIST point has been re-run over seeds yet (`bench/mnist_seeds.py`)."
+    data = _read_json(root / "mnist_seeds" / "mnist_seeds.json")
+    lines = [f"Each integrator's best point from noise and best point with DLG in the 2,000-sample sweep, re-run "
+             f"with seeds {', '.join(map(str, data['settings']['seeds']))} "
+             f"(`bench/results/mnist_seeds`); MNIST-FID (not Inception FID) with a 95% bootstrap interval over the "
+             "samples (DLG: whole chains resampled), and the mean FID difference over the seeds:", ""]
+    for k, e in mnist.items():
+        fid = {kind: ", ".join(f"{f:.1f}" for f in e[kind]["fids"]) for kind in ("noise", "dlg")}
+        lines.append(f"* {INTEGRATOR_NAMES.get(k, k)}: from noise {fid['noise']} at {e['noise']['nfe']:.0f} NFE; "
+                     f"DLG {fid['dlg']} at {e['dlg']['nfe']:.1f} NFE (full ledger). {e['sentence']}")
+    not_run = [INTEGRATOR_NAMES[k] for k in INTEGRATOR_NAMES if k not in mnist]
+    if not_run:
+        lines.append(f"* {_join(not_run)}: single runs only, no verdict (`bench/results/mnist_n2000`).")
+    return "\n".join(lines)
 
 
 def _ci(r: dict, fmt: str = ".3g") -> str:
