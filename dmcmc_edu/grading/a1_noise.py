@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
-from dmcmc_edu.grading.feedback import call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import call_student, compare, fail, graded, hidden_seed, ok
 from dmcmc_edu.targets import GaussianMixture, grid, ring
 
 __all__ = ["check_forward_noise", "check_karras_schedule", "check_geometric_schedule", "check_tweedie_denoiser",
@@ -68,7 +68,7 @@ def _where(sigma: torch.Tensor, what: str = "", label: str = "sigma") -> str:
 def check_forward_noise(forward_noise, hidden: bool = False) -> str:
     """Check ``forward_noise(x, sigma, eps) -> x + sigma[:, None] * eps`` with a different sigma per sample."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
-    g = _gen(11 if hidden else 1)
+    g = _gen(hidden_seed(11) if hidden else 1)
     cases = [(7, 2), (5, 3)] if not hidden else [(9, 4), (3, 2), (1, 2)]
     for b, d in cases:
         x = torch.randn(b, d, generator=g, dtype=torch.float64) * 2
@@ -103,7 +103,7 @@ def _karras_mistakes(s0: torch.Tensor, sigma_min: float, steps: int, rho: float)
 def check_karras_schedule(karras_schedule, hidden: bool = False) -> str:
     """Check ``karras_schedule(sigma_start [B], sigma_min, steps, rho) -> [B, steps]`` (no trailing zero)."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
-    g = _gen(12 if hidden else 2)
+    g = _gen(hidden_seed(12) if hidden else 2)
     cases = [(4, 0.02, 6, 7.0), (3, 0.1, 10, 3.0)] if not hidden else [(5, 0.01, 18, 7.0), (2, 0.5, 4, 2.0)]
     for b, sigma_min, steps, rho in cases:
         s0 = _sigmas(b, 2 * sigma_min, 80.0, g)
@@ -130,7 +130,7 @@ def _geometric_mistakes(s0: torch.Tensor, sigma_min: float, steps: int) -> dict:
 def check_geometric_schedule(geometric_schedule, hidden: bool = False) -> str:
     """Check ``geometric_schedule(sigma_start [B], sigma_min, steps) -> [B, steps + 1]``."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
-    g = _gen(13 if hidden else 3)
+    g = _gen(hidden_seed(13) if hidden else 3)
     cases = [(4, 0.01, 5), (2, 0.3, 9)] if not hidden else [(6, 0.002, 12), (3, 1.0, 3)]
     for b, sigma_min, steps in cases:
         s0 = _sigmas(b, 2 * sigma_min, 50.0, g)
@@ -160,7 +160,7 @@ def _three_d_mixture() -> GaussianMixture:
 
 def _tweedie_cases(hidden: bool, seed: int):
     """``(name, mixture, x, sigma)`` cases: points near and between the modes, sigma from 0.05 to 5."""
-    g = _gen(seed + 10 if hidden else seed)
+    g = _gen(hidden_seed(seed + 10) if hidden else seed)
     targets = [("the ring", ring())]
     if hidden:
         targets = [("the 5x5 grid", grid()), ("a 3-D mixture", _three_d_mixture())]

@@ -10,22 +10,39 @@ library (:mod:`dmcmc_edu.core.integrators` is the reference for the integrators)
 * ``convergence_order(steps, errors)`` -- the order p of ``error ~ C steps^-p`` from a least-squares fit.
 
 The denoiser handed to a student's integrator records every call, so a check can say *where* an integrator went
-wrong (a call at sigma = 0, a first call at another sample's sigma_start) and compare the NFE the student reports
-with the evaluations it really made.
+wrong (a call at sigma = 0, a first call at another sample's sigma_start or at the next level) and compare the NFE
+the student reports with the evaluations it really made.  The NFE must be *counted* by a
+:class:`~dmcmc_edu.core.contract.CountingDenoiser` wrapped around that denoiser: while the student's integrator runs,
+the check observes which values the wrappers around its denoiser report (their ``.nfe``), and these observations are
+part of the record the grader judges; a number computed by a formula (``2 * steps - 1``) scores nothing even when it
+is right.  The library's integrators (and this module's references) are switched off while the student's function
+runs (:func:`~dmcmc_edu.grading.feedback.switched_off`).
 """
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from dmcmc_edu.core.contract import CountingDenoiser
 from dmcmc_edu.core.integrators import kar1 as reference_kar1
 from dmcmc_edu.core.integrators import pf_euler as reference_pf_euler
 from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
-from dmcmc_edu.grading.feedback import RecordError, as_array, call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import (
+    RecordError,
+    as_array,
+    call_student,
+    compare,
+    fail,
+    graded,
+    hidden_seed,
+    ok,
+    plain,
+)
 from dmcmc_edu.targets import GaussianMixture, grid, ring
 
 __all__ = ["RecordingDenoiser", "reference_exact_flow", "reference_order", "check_exact_flow", "check_pf_euler",
@@ -37,12 +54,15 @@ class RecordingDenoiser:
 
     ``sigmas`` holds one ``[rows]`` tensor per call, ``rows`` the number of rows evaluated in all; ``nfe`` is
     ``rows / n_samples`` (evaluations per sample, as :class:`~dmcmc_edu.core.contract.CountingDenoiser` counts).
+    ``nfe_reads`` holds every value a ``CountingDenoiser`` wrapped around this denoiser reported as its ``.nfe``
+    while :func:`observing_counters` was on (the student's integrator ran).
     """
 
     def __init__(self, model, n_samples: int):
         self.model, self.n_samples = model, n_samples
         self.sigmas: list[torch.Tensor] = []
         self.rows = 0
+        self.nfe_reads: list[float] = []
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if not isinstance(sigma, torch.Tensor) or sigma.ndim != 1 or sigma.shape[0] != x.shape[0]:
@@ -59,20 +79,45 @@ class RecordingDenoiser:
 
     def _record_state(self) -> dict:
         """What a check reads after the integrator ran (recorded in the kernel, see :func:`~.feedback.graded`)."""
-        return {"sigmas": list(self.sigmas), "rows": self.rows}
+        return {"sigmas": list(self.sigmas), "rows": self.rows, "nfe_reads": [float(v) for v in self.nfe_reads]}
 
     def _restore_state(self, state) -> None:
         """Set what :meth:`_record_state` recorded (when the grader judges a record): 1-D tensors and a count."""
-        sigmas, rows = (state.get("sigmas"), state.get("rows")) if isinstance(state, dict) else (None, None)
+        sigmas, rows, reads = ((state.get("sigmas"), state.get("rows"), state.get("nfe_reads"))
+                               if isinstance(state, dict) else (None, None, None))
         if not isinstance(sigmas, list) or not all(isinstance(s, torch.Tensor) and s.ndim == 1 for s in sigmas) \
-                or not isinstance(rows, int) or rows < 0:
+                or not isinstance(rows, int) or rows < 0 or not isinstance(reads, list) \
+                or not all(isinstance(v, float) for v in reads):
             raise RecordError("the recorded calls of D are malformed")
-        self.sigmas, self.rows = list(sigmas), rows
+        self.sigmas, self.rows, self.nfe_reads = list(sigmas), rows, list(reads)
 
     def __getattr__(self, name):
         if name == "model":
             raise AttributeError(name)
         return getattr(self.model, name)
+
+
+@contextmanager
+def observing_counters(rec: RecordingDenoiser):
+    """Within the block, every ``.nfe`` a :class:`CountingDenoiser` around ``rec`` (directly or through other
+    wrappers) reports is appended to ``rec.nfe_reads``; the class is restored after."""
+    original = CountingDenoiser.__dict__["nfe"]
+
+    def nfe(self):
+        value = original.fget(self)
+        model, depth = self, 0
+        while depth < 8 and isinstance(model, CountingDenoiser):
+            model, depth = model.__dict__.get("model"), depth + 1
+            if model is rec:
+                rec.nfe_reads.append(float(value))
+                break
+        return value
+
+    CountingDenoiser.nfe = property(nfe, doc=original.__doc__)
+    try:
+        yield rec
+    finally:
+        CountingDenoiser.nfe = original
 
 
 @dataclass
@@ -97,8 +142,8 @@ def _cases(hidden: bool) -> list[_Case]:
     if not hidden:
         x, s0 = _noisy_start(ring(), [2.5, 0.3, 10.0, 1.0, 20.0, 5.0], seed=1)
         return [_Case(ring(), x, s0, 0.01, 5)]
-    x, s0 = _noisy_start(grid(side=3), [7.0, 0.5, 1.5, 30.0, 0.05, 3.0, 12.0], seed=11)
-    x2, s2 = _noisy_start(ring(n_modes=5), [4.0, 0.8, 15.0], seed=12)
+    x, s0 = _noisy_start(grid(side=3), [7.0, 0.5, 1.5, 30.0, 0.05, 3.0, 12.0], seed=hidden_seed(11))
+    x2, s2 = _noisy_start(ring(n_modes=5), [4.0, 0.8, 15.0], seed=hidden_seed(12))
     return [_Case(grid(side=3), x, s0, 0.02, 8), _Case(ring(n_modes=5), x2, s2, 0.005, 1),
             _Case(ring(n_modes=5), x2, s2, 0.005, 3)]
 
@@ -114,19 +159,40 @@ def _levels(s: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.3g}" for v in s.tolist()) + "]"
 
 
-def _check_calls(rec: RecordingDenoiser, case: _Case, name: str, where: str, at_zero: str) -> None:
-    """What the recorded calls say: no evaluation at sigma = 0 (``at_zero`` says why), and each sample's first
-    call at its own start."""
+def _check_calls(rec: RecordingDenoiser, case: _Case, name: str, where: str, levels: torch.Tensor,
+                 heun_last: bool = False) -> None:
+    """What the recorded calls say: each sample's first call at its own start, and no evaluation at sigma = 0.
+
+    ``levels`` is the schedule ``[B, N + 1]``; a mistake is named only when the calls are exactly what it gives
+    (the first call at one shared level, or at each sample's next level; with ``heun_last``, 2N calls whose last
+    one alone is at 0: Heun's correction on the step to 0); otherwise the message says where the calls differ.
+    """
     if not rec.sigmas:
         fail(f"{where}: {name} never called D(x, sigma); the steps need the denoiser")
-    if any(bool((s == 0).any()) for s in rec.sigmas):
-        fail(f"{where}: {name} evaluated D at sigma = 0; {at_zero}")
     first = rec.sigmas[0]
     if first.shape[0] == case.x.shape[0] and not torch.allclose(first, case.sigma_start, rtol=1e-9, atol=0):
-        b = int(torch.argmax((first - case.sigma_start).abs()))
-        fail(f"{where}: the first evaluation of D for sample {b} was at sigma = {first[b].item():.4g}, but that "
-             f"sample starts at sigma_start[{b}] = {case.sigma_start[b].item():.4g}: this is what a single sigma_start "
-             "shared by all samples gives; each sample runs its own schedule from its own sigma_start")
+        b = int(torch.argmax(((first - case.sigma_start).abs() > 1e-9 * case.sigma_start).to(torch.int8)))
+        said = (f"{where}: the first evaluation of D for sample {b} was at sigma = {first[b].item():.4g}, but that "
+                f"sample starts at sigma_start[{b}] = {case.sigma_start[b].item():.4g}")
+        if levels.shape[1] > 1 and torch.allclose(first, levels[:, 1], rtol=1e-9, atol=0):
+            fail(f"{said}: each sample was evaluated at its next level s_1 = {levels[b, 1].item():.4g}, which is "
+                 "what D evaluated at the level each step ends on, s_(i+1), instead of the one it starts from, s_i, "
+                 "gives")
+        for level in (case.sigma_start.max(), case.sigma_start[0]):
+            if torch.allclose(first, torch.full_like(first, float(level)), rtol=1e-9, atol=0):
+                fail(f"{said}: every sample was evaluated at {float(level):.4g}, which is what a single "
+                     "sigma_start shared by all samples gives; each sample runs its own schedule from its own "
+                     "sigma_start")
+        fail(f"{said}: the first step evaluates D at the level each sample starts from")
+    zero = [k for k, s in enumerate(rec.sigmas) if bool((s == 0).any())]
+    if zero:
+        n = len(rec.sigmas)
+        if heun_last and zero == [n - 1] and n == 2 * case.steps:
+            fail(f"{where}: {name} evaluated D at sigma = 0 in its last call, which is what Heun's correction on "
+                 "the last step (to sigma = 0) gives: d = (x - D(x, 0)) / 0 is undefined there, so the last step "
+                 "must be a plain Euler step")
+        fail(f"{where}: {name} evaluated D at sigma = 0 (call {zero[0] + 1} of {n}); D is defined for sigma > 0 "
+             "only -- which levels do your steps evaluate D at?")
 
 
 def _euler_on_levels(model, x: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
@@ -134,6 +200,27 @@ def _euler_on_levels(model, x: torch.Tensor, levels: torch.Tensor) -> torch.Tens
     for i in range(levels.shape[1] - 1):
         s, s_next = levels[:, i], levels[:, i + 1]
         x = x + ((s_next - s) / s)[:, None] * (x - model(x, s))
+    return x
+
+
+def _log_euler(model, x: torch.Tensor, levels: torch.Tensor, steps: int, at_next: bool = False) -> torch.Tensor:
+    """``steps`` probability-flow Euler steps in log sigma along ``levels`` ``[B, >= steps + 1]``, D evaluated at
+    the level each step starts from (or, ``at_next``, the one it ends on)."""
+    for i in range(steps):
+        s, s_next = levels[:, i], levels[:, i + 1]
+        x = x + torch.log(s / s_next)[:, None] * (model(x, s_next if at_next else s) - x)
+    return x
+
+
+def _heun(model, x: torch.Tensor, levels: torch.Tensor, steps: int, last_euler: bool = True) -> torch.Tensor:
+    """``steps`` Heun steps along ``levels`` ``[B, >= steps + 1]``, the last one an Euler step if ``last_euler``."""
+    for i in range(steps):
+        t, t_next = levels[:, i], levels[:, i + 1]
+        d = (x - model(x, t)) / t[:, None]
+        x_next = x + (t_next - t)[:, None] * d
+        if i < steps - 1 or not last_euler:
+            x_next = x + (t_next - t)[:, None] * (d + (x_next - model(x_next, t_next)) / t_next[:, None]) / 2
+        x = x_next
     return x
 
 
@@ -147,8 +234,14 @@ def _shared(case: _Case, integrator) -> dict:
     return out
 
 
-def _check_nfe(nfe, counted: float, needed: float, name: str, where: str, what_needed: str) -> None:
-    """The evaluations the integrator made (``counted``) against what it needs, then the NFE it reported."""
+COUNT_BY_WRAPPER = ("NFE must be counted by the wrapper, never by a formula: D = CountingDenoiser(D, n_samples=B) "
+                    "at the start, call that D everywhere, and return D.nfe")
+
+
+def _check_nfe(nfe, rec: RecordingDenoiser, needed: float, name: str, where: str, what_needed: str) -> None:
+    """The evaluations the integrator made (counted by ``rec``) against what it needs, then the NFE it reported,
+    which must be a value a CountingDenoiser around ``rec`` reported (``rec.nfe_reads``)."""
+    counted = rec.nfe
     if abs(counted - needed) > 1e-9:
         fail(f"{where}: {name} evaluated D {counted:g} times per sample, but it needs {needed:g} ({what_needed}); "
              "does it evaluate D twice at the same point instead of reusing the value?")
@@ -156,6 +249,11 @@ def _check_nfe(nfe, counted: float, needed: float, name: str, where: str, what_n
             mistakes={"counting one evaluation too many (NFE off by one)": counted + 1,
                       "counting one evaluation too few (NFE off by one)": counted - 1},
             hint="wrap D in CountingDenoiser(D, n_samples=B) and return its .nfe, the evaluations per sample")
+    value = float(as_array(nfe, f"the NFE {name} returned").reshape(-1)[0])
+    if not any(abs(value - read) <= 1e-9 for read in rec.nfe_reads):
+        seen = (f"the CountingDenoiser around D reported {plain(rec.nfe_reads[-1])}" if rec.nfe_reads else
+                "no CountingDenoiser wrapped around D was asked for its .nfe")
+        fail(f"{where}: {name} returned nfe = {plain(value)}, but {seen}: {COUNT_BY_WRAPPER}")
 
 
 # --------------------------------------------------------------------------- exact_flow
@@ -167,10 +265,10 @@ def reference_exact_flow(x, sigma_start, sigma_end, mean, tau):
     return mean + ratio.sqrt()[:, None] * (x - mean)
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.grading.a2_integrators:reference_exact_flow",))
 def check_exact_flow(exact_flow, hidden: bool = False) -> str:
     """``exact_flow(x, sigma_start, sigma_end, mean, tau)`` against the closed form (checked against RK45 in tests)."""
-    g = torch.Generator().manual_seed(23 if hidden else 3)
+    g = torch.Generator().manual_seed(hidden_seed(23) if hidden else 3)
     d, B = (3, 6) if hidden else (2, 5)
     tau = 0.3 if hidden else 0.5
     mean = torch.randn(d, generator=g, dtype=torch.float64)
@@ -195,54 +293,68 @@ def check_exact_flow(exact_flow, hidden: bool = False) -> str:
 # --------------------------------------------------------------------------- pf_euler
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.integrators:pf_euler", "dmcmc_edu.core.integrators:_ve_sde_loop"))
 def check_pf_euler(pf_euler, hidden: bool = False) -> str:
     """``pf_euler(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.pf_euler`."""
     for case in _cases(hidden):
         where = f"pf_euler from sigma_start = {_levels(case.sigma_start)} to sigma_min = {case.sigma_min} " \
                 f"in {case.steps} step(s)"
         rec = RecordingDenoiser(case.mixture, case.x.shape[0])
-        result = call_student(pf_euler, "pf_euler", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
-                              case.steps)
+        with observing_counters(rec):
+            result = call_student(pf_euler, "pf_euler", rec, case.x.clone(), case.sigma_start.clone(),
+                                  case.sigma_min, case.steps)
         x_out, nfe = _unpack(result, "pf_euler")
-        _check_calls(rec, case, "pf_euler", where, "its levels end at sigma_min > 0 and every step evaluates D "
-                     "at the level it starts from")
-        want, _ = reference_pf_euler(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
         levels = geometric_sigmas(case.sigma_start, case.sigma_min, case.steps)
+        _check_calls(rec, case, "pf_euler", where, levels)
+        want, _ = reference_pf_euler(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
+        more = geometric_sigmas(case.sigma_start, case.sigma_min, case.steps + 1)
         mistakes = {"an Euler step in sigma, (s_next - s) (x - D) / s, instead of one in log sigma":
-                    _euler_on_levels(case.mixture, case.x, levels)}
+                    _euler_on_levels(case.mixture, case.x, levels),
+                    "the last step left out (steps - 1 steps, ending one level above sigma_min)":
+                    _log_euler(case.mixture, case.x, levels, case.steps - 1),
+                    "the levels of steps + 1 steps (geometric_sigmas(sigma_start, sigma_min, steps + 1)), so that "
+                    "the last step ends one level above sigma_min":
+                    _log_euler(case.mixture, case.x, more, case.steps),
+                    "D evaluated at the level each step ends on, s_(i+1), instead of the one it starts from, s_i":
+                    _log_euler(case.mixture, case.x, levels, case.steps, at_next=True)}
         mistakes.update(_shared(case, reference_pf_euler))
         compare("the x returned by pf_euler", x_out, want, where=where, rtol=1e-6, atol=1e-8, mistakes=mistakes,
-                hint="on the geometric levels s_0 > ... > s_N = sigma_min, is each step "
-                     "x + log(s_i / s_(i+1)) (D(x, s_i) - x)?")
-        _check_nfe(nfe, rec.nfe, float(case.steps), "pf_euler", where, "one per step; no Tweedie step here")
+                hint="compare your levels and your update with the formula above the cell: which step is the "
+                     "first to differ?")
+        _check_nfe(nfe, rec, float(case.steps), "pf_euler", where, "one per step; no Tweedie step here")
     return ok("pf_euler matches the library's probability-flow Euler, per-sample starts and NFE included")
 
 
 # --------------------------------------------------------------------------- kar1
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.integrators:kar1", "dmcmc_edu.core.integrators:kar2",
+                    "dmcmc_edu.core.integrators:_heun_step"))
 def check_kar1(kar1, hidden: bool = False) -> str:
     """``kar1(D, x, sigma_start, sigma_min, steps)`` against :func:`dmcmc_edu.core.integrators.kar1`."""
     for case in _cases(hidden):
         where = f"kar1 from sigma_start = {_levels(case.sigma_start)} (sigma_min = {case.sigma_min}) " \
                 f"in {case.steps} step(s)"
         rec = RecordingDenoiser(case.mixture, case.x.shape[0])
-        result = call_student(kar1, "kar1", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
-                              case.steps)
+        with observing_counters(rec):
+            result = call_student(kar1, "kar1", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
+                                  case.steps)
         x_out, nfe = _unpack(result, "kar1")
-        _check_calls(rec, case, "kar1", where, "that is Heun's correction on the last step (to sigma = 0), where "
-                     "d = (x - D(x, 0)) / 0 is undefined: the last step must be a plain Euler step")
-        want, _ = reference_kar1(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
         levels = karras_sigmas(case.sigma_start, case.sigma_min, case.steps)
+        _check_calls(rec, case, "kar1", where, levels, heun_last=True)
+        want, _ = reference_kar1(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
+        more = karras_sigmas(case.sigma_start, case.sigma_min, case.steps + 1)
         mistakes = {"Euler steps instead of Heun's (no second-order correction)":
-                    _euler_on_levels(case.mixture, case.x, levels)}
+                    _euler_on_levels(case.mixture, case.x, levels),
+                    "the final step (the Euler step from sigma_min to 0) never taken: steps - 1 Heun steps, ending "
+                    "at sigma_min": _heun(case.mixture, case.x, levels, case.steps - 1, last_euler=False),
+                    "the levels of steps + 1 steps (karras_sigmas(sigma_start, sigma_min, steps + 1)), so that the "
+                    "last step ends at sigma_min instead of 0": _heun(case.mixture, case.x, more, case.steps)}
         mistakes.update(_shared(case, reference_kar1))
         compare("the x returned by kar1", x_out, want, where=where, rtol=1e-6, atol=1e-8, mistakes=mistakes,
-                hint="is every step but the last an Euler step followed by Heun's correction (the average of the "
-                     "slopes d at both ends), on the Karras levels of each sample?")
-        _check_nfe(nfe, rec.nfe, 2.0 * case.steps - 1, "kar1", where,
+                hint="compare your levels, your steps and your last step with the formulas above the cell: which "
+                     "step is the first to differ?")
+        _check_nfe(nfe, rec, 2.0 * case.steps - 1, "kar1", where,
                    "2 * steps - 1: two per Heun step, one for the last Euler step")
     return ok("kar1 matches the library's KAR1 (Heun), per-sample starts and NFE included")
 
@@ -255,10 +367,10 @@ def reference_order(steps, errors) -> float:
     return -float(np.polyfit(np.log(np.asarray(steps, dtype=float)), np.log(np.asarray(errors, dtype=float)), 1)[0])
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.grading.a2_integrators:reference_order",))
 def check_convergence_order(convergence_order, hidden: bool = False) -> str:
     """``convergence_order(steps, errors)`` on synthetic errors C N^-p with a little multiplicative scatter."""
-    cases = [(1.7, 0.8, 5)] if not hidden else [(2.2, 3.0, 15), (0.9, 0.05, 16)]
+    cases = [(1.7, 0.8, 5)] if not hidden else [(2.2, 3.0, hidden_seed(15)), (0.9, 0.05, hidden_seed(16))]
     for p, c, seed in cases:
         g = torch.Generator().manual_seed(seed)
         steps = torch.tensor([4, 8, 16, 32, 64], dtype=torch.float64)

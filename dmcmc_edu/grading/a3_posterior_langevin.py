@@ -25,7 +25,7 @@ import torch
 from dmcmc_edu.core.langevin import langevin_stability_bound
 from dmcmc_edu.core.langevin import ula_step as reference_ula_step
 from dmcmc_edu.core.random import normal
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, hidden_seed, ok
 from dmcmc_edu.targets import GaussianMixture, ring
 
 __all__ = ["isotropic_mixture", "reference_mala_log_acceptance", "check_log_p_sigma", "check_log_sigma_posterior",
@@ -91,9 +91,9 @@ def _log_p_cases(hidden: bool):
         x, _ = _noised(mix, [0.05, 1.0, 0.3, 3.0, 0.1], seed=4)
         return [(x, torch.tensor([0.05, 0.05, 0.5, 2.0, 0.2], dtype=torch.float64), w, mu, tau, mix)]
     mix, w, mu, tau = isotropic_mixture(32, taus=(0.02, 0.005, 0.1, 0.03), weights=(1, 2, 3, 4), seed=7)
-    x, _ = _noised(mix, [0.02, 2.0, 0.5, 0.05, 5.0, 0.2], seed=8)
+    x, _ = _noised(mix, [0.02, 2.0, 0.5, 0.05, 5.0, 0.2], seed=hidden_seed(8))
     mix2, w2, mu2, tau2 = isotropic_mixture(2, taus=(0.1, 0.3), weights=(0.7, 0.3), seed=9)
-    x2, _ = _noised(mix2, [0.1, 1.0, 3.0], seed=10)
+    x2, _ = _noised(mix2, [0.1, 1.0, 3.0], seed=hidden_seed(10))
     return [(x, torch.tensor([0.02, 0.03, 1.0, 0.05, 4.0, 0.1], dtype=torch.float64), w, mu, tau, mix),
             (x2, torch.tensor([0.2, 0.5, 2.0], dtype=torch.float64), w2, mu2, tau2, mix2)]
 
@@ -131,11 +131,11 @@ def _posterior_cases(hidden: bool):
         levels = torch.exp(torch.linspace(math.log(20.0), math.log(0.02), 12, dtype=torch.float64))
         return [(mix, x, levels, torch.linspace(0.0, -3.0, 12, dtype=torch.float64))]
     mix, *_ = isotropic_mixture(32, taus=(0.02, 0.005, 0.1, 0.03), weights=(1, 2, 3, 4), seed=7)
-    x, _ = _noised(mix, [0.02, 2.0, 0.5, 0.05, 5.0, 0.2, 10.0], seed=6)
+    x, _ = _noised(mix, [0.02, 2.0, 0.5, 0.05, 5.0, 0.2, 10.0], seed=hidden_seed(6))
     levels = torch.exp(torch.linspace(math.log(0.01), math.log(30.0), 9, dtype=torch.float64))
     prior = torch.log(levels) - 2.0  # unnormalised: the sum of the weights is not 1
     mix2 = ring()
-    x2, _ = _noised(mix2, [0.1, 1.0, 4.0], seed=12)
+    x2, _ = _noised(mix2, [0.1, 1.0, 4.0], seed=hidden_seed(12))
     levels2 = torch.tensor([5.0, 2.0, 1.0, 0.5, 0.2], dtype=torch.float64)
     return [(mix, x, levels, prior), (mix2, x2, levels2, torch.tensor([0.0, 1.0, -1.0, 0.5, 2.0]).double())]
 
@@ -185,10 +185,10 @@ def _ula_cases(hidden: bool):
         x, _ = _noised(mix, [0.1, 0.5, 2.0, 1.0, 0.3, 4.0], seed=21)
         return [(mix, x, torch.tensor([0.1, 0.5, 2.0, 1.0, 0.3, 4.0], dtype=torch.float64), 0.05, 31)]
     mix, *_ = isotropic_mixture(64)
-    x, s = _noised(mix, [0.05, 1.0, 0.3, 3.0, 0.1], seed=22)
+    x, s = _noised(mix, [0.05, 1.0, 0.3, 3.0, 0.1], seed=hidden_seed(22))
     mix2 = ring(n_modes=4)
-    x2, s2 = _noised(mix2, [0.2, 1.5, 0.7], seed=23)
-    return [(mix, x, s, 0.002, 32), (mix2, x2, s2 * 1.3, 0.4, 33)]
+    x2, s2 = _noised(mix2, [0.2, 1.5, 0.7], seed=hidden_seed(23))
+    return [(mix, x, s, 0.002, hidden_seed(32)), (mix2, x2, s2 * 1.3, 0.4, hidden_seed(33))]
 
 
 @graded
@@ -266,10 +266,10 @@ def _mala_cases(hidden: bool):
         x, s = _noised(mix, [0.1, 0.5, 2.0, 1.0, 0.3, 4.0], seed=41)
         return [(mix, x, s, 0.3, 51)]
     mix, *_ = isotropic_mixture(64)
-    x, s = _noised(mix, [0.2, 1.0, 0.3, 3.0, 0.5], seed=42)
+    x, s = _noised(mix, [0.2, 1.0, 0.3, 3.0, 0.5], seed=hidden_seed(42))
     mix2 = ring(n_modes=3)
-    x2, s2 = _noised(mix2, [0.3, 1.5, 0.7, 0.1], seed=43)
-    return [(mix, x, s, 0.01, 52), (mix2, x2, s2, 1.0, 53)]
+    x2, s2 = _noised(mix2, [0.3, 1.5, 0.7, 0.1], seed=hidden_seed(43))
+    return [(mix, x, s, 0.01, hidden_seed(52)), (mix2, x2, s2, 1.0, hidden_seed(53))]
 
 
 @graded

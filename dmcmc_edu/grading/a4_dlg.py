@@ -28,7 +28,7 @@ from dmcmc_edu.core.pick import pick_smallest_sigma
 from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.core.sigma_updates import make_sigma_update
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, hidden_seed, ok
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, ring
 
 __all__ = ["check_sigma_update", "check_gibbs_step", "check_pick_smallest", "check_mini_dmcmc",
@@ -98,7 +98,7 @@ def _draw_follows_q(student_fn, log_q: torch.Tensor, seed: int, n_rep: int = 400
 @graded
 def check_sigma_update(student_fn, hidden: bool = False) -> str:
     """``sigma_update(log_q, rule, generator)``: the argmax rule exactly, the draw against the library's draw."""
-    seed, C, L = (11, 9, 30) if hidden else (0, 5, 12)
+    seed, C, L = (hidden_seed(11), 9, 30) if hidden else (0, 5, 12)
     log_q = _log_q_case(seed, C, L)
     where = f"for {C} rows of log q over {L} levels"
     a1 = _indices(call_student(student_fn, "sigma_update", log_q.clone(), "argmax", _gen(seed + 1)),
@@ -170,7 +170,7 @@ def _gibbs_mistakes(mix, grid, x, index, eta, update, seed: int) -> tuple[dict, 
 @graded
 def check_gibbs_step(student_fn, hidden: bool = False) -> str:
     """``gibbs_step``: x' and the new index equal the library's DLG step for the same seed."""
-    seed, C, eta = (23, 10, 0.03) if hidden else (5, 6, 0.05)
+    seed, C, eta = (hidden_seed(23), 10, 0.03) if hidden else (5, 6, 0.05)
     mix, grid, x, index = _gibbs_case(seed, C)
     update = make_sigma_update("exact", model=mix)
     where = f"{C} chains on the ring at sigma {[round(v, 3) for v in grid[index].tolist()[:4]]}..., eta = {eta}"
@@ -223,7 +223,7 @@ def _pick_case(seed: int, n_skip: int):
 @graded
 def check_pick_smallest(student_fn, hidden: bool = False) -> str:
     """``pick_smallest``: the authors' rule (start included, strictly smaller sigma replaces, earliest wins ties)."""
-    seed, n_skip = (31, 4) if hidden else (3, 3)
+    seed, n_skip = (hidden_seed(31), 4) if hidden else (3, 3)
     x0, i0, xs, idxs = _pick_case(seed, n_skip)
     where = f"a block of {n_skip} Gibbs steps for {x0.shape[0]} chains"
     got = call_student(student_fn, "pick_smallest", [x.clone() for x in xs], [i.clone() for i in idxs],
@@ -299,7 +299,8 @@ def _library_run(seed: int, C: int, rounds: int, n_skip: int, sigma_update: str)
 @graded
 def check_mini_dmcmc(student_fn, hidden: bool = False) -> str:
     """``mini_dmcmc`` with the library's Gibbs step and pick: the same seed gives the library sampler's outputs."""
-    seed, C, rounds, n_skip, upd = (17, 12, 3, 3, "classifier-argmax") if hidden else (2, 8, 3, 2, "exact")
+    seed, C, rounds, n_skip, upd = ((hidden_seed(17) % 2**31, 12, 3, 3, "classifier-argmax") if hidden
+                                    else (2, 8, 3, 2, "exact"))
     mix, cfg, sampler, (x0, i0, gstate), res = _library_run(seed, C, rounds, n_skip, upd)
     kw = dict(eta=cfg.eta, n_skip=n_skip, rounds=rounds, steps=cfg.steps, sigma_min=cfg.sigma_min)
     where = (f"{C} chains on the ring after the library's burn-in, {rounds} rounds of n_skip = {n_skip}, "

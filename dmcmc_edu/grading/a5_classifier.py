@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, hidden_seed, ok
 from dmcmc_edu.models.classifier import noisy_batch
 from dmcmc_edu.targets import ExactLevelClassifier, ring
 
@@ -90,7 +90,7 @@ def _pairs_statistics(student_fn, grid: torch.Tensor, seed: int, n: int = 20000)
 @graded
 def check_training_pairs(student_fn, hidden: bool = False) -> str:
     """``training_pairs``: the library's pairs for the same seed, or pairs with the training joint's distribution."""
-    seed, n, L = (41, 12, 40) if hidden else (4, 6, 25)
+    seed, n, L = (hidden_seed(41), 12, 40) if hidden else (4, 6, 25)
     grid = _grid(L)
     x0 = ring().sample(n, _gen(seed))
     x, y = _pairs(student_fn, x0, grid, seed + 1)
@@ -117,7 +117,7 @@ def check_training_pairs(student_fn, hidden: bool = False) -> str:
 @graded
 def check_cross_entropy_loss(student_fn, hidden: bool = False) -> str:
     """``cross_entropy_loss``: equals ``F.cross_entropy`` and has its gradient."""
-    seed, B, L = (43, 16, 30) if hidden else (6, 5, 8)
+    seed, B, L = (hidden_seed(43), 16, 30) if hidden else (6, 5, 8)
     g = _gen(seed)
     logits = 3.0 * torch.randn(B, L, generator=g, dtype=torch.float64) + 2.0
     y = torch.randint(0, L, (B,), generator=g)
@@ -175,7 +175,7 @@ def _posterior_case(seed: int, B: int, L: int):
 @graded
 def check_kl_exact_to_classifier(student_fn, hidden: bool = False) -> str:
     """``kl_exact_to_classifier``: mean KL(p_exact || q) against the reference, naming a swapped direction."""
-    seed, B, L = (47, 20, 40) if hidden else (8, 6, 15)
+    seed, B, L = (hidden_seed(47), 20, 40) if hidden else (8, 6, 15)
     log_p, grid, g = _posterior_case(seed, B, L)
     logits = log_p + 1.5 * torch.randn(B, L, generator=g, dtype=torch.float64) + 4.0  # a classifier a little off
     where = f"{B} points x, {L} levels"
@@ -209,7 +209,7 @@ def reference_spread(log_p: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 @graded
 def check_log_sigma_spread(student_fn, hidden: bool = False) -> str:
     """``log_sigma_spread``: the per-point posterior standard deviation of log sigma."""
-    seed, B, L = (53, 12, 60) if hidden else (9, 5, 30)
+    seed, B, L = (hidden_seed(53), 12, 60) if hidden else (9, 5, 30)
     log_p, grid, _ = _posterior_case(seed, B, L)
     got = call_student(student_fn, "log_sigma_spread", log_p.clone(), grid.clone())
     p = log_p.exp()

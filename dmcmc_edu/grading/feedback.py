@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
+import importlib
+import inspect
 import json
 import os
+import types
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 
 __all__ = ["CheckFailed", "OkLine", "as_array", "close", "fail", "compare", "call_student", "when_ready", "ok",
+           "plain", "first_difference", "OFF_LIMITS_MESSAGE", "switched_off", "HIDDEN_ENV", "hidden_seed",
            "RECORD_MIME", "RECORD_ENV", "RecordError", "graded", "recording", "replaying", "encode", "decode"]
 
 
@@ -79,13 +84,64 @@ def close(a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> bool:
     return a.shape == b.shape and bool(np.all(np.isfinite(a))) and bool(np.allclose(a, b, rtol=rtol, atol=atol))
 
 
-def _fmt(x: np.ndarray) -> str:
+def plain(value: Any) -> str:
+    """``value`` as a student reads it: plain numbers (``0``, ``2.5``, ``[1, 2]``), never ``np.int64(0)`` or
+    ``tensor(...)``; other objects by their ``str``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (np.ndarray, np.generic)) and np.asarray(value).dtype.kind in "biuf":
+        arr = np.asarray(value)
+        return _fmt(arr) if arr.size != 1 or arr.ndim else _num(arr.reshape(())[()])
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return _num(value)
+    if isinstance(value, (list, tuple)):
+        inner = ", ".join(plain(v) for v in value)
+        return f"[{inner}]" if isinstance(value, list) else f"({inner}{',' if len(value) == 1 else ''})"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
+def _num(v: Any, digits: int = 4) -> str:
+    """One number: an integer as an integer, a float with ``digits`` significant digits (``inf``, ``nan`` as such)."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    return f"{int(v)}" if v.is_integer() and abs(v) < 1e15 else f"{v:.{digits}g}"
+
+
+def _fmt(x: np.ndarray, start: int = 0) -> str:
+    """An array in a message: the number itself, or its entries from ``start`` (three of them) and its shape."""
     x = np.asarray(x)
     if x.size == 1:
-        return f"{float(x.reshape(())):.4g}"
+        return _num(x.reshape(())[()])
     flat = x.reshape(-1)
-    head = ", ".join(f"{v:.4g}" for v in flat[:3])
-    return f"[{head}{', ...' if flat.size > 3 else ''}] (shape {tuple(x.shape)})"
+    start = max(0, min(int(start), flat.size - 1))
+    head = ", ".join(_num(v) for v in flat[start:start + 3])
+    return (f"[{'..., ' if start else ''}{head}{', ...' if flat.size > start + 3 else ''}] "
+            f"(shape {tuple(int(n) for n in x.shape)})")
+
+
+def _entry(i: int, shape: tuple) -> str:
+    """The index of flat entry ``i`` of an array of ``shape``, as plain integers: ``3`` or ``[1, 0]``."""
+    idx = [int(k) for k in np.unravel_index(int(i), shape)]
+    return str(idx[0]) if len(idx) == 1 else "[" + ", ".join(map(str, idx)) + "]"
+
+
+def first_difference(got: Any, want: Any, rtol: float, atol: float) -> tuple[str, float, float] | None:
+    """Where ``got`` first leaves ``want`` (same shapes; row-major order): ``(index, got entry, expected entry)``,
+    or None when they agree within ``atol + rtol * |want|``."""
+    g = np.asarray(got, dtype=np.float64)
+    w = np.asarray(want, dtype=np.float64)
+    bad = ~np.isclose(g, w, rtol=rtol, atol=atol) | ~np.isfinite(g)
+    if not bad.any():
+        return None
+    i = int(np.flatnonzero(bad.reshape(-1))[0])
+    return _entry(i, g.shape), float(g.reshape(-1)[i]), float(w.reshape(-1)[i])
 
 
 def compare(name: str, got: Any, want: Any, *, where: str = "", rtol: float = 1e-5, atol: float = 1e-6,
@@ -120,29 +176,37 @@ def compare(name: str, got: Any, want: Any, *, where: str = "", rtol: float = 1e
              f"{' -- ' + hint if hint else ''}")
     if close(g, w, rtol, atol):
         return
+    bad = np.flatnonzero(~np.isclose(g, w, rtol=rtol, atol=atol).reshape(-1))
+    start = int(bad[0]) if bad.size else 0  # previews start at the first entry that differs
     for description, wrong in (mistakes or {}).items():
         wrong_arr = as_array(wrong, description)
         if close(g, wrong_arr, rtol, atol):
-            fail(f"{where + ': ' if where else ''}{name} gives {_fmt(g)}, which is what {description} gives; "
-                 f"the expected value is {_fmt(w)}")
-    err = np.abs(g - w)
-    i = int(np.argmax(err))
-    detail = "" if g.size == 1 else f" (largest difference at entry {np.unravel_index(i, g.shape)})"
-    fail(f"{where + ': ' if where else ''}{name} is {_fmt(g)}, expected {_fmt(w)}{detail}"
-         f"{' -- ' + hint if hint else ''}")
+            fail(f"{where + ': ' if where else ''}{name} gives {_fmt(g, start)}, which is what {description} gives; "
+                 f"the expected value is {_fmt(w, start)}")
+    if g.size == 1:
+        fail(f"{where + ': ' if where else ''}{name} is {_fmt(g)}, expected {_fmt(w)}"
+             f"{' -- ' + hint if hint else ''}")
+    index, got_i, want_i = first_difference(g, w, rtol, atol)
+    k = int(bad.size)
+    fail(f"{where + ': ' if where else ''}{name} is {_fmt(g, start)}, expected {_fmt(w, start)}; the first "
+         f"difference is at entry {index}: {_num(got_i, 7)} instead of {_num(want_i, 7)} ({k} of {g.size} entries "
+         f"differ){' -- ' + hint if hint else ''}")
 
 
 def call_student(fn: Callable, name: str, *args, **kwargs) -> Any:
     """Call the student's ``fn``; turn ``NotImplementedError`` and crashes into a message that names ``name``.
 
     Inside a recorded check (see :func:`graded`) the call and what it gave are written into the check's record; when
-    a record is judged, nothing is called: the recorded answer is given back instead.
+    a record is judged, nothing is called: the recorded answer is given back instead.  While ``fn`` runs, the
+    library functions the check declared off limits are switched off (:func:`switched_off`).
     """
     session = _SESSION.get()
+    guard = nullcontext() if isinstance(session, _Replay) else switched_off(_OFF_LIMITS.get())
     try:
-        if session is None:
-            return fn(*args, **kwargs)
-        return session.call(fn, name, args, kwargs)
+        with guard:
+            if session is None:
+                return fn(*args, **kwargs)
+            return session.call(fn, name, args, kwargs)
     except NotImplementedError:
         fail(f"{name} is not implemented yet (it still raises NotImplementedError)")
     except (CheckFailed, RecordError):
@@ -166,6 +230,81 @@ def when_ready(draw: Callable[[], Any], needs: str) -> Any:
     except Exception as err:  # a wrong answer crashing a plot must not stop the rest of the notebook
         print(f"(this cell needs {needs} to work first; it stopped with {type(err).__name__}: {err})")
     return None
+
+
+# ----------------------------------------------------------------------------- the exercise's own answer, switched off
+#
+# The library holds the reference of every function a student writes (that is how the checks know the answer).  A
+# check decorated with ``@graded(off_limits=("module:qualname", ...))`` switches those functions off while the
+# student's function runs (and only then: the check's own reference values are computed outside the student's
+# call, and the judge never calls the student's function): each one raises ``RuntimeError`` saying "implement this
+# yourself (it is what this exercise is for)".  The function's *code* is swapped, not the module attribute, so a
+# name bound earlier (``from dmcmc_edu.core.integrators import kar1``) is switched off as well.  A student who
+# copies the library's source (it is installed, so it can be read) is not stopped by this: see the guide.
+
+OFF_LIMITS_MESSAGE = "implement this yourself (it is what this exercise is for)"
+_OFF_LIMITS: ContextVar[tuple] = ContextVar("dmcmc_edu_off_limits", default=())
+
+
+def _resolve(target: str) -> types.FunctionType:
+    """The plain function ``"package.module:Class.method"`` names (decorators unwrapped)."""
+    module, _, qualname = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = obj.__dict__[part] if isinstance(obj, type) and part in obj.__dict__ else getattr(obj, part)
+    obj = inspect.unwrap(getattr(obj, "__func__", obj))
+    if not isinstance(obj, types.FunctionType) or obj.__code__.co_freevars:
+        raise TypeError(f"off_limits: {target} is not a plain function and cannot be switched off")
+    return obj
+
+
+@functools.lru_cache(maxsize=None)
+def _switched_off_code(target: str) -> types.CodeType:
+    """The code put in place of ``target``'s: it raises ``RuntimeError`` with :data:`OFF_LIMITS_MESSAGE`."""
+    name = target.replace(":", ".")
+    message = (f"{name} (the library's version of what this exercise asks for) is switched off while your function "
+               f"is checked: {OFF_LIMITS_MESSAGE}")
+    namespace: dict = {}
+    exec(compile(f"def off_limits(*args, **kwargs):\n    raise RuntimeError({message!r})\n",
+                 f"<off limits: {name}>", "exec"), namespace)
+    return namespace["off_limits"].__code__
+
+
+@contextmanager
+def switched_off(targets):
+    """Within the block, every library function of ``targets`` (``"module:qualname"``) raises ``RuntimeError``
+    ("... implement this yourself (it is what this exercise is for)"), however it is referenced; restored after."""
+    swapped = []
+    try:
+        for target in targets:
+            fn = _resolve(target)
+            swapped.append((fn, fn.__code__))
+            fn.__code__ = _switched_off_code(target)
+        yield
+    finally:
+        for fn, code in reversed(swapped):
+            fn.__code__ = code
+
+
+# ----------------------------------------------------------------------------- hidden cases: only when grading
+#
+# Hidden cases draw their numbers from seeds mixed with a secret that only the grader holds: ``nbgrader autograde``
+# (through :mod:`dmcmc_edu.grading.nbgrader_plugins`) sets ``DMCMC_EDU_HIDDEN_SEED`` to a fresh random value for
+# the run and hands it to each kernel it starts; the judge, in the same process, draws the same cases.  Without it
+# (a student calling ``check_<fn>(fn, hidden=True)`` in their own notebook) a hidden check refuses to run, and with
+# a value of their own it runs on cases that are not the graded ones.
+
+HIDDEN_ENV = "DMCMC_EDU_HIDDEN_SEED"
+HIDDEN_ONLY = ("hidden checks run only when the notebook is graded (their cases are drawn from the grader's secret "
+               "seed); run the visible check above instead")
+
+
+def hidden_seed(base: int) -> int:
+    """The seed of a hidden case: ``base`` mixed with the grader's secret (:data:`HIDDEN_ENV`); refuses without it."""
+    secret = os.environ.get(HIDDEN_ENV, "")
+    if not secret:
+        fail(HIDDEN_ONLY)
+    return int.from_bytes(hashlib.sha256(f"{secret}:{int(base)}".encode()).digest()[:6], "big")
 
 
 # ----------------------------------------------------------------------------- records: grading outside the kernel
@@ -447,27 +586,40 @@ def _not_called(*args, **kwargs):
 _NOT_CALLED = _not_called
 
 
-def graded(check: Callable) -> Callable:
+def graded(check: Callable | None = None, *, off_limits: tuple[str, ...] = ()) -> Callable:
     """Decorate a check ``check_<fn>(student_fn, hidden=False)`` so that its calls can be recorded and judged.
 
     Called as usual it runs the check; when the grader asked for records (``DMCMC_EDU_RECORD_CHECKS=1`` in the
     kernel's environment, or :func:`recording`), it also hands the record of the student's answers to the grader,
-    whatever the outcome.  The grader judges that record with :func:`replaying`.
+    whatever the outcome.  The grader judges that record with :func:`replaying`.  ``off_limits`` names the library
+    functions (``"module:qualname"``) that compute what the student is asked to write: they are switched off while
+    the student's function runs (:func:`switched_off`).  ``hidden=True`` runs only with the grader's secret
+    (:func:`hidden_seed`).
     """
+    if check is None:
+        return functools.partial(graded, off_limits=tuple(off_limits))
     name = f"{check.__module__}.{check.__name__}"
+    targets = tuple(off_limits)
 
     @functools.wraps(check)
     def run(student_fn, hidden: bool = False):
         __tracebackhide__ = True  # IPython leaves this frame out of the student's traceback
-        if _SINK.get() is None and os.environ.get(RECORD_ENV) != "1":
-            return check(student_fn, hidden=hidden)
-        rec = _Recording(name, hidden)
-        token = _SESSION.set(rec)
+        if hidden and not os.environ.get(HIDDEN_ENV):
+            fail(HIDDEN_ONLY)
+        limits = _OFF_LIMITS.set(targets)
         try:
-            return check(student_fn, hidden=hidden)
+            if _SINK.get() is None and os.environ.get(RECORD_ENV) != "1":
+                return check(student_fn, hidden=hidden)
+            rec = _Recording(name, hidden)
+            token = _SESSION.set(rec)
+            try:
+                return check(student_fn, hidden=hidden)
+            finally:
+                _SESSION.reset(token)
+                _emit(rec.payload())
         finally:
-            _SESSION.reset(token)
-            _emit(rec.payload())
+            _OFF_LIMITS.reset(limits)
 
     run.graded_check = name
+    run.off_limits = targets
     return run

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import threading
@@ -34,13 +35,16 @@ from nbformat.notebooknode import from_dict
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from traitlets import Float, Integer
 
-from dmcmc_edu.grading.feedback import RECORD_ENV
+from dmcmc_edu.grading.feedback import HIDDEN_ENV, RECORD_ENV
 from dmcmc_edu.grading.judge import JudgeError, judge_cell, records_of, verdict_outputs
 from dmcmc_edu.grading.sandbox import NOBODY, Limits, SandboxError, kernel_command, sandbox_mode
 
 __all__ = ["SandboxKernelManager", "SandboxExecute", "JudgeChecks", "NotebookStopped", "LOG_TAG"]
 
 LOG_TAG = "dmcmc_edu-sandbox:"
+# the secret of this grading run's hidden cases (feedback.hidden_seed): handed to every kernel this process starts,
+# used by the judge in this process; a student's own session never has it
+os.environ.setdefault(HIDDEN_ENV, secrets.token_hex(16))
 STOPPED_KEY = "dmcmc_edu_stopped"
 
 
@@ -102,6 +106,7 @@ class SandboxKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         env = dict(kw.get("env") or os.environ)
         env[RECORD_ENV] = "1"
+        env[HIDDEN_ENV] = os.environ[HIDDEN_ENV]
         kw["env"] = env
         return await super()._async_launch_kernel(kernel_cmd, **kw)
 

@@ -166,6 +166,8 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "LANG": "C.UTF-8",
            "DMCMC_EDU_RECORD_CHECKS": "1", "JPY_PARENT_PID": "1"}
+    if os.environ.get("DMCMC_EDU_HIDDEN_SEED"):  # this grading run's secret of the hidden cases (feedback.HIDDEN_ENV)
+        env["DMCMC_EDU_HIDDEN_SEED"] = os.environ["DMCMC_EDU_HIDDEN_SEED"]
     cmd = [bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox", "--clearenv"]
     if not root:

@@ -214,3 +214,83 @@ MISTAKES = [
     slope, intercept = np.polyfit(np.log(np.asarray(steps, dtype=float)), np.log10(np.asarray(errors, dtype=float)), 1)
     return float(-slope)   # log10 on one axis, natural log on the other"""),
 ]
+
+# ----------------------------------------------------------------------------- mistakes added for issue 20
+# (evaluation level, a missing last step, an off-by-one schedule, NFE by formula, the library's own answer)
+
+PF_HEAD = """def pf_euler(D, x, sigma_start, sigma_min, steps):
+    '''Probability-flow Euler on geometric levels; returns (x at sigma_min, nfe counted by CountingDenoiser).'''
+"""
+KAR1_HEAD = """def kar1(D, x, sigma_start, sigma_min, steps):
+    '''KAR1: Heun on Karras levels, the last step an Euler step to 0; returns (x at 0, counted nfe).'''
+"""
+KAR1_LOOP = """    for i in range({n}):
+        t_cur, t_next = t[:, i], t[:, i + 1]
+        d_cur = (x - D(x, t_cur)) / t_cur[:, None]
+        x_next = x + (t_next - t_cur)[:, None] * d_cur
+        if {heun}:
+            d_next = (x_next - D(x_next, t_next)) / t_next[:, None]
+            x_next = x + (t_next - t_cur)[:, None] * (d_cur + d_next) / 2
+        x = x_next
+"""
+COUNTED = "    D = CountingDenoiser(D, n_samples=x.shape[0])\n"
+
+MISTAKES += [
+    dict(cell='pf_euler', test='test_pf_euler',
+         message="D evaluated at the level each step ends on, s_(i+1), instead of the one it starts from",
+         source=PF_HEAD + COUNTED + """    s = geometric_sigmas(sigma_start, sigma_min, steps)
+    for i in range(steps):
+        x = x + torch.log(s[:, i] / s[:, i + 1])[:, None] * (D(x, s[:, i + 1]) - x)   # the next level
+    return x, D.nfe
+"""),
+    dict(cell='pf_euler', test='test_pf_euler', message="the last step left out",
+         source=PF_HEAD + COUNTED + """    s = geometric_sigmas(sigma_start, sigma_min, steps)
+    for i in range(steps - 1):   # one step short
+        x = x + torch.log(s[:, i] / s[:, i + 1])[:, None] * (D(x, s[:, i]) - x)
+    return x, D.nfe
+"""),
+    dict(cell='pf_euler', test='test_pf_euler', message="geometric_sigmas(sigma_start, sigma_min, steps + 1)",
+         source=PF_HEAD + COUNTED + """    s = geometric_sigmas(sigma_start, sigma_min, steps + 1)   # one too many
+    for i in range(steps):
+        x = x + torch.log(s[:, i] / s[:, i + 1])[:, None] * (D(x, s[:, i]) - x)
+    return x, D.nfe
+"""),
+    dict(cell='pf_euler', test='test_pf_euler', message="NFE must be counted by the wrapper",
+         source=PF_HEAD + """    s = geometric_sigmas(sigma_start, sigma_min, steps)
+    for i in range(steps):
+        x = x + torch.log(s[:, i] / s[:, i + 1])[:, None] * (D(x, s[:, i]) - x)
+    return x, steps                                                                     # NFE by formula
+"""),
+    dict(cell='pf_euler', test='test_pf_euler', message="implement this yourself (it is what this exercise is for)",
+         source=PF_HEAD + """    from dmcmc_edu.core.integrators import pf_euler as library_pf_euler
+    out, info = library_pf_euler(D, x, sigma_start, sigma_min, steps)
+    return out, info.nfe
+"""),
+    dict(cell='kar1', test='test_kar1', message="the final step (the Euler step from sigma_min to 0) never taken",
+         source=KAR1_HEAD + COUNTED + "    t = karras_sigmas(sigma_start, sigma_min, steps)\n"
+         + KAR1_LOOP.format(n="steps - 1", heun="True") + "    return x, D.nfe\n"),
+    dict(cell='kar1', test='test_kar1', message="karras_sigmas(sigma_start, sigma_min, steps + 1)",
+         source=KAR1_HEAD + COUNTED + "    t = karras_sigmas(sigma_start, sigma_min, steps + 1)\n"
+         + KAR1_LOOP.format(n="steps", heun="i < steps - 1") + "    return x, D.nfe\n"),
+    dict(cell='kar1', test='test_kar1',
+         message="D evaluated at the level each step ends on, s_(i+1), instead of the one it starts from",
+         source=KAR1_HEAD + COUNTED + """    t = karras_sigmas(sigma_start, sigma_min, steps)
+    for i in range(steps):
+        t_cur, t_next = t[:, i], t[:, i + 1]
+        x = x + (t_next - t_cur)[:, None] * (x - D(x, t_next)) / t_cur[:, None]   # D at the next level
+    return x, D.nfe
+"""),
+    dict(cell='kar1', test='test_kar1', message="NFE must be counted by the wrapper",
+         source=KAR1_HEAD + "    t = karras_sigmas(sigma_start, sigma_min, steps)\n"
+         + KAR1_LOOP.format(n="steps", heun="i < steps - 1") + "    return x, 2 * steps - 1   # NFE by formula\n"),
+    dict(cell='kar1', test='test_kar1', message="implement this yourself (it is what this exercise is for)",
+         source=KAR1_HEAD + """    from dmcmc_edu import kar1 as library_kar1
+    out, info = library_kar1(D, x, sigma_start, sigma_min, steps)
+    return out, info.nfe
+"""),
+    dict(cell='exact_flow', test='test_exact_flow', message="implement this yourself (it is what this exercise is for)",
+         source="""def exact_flow(x, sigma_start, sigma_end, mean, tau):
+    '''The probability-flow ODE of N(mean, tau I), solved exactly.'''
+    return a2_integrators.reference_exact_flow(x, sigma_start, sigma_end, mean, tau)
+"""),
+]
