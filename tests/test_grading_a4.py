@@ -34,5 +34,10 @@ def test_a_draw_that_ignores_q_fails():
 
 
 def test_the_mini_sampler_reference_is_the_library_sampler():
-    """reference_mini_dmcmc reproduces DMCMCSampler's outputs from its post-burn-in state (the check's premise)."""
-    assert a4_dlg.check_mini_dmcmc(a4_dlg.reference_mini_dmcmc).startswith("ok: ")
+    """reference_mini_dmcmc reproduces DMCMCSampler's outputs from its post-burn-in state (the check's premise).
+
+    The check's body is run without its ``graded`` wrapper: a graded check switches the reference off while the
+    function it checks runs (a student may not hand it in), which is tested below."""
+    assert a4_dlg.check_mini_dmcmc.__wrapped__(a4_dlg.reference_mini_dmcmc).startswith("ok: ")
+    with pytest.raises(CheckFailed, match=r"implement this yourself \(it is what this exercise is for\)"):
+        a4_dlg.check_mini_dmcmc(a4_dlg.reference_mini_dmcmc)

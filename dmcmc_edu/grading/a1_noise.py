@@ -99,7 +99,7 @@ def _karras_mistakes(s0: torch.Tensor, sigma_min: float, steps: int, rho: float)
     }
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.schedules:karras_sigmas",))
 def check_karras_schedule(karras_schedule, hidden: bool = False) -> str:
     """Check ``karras_schedule(sigma_start [B], sigma_min, steps, rho) -> [B, steps]`` (no trailing zero)."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -126,7 +126,7 @@ def _geometric_mistakes(s0: torch.Tensor, sigma_min: float, steps: int) -> dict:
     }
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.schedules:geometric_sigmas",))
 def check_geometric_schedule(geometric_schedule, hidden: bool = False) -> str:
     """Check ``geometric_schedule(sigma_start [B], sigma_min, steps) -> [B, steps + 1]``."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -170,7 +170,8 @@ def _tweedie_cases(hidden: bool, seed: int):
         yield name, mix, x, _sigmas(b, 0.05, 5.0, g)
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.targets.mixture:GaussianMixture.denoise",
+                    "dmcmc_edu.targets.mixture:GaussianMixture.__call__"))
 def check_tweedie_denoiser(tweedie_denoiser, hidden: bool = False) -> str:
     """Check ``tweedie_denoiser(mixture, x, sigma) -> x + sigma^2 * mixture.score(x, sigma)`` (sigma of shape [B])."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback
@@ -186,7 +187,8 @@ def check_tweedie_denoiser(tweedie_denoiser, hidden: bool = False) -> str:
     return ok("tweedie_denoiser gives the exact posterior mean E[x0 | x_sigma = x]")
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.contract:score_from_denoiser",
+                    "dmcmc_edu.targets.mixture:GaussianMixture.score"))
 def check_score_from_denoiser(score_from_denoiser, hidden: bool = False) -> str:
     """Check ``score_from_denoiser(denoiser, x, sigma) -> (denoiser(x, sigma) - x) / sigma^2`` (sigma of shape [B])."""
     __tracebackhide__ = True  # IPython leaves this frame (the reference's code) out of the student's traceback

@@ -95,7 +95,8 @@ def _draw_follows_q(student_fn, log_q: torch.Tensor, seed: int, n_rep: int = 400
                  f"{float(freq[i]):.3f}, but q gives it {float(q[r, i]):.3f}{extra}")
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.grading.a4_dlg:_library_update",
+                    "dmcmc_edu.core.sigma_updates:make_sigma_update"))
 def check_sigma_update(student_fn, hidden: bool = False) -> str:
     """``sigma_update(log_q, rule, generator)``: the argmax rule exactly, the draw against the library's draw."""
     seed, C, L = (hidden_seed(11), 9, 30) if hidden else (0, 5, 12)
@@ -167,7 +168,8 @@ def _gibbs_mistakes(mix, grid, x, index, eta, update, seed: int) -> tuple[dict, 
     return x_mistakes, idx_mistakes
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.dlg:dlg_step",
+                    "dmcmc_edu.grading.a4_dlg:reference_gibbs_step"))
 def check_gibbs_step(student_fn, hidden: bool = False) -> str:
     """``gibbs_step``: x' and the new index equal the library's DLG step for the same seed."""
     seed, C, eta = (hidden_seed(23), 10, 0.03) if hidden else (5, 6, 0.05)
@@ -220,7 +222,8 @@ def _pick_case(seed: int, n_skip: int):
     return xs[0], idx[0], xs[1:], list(idx[1:])
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.pick:pick_smallest_sigma",
+                    "dmcmc_edu.grading.a4_dlg:reference_pick_smallest"))
 def check_pick_smallest(student_fn, hidden: bool = False) -> str:
     """``pick_smallest``: the authors' rule (start included, strictly smaller sigma replaces, earliest wins ties)."""
     seed, n_skip = (hidden_seed(31), 4) if hidden else (3, 3)
@@ -296,7 +299,9 @@ def _library_run(seed: int, C: int, rounds: int, n_skip: int, sigma_update: str)
     return mix, cfg, sampler, start, res
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.sampler:DMCMCSampler.run",
+                    "dmcmc_edu.grading.a4_dlg:reference_mini_dmcmc",
+                    "dmcmc_edu.grading.a4_dlg:_mini"))
 def check_mini_dmcmc(student_fn, hidden: bool = False) -> str:
     """``mini_dmcmc`` with the library's Gibbs step and pick: the same seed gives the library sampler's outputs."""
     seed, C, rounds, n_skip, upd = ((hidden_seed(17) % 2**31, 12, 3, 3, "classifier-argmax") if hidden

@@ -87,7 +87,7 @@ def _pairs_statistics(student_fn, grid: torch.Tensor, seed: int, n: int = 20000)
              f"1){extra}")
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.models.classifier:noisy_batch",))
 def check_training_pairs(student_fn, hidden: bool = False) -> str:
     """``training_pairs``: the library's pairs for the same seed, or pairs with the training joint's distribution."""
     seed, n, L = (hidden_seed(41), 12, 40) if hidden else (4, 6, 25)
@@ -172,7 +172,8 @@ def _posterior_case(seed: int, B: int, L: int):
     return ExactLevelClassifier(mix, grid).log_probs(x), grid, g
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.grading.a5_classifier:reference_kl",
+                    "dmcmc_edu.evaluation.calibration:kl_to_exact"))
 def check_kl_exact_to_classifier(student_fn, hidden: bool = False) -> str:
     """``kl_exact_to_classifier``: mean KL(p_exact || q) against the reference, naming a swapped direction."""
     seed, B, L = (hidden_seed(47), 20, 40) if hidden else (8, 6, 15)
@@ -206,7 +207,8 @@ def reference_spread(log_p: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     return ((p @ lg**2) - mean**2).clamp(min=0).sqrt()
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.grading.a5_classifier:reference_spread",
+                    "dmcmc_edu.evaluation.calibration:level_posterior_spread"))
 def check_log_sigma_spread(student_fn, hidden: bool = False) -> str:
     """``log_sigma_spread``: the per-point posterior standard deviation of log sigma."""
     seed, B, L = (hidden_seed(53), 12, 60) if hidden else (9, 5, 30)

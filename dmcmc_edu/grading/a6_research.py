@@ -20,7 +20,7 @@ import torch
 
 from dmcmc_edu.core.ledger import NFELedger
 from dmcmc_edu.evaluation.diagnostics import autocorrelation, effective_sample_size
-from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, ok
+from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, hidden_seed, ok, plain
 
 __all__ = ["check_full_nfe_per_output", "check_effective_sample_size", "check_nfe_per_independent_sample",
            "check_nfe_to_reach", "reference_ess", "reference_nfe_to_reach"]
@@ -36,10 +36,10 @@ def _ledger(seed: int) -> NFELedger:
                      classifier=C * T * n_skip)
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.core.ledger:NFELedger.per_output",))
 def check_full_nfe_per_output(student_fn, hidden: bool = False) -> str:
     """``full_nfe_per_output(ledger)``: every counted evaluation, initialisation included, divided by the outputs."""
-    for seed in ((61, 62) if hidden else (1,)):
+    for seed in ((hidden_seed(61), hidden_seed(62)) if hidden else (1,)):
         led = _ledger(seed)
         got = call_student(student_fn, "full_nfe_per_output", NFELedger(**vars(led)))
         n, C = led.n_outputs, led.n_chains
@@ -82,11 +82,12 @@ def _ar1(seed: int, phi: float, T: int, C: int) -> np.ndarray:
     return x
 
 
-@graded
+@graded(off_limits=("dmcmc_edu.evaluation.diagnostics:effective_sample_size",
+                    "dmcmc_edu.evaluation.diagnostics:_ess_from_rho", "dmcmc_edu.grading.a6_research:reference_ess"))
 def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
     """``effective_sample_size(rho, n_total)`` against the library's Geyer estimate, on AR(1) chains."""
-    cases = ((71, 0.8, 60, 20), (72, -0.6, 40, 10), (73, 0.3, 80, 5)) if hidden else ((7, 0.7, 50, 10),
-                                                                                    (8, -0.5, 30, 8))
+    cases = (((hidden_seed(71), 0.8, 60, 20), (hidden_seed(72), -0.6, 40, 10), (hidden_seed(73), 0.3, 80, 5))
+             if hidden else ((7, 0.7, 50, 10), (8, -0.5, 30, 8)))
     for seed, phi, T, C in cases:
         series = _ar1(seed, phi, T, C)
         rho = autocorrelation(series)
@@ -115,6 +116,9 @@ def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
 def check_nfe_per_independent_sample(student_fn, hidden: bool = False) -> str:
     """``nfe_per_independent_sample``: the total cost divided by the effective sample size."""
     cases = ((43.5, 400, 131.7), (12.25, 1000, 1000.0), (80.0, 240, 61.0)) if hidden else ((25.0, 300, 120.0),)
+    if hidden:  # the hidden costs scaled by a factor drawn from the grader's secret
+        scale = 0.5 + float(np.random.default_rng(hidden_seed(91)).random())
+        cases = tuple((nfe * scale, n, ess) for nfe, n, ess in cases)
     for nfe, n, ess in cases:
         got = call_student(student_fn, "nfe_per_independent_sample", nfe, n, ess)
         compare("nfe_per_independent_sample(nfe_per_output, n_outputs, ess)", got, nfe * n / ess,
@@ -135,18 +139,33 @@ def reference_nfe_to_reach(nfe, metric, target) -> float:
     return min(good) if good else math.inf
 
 
-@graded
+def _reach_cases(hidden: bool) -> tuple[list[float], list[float], tuple[float, ...]]:
+    """Points (NFE, metric) in no order and the targets; each set has a target that one point's metric equals
+    exactly (it reaches it: ``<=``).  The hidden points are shuffled and scaled from the grader's secret."""
+    if not hidden:
+        return [37.0, 5.0, 15.0, 9.0, 75.0, 23.0], [0.08, 0.9, 0.12, 0.3, 0.05, 0.07], (0.1, 0.2, 0.12)
+    nfe, met = [199.0, 11.0, 49.0, 7.0, 99.0, 31.0, 23.0], [0.11, 0.4, 0.1, 0.8, 0.05, 0.2, 0.13]
+    g = np.random.default_rng(hidden_seed(81))
+    order = g.permutation(len(nfe))
+    scale = float(g.integers(1, 4))
+    return [nfe[i] * scale for i in order], [met[i] for i in order], (0.12, 0.1, 0.3)
+
+
+@graded(off_limits=("dmcmc_edu.grading.a6_research:reference_nfe_to_reach",))
 def check_nfe_to_reach(student_fn, hidden: bool = False) -> str:
-    """``nfe_to_reach(nfe, metric, target)``: the cheapest point that reaches the target, unsorted input."""
-    nfe = [37.0, 5.0, 15.0, 9.0, 75.0, 23.0] if not hidden else [199.0, 11.0, 49.0, 7.0, 99.0, 31.0, 23.0]
-    met = [0.08, 0.9, 0.12, 0.3, 0.05, 0.07] if not hidden else [0.11, 0.4, 0.1, 0.8, 0.05, 0.2, 0.13]
-    targets = (0.1, 0.2) if not hidden else (0.12, 0.1, 0.3)
+    """``nfe_to_reach(nfe, metric, target)``: the cheapest point that reaches the target, unsorted input, a point
+    exactly at the target included."""
+    nfe, met, targets = _reach_cases(hidden)
     for target in targets:
         got = call_student(student_fn, "nfe_to_reach", list(nfe), list(met), target)
         reached = [i for i, m in enumerate(met) if m <= target]
+        strict = [nfe[i] for i, m in enumerate(met) if m < target]
         compare("nfe_to_reach(nfe, metric, target)", got, reference_nfe_to_reach(nfe, met, target),
-                where=f"points (NFE, metric) {list(zip(nfe, met))[:3]}... and target {target}", rtol=1e-12, atol=0,
-                mistakes={"the first point in the list that reaches the target, not the cheapest":
+                where=f"points (NFE, metric) {plain(list(zip(nfe, met)))} and target {plain(target)}", rtol=1e-12,
+                atol=0,
+                mistakes={"metric < target instead of metric <= target (a point exactly at the target reaches it)":
+                          min(strict) if strict else math.inf,
+                          "the first point in the list that reaches the target, not the cheapest":
                           nfe[reached[0]],
                           "the NFE of the best metric, not the cheapest point that reaches the target":
                           nfe[int(np.argmin(met))],
@@ -155,6 +174,6 @@ def check_nfe_to_reach(student_fn, hidden: bool = False) -> str:
     got = call_student(student_fn, "nfe_to_reach", list(nfe), list(met), 0.01)
     g = as_array(got, "nfe_to_reach") if got is not None else np.array([np.nan, np.nan])
     if not (g.size == 1 and math.isinf(float(g.reshape(()))) and float(g.reshape(())) > 0):
-        fail(f"nfe_to_reach with target 0.01 (no point reaches it) returned {got!r}; expected inf (math.inf): "
+        fail(f"nfe_to_reach with target 0.01 (no point reaches it) returned {plain(got)}; expected inf (math.inf): "
              "a method that never reaches the target needs more NFE than any measured")
     return ok("nfe_to_reach: the cheapest point at or below the target")

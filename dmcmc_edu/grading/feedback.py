@@ -178,11 +178,11 @@ def compare(name: str, got: Any, want: Any, *, where: str = "", rtol: float = 1e
         return
     bad = np.flatnonzero(~np.isclose(g, w, rtol=rtol, atol=atol).reshape(-1))
     start = int(bad[0]) if bad.size else 0  # previews start at the first entry that differs
-    for description, wrong in (mistakes or {}).items():
-        wrong_arr = as_array(wrong, description)
-        if close(g, wrong_arr, rtol, atol):
-            fail(f"{where + ': ' if where else ''}{name} gives {_fmt(g, start)}, which is what {description} gives; "
-                 f"the expected value is {_fmt(w, start)}")
+    named = [d for d, wrong in (mistakes or {}).items() if close(g, as_array(wrong, d), rtol, atol)]
+    if named:  # every listed mistake that gives exactly these numbers (on this case they cannot be told apart)
+        which = named[0] + "".join(f" (and also what {d} gives)" for d in named[1:])
+        fail(f"{where + ': ' if where else ''}{name} gives {_fmt(g, start)}, which is what {which} gives; "
+             f"the expected value is {_fmt(w, start)}")
     if g.size == 1:
         fail(f"{where + ': ' if where else ''}{name} is {_fmt(g)}, expected {_fmt(w)}"
              f"{' -- ' + hint if hint else ''}")

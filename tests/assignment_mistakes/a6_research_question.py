@@ -43,3 +43,20 @@ MISTAKES = [
     return math.inf
 """),
 ]
+
+# added for issue 20: a strict comparison at the target (a visible case has a point exactly at it), and the
+# library's own answer called from the solution
+MISTAKES += [
+    dict(cell="nfe_to_reach", test="test_nfe_to_reach", message="metric < target instead of metric <= target",
+         source=REACH_DOC + """    reached = [c for c, m in zip(nfe, metric) if m < target]
+    return min(reached) if reached else math.inf
+"""),
+    dict(cell="effective_sample_size", test="test_effective_sample_size",
+         message="implement this yourself (it is what this exercise is for)",
+         source=ESS_DOC + """    from dmcmc_edu.evaluation import diagnostics
+    return diagnostics._ess_from_rho(rho, n_total)
+"""),
+    dict(cell="full_nfe_per_output", test="test_full_nfe_per_output",
+         message="implement this yourself (it is what this exercise is for)",
+         source=FULL_DOC + "    return ledger.per_output()['full']\n"),
+]
