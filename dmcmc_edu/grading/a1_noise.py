@@ -39,6 +39,10 @@ KARRAS_LINEAR = "spacing evenly in sigma itself (rho = 1)"
 GEOMETRIC_REVERSED = "the schedule reversed (it must start at sigma_start and decrease to sigma_min)"
 GEOMETRIC_LINEAR = "spacing evenly in sigma instead of in log sigma"
 GEOMETRIC_STEPS = "steps levels instead of steps + 1 (steps intervals need steps + 1 end points)"
+GEOMETRIC_MORE = "steps + 2 levels (linspace(0, 1, steps + 2)) instead of steps + 1"
+KARRAS_ZERO = "a trailing 0 appended (karras_schedule ends at sigma_min; the integrator adds the 0)"
+KARRAS_MORE = "steps + 1 levels (linspace(0, 1, steps + 1)) instead of steps"
+KARRAS_FEWER = "steps - 1 levels (linspace(0, 1, steps - 1)) instead of steps"
 TWEEDIE_SIGMA = "sigma * score instead of sigma**2 * score"
 TWEEDIE_SIGN = "x - sigma**2 * score (the sign of the correction flipped)"
 SCORE_SIGN = "(x - D) / sigma**2, the score with the wrong sign"
@@ -99,6 +103,23 @@ def _karras_mistakes(s0: torch.Tensor, sigma_min: float, steps: int, rho: float)
     }
 
 
+def _karras_columns(got, s0: torch.Tensor, sigma_min: float, steps: int, rho: float) -> None:
+    """A schedule with one column too many or too few: named when its numbers are those of the mistake."""
+    arr = got if isinstance(got, torch.Tensor) else None
+    if arr is None or arr.ndim != 2 or arr.shape[0] != s0.shape[0] or arr.shape[1] == steps:
+        return
+    where = _where(s0, f"sigma_min = {sigma_min}, steps = {steps}", "sigma_start")
+    arr = arr.detach().to(torch.float64)
+    variants = {KARRAS_ZERO: karras_sigmas(s0, sigma_min, steps, rho, append_zero=True),
+                KARRAS_MORE: karras_sigmas(s0, sigma_min, steps + 1, rho, append_zero=False)}
+    if steps > 1:
+        variants[KARRAS_FEWER] = karras_sigmas(s0, sigma_min, steps - 1, rho, append_zero=False)
+    for text, wrong in variants.items():
+        if wrong.shape == arr.shape and torch.allclose(arr, wrong, rtol=1e-5, atol=1e-9):
+            fail(f"{where}: karras_schedule returned shape {tuple(arr.shape)}, which is what {text} gives; "
+                 f"expected {(s0.shape[0], steps)}")
+
+
 @graded(off_limits=("dmcmc_edu.core.schedules:karras_sigmas",))
 def check_karras_schedule(karras_schedule, hidden: bool = False) -> str:
     """Check ``karras_schedule(sigma_start [B], sigma_min, steps, rho) -> [B, steps]`` (no trailing zero)."""
@@ -109,6 +130,7 @@ def check_karras_schedule(karras_schedule, hidden: bool = False) -> str:
         s0 = _sigmas(b, 2 * sigma_min, 80.0, g)
         want = karras_sigmas(s0, sigma_min, steps, rho, append_zero=False)
         got = call_student(karras_schedule, "karras_schedule", s0.clone(), sigma_min, steps, rho)
+        _karras_columns(got, s0, sigma_min, steps, rho)
         compare("karras_schedule(sigma_start, sigma_min, steps, rho)", got, want,
                 where=_where(s0, f"sigma_min = {sigma_min}, steps = {steps}, rho = {rho}", "sigma_start"),
                 rtol=1e-5, atol=1e-9, mistakes=_karras_mistakes(s0, sigma_min, steps, rho),
@@ -137,9 +159,12 @@ def check_geometric_schedule(geometric_schedule, hidden: bool = False) -> str:
         want = geometric_sigmas(s0, sigma_min, steps)
         got = call_student(geometric_schedule, "geometric_schedule", s0.clone(), sigma_min, steps)
         g_arr = torch.as_tensor(got) if not isinstance(got, torch.Tensor) else got
-        if tuple(g_arr.shape) == (b, steps):
-            fail(f"{_where(s0, label='sigma_start')}: geometric_schedule returned shape {(b, steps)}, which is what "
-                 f"{GEOMETRIC_STEPS} gives; expected {(b, steps + 1)}")
+        for cols, text in ((steps, GEOMETRIC_STEPS), (steps + 2, GEOMETRIC_MORE)):
+            wrong = geometric_sigmas(s0, sigma_min, cols - 1) if cols > 1 else s0[:, None]
+            if tuple(g_arr.shape) == (b, cols) and torch.allclose(g_arr.detach().to(torch.float64), wrong,
+                                                                  rtol=1e-5, atol=1e-9):
+                fail(f"{_where(s0, label='sigma_start')}: geometric_schedule returned shape {(b, cols)}, which is "
+                     f"what {text} gives; expected {(b, steps + 1)}")
         compare("geometric_schedule(sigma_start, sigma_min, steps)", got, want,
                 where=_where(s0, f"sigma_min = {sigma_min}, steps = {steps}", "sigma_start"),
                 rtol=1e-5, atol=1e-9, mistakes=_geometric_mistakes(s0, sigma_min, steps),

@@ -57,3 +57,30 @@ MISTAKES = [
          source=SCORE_DOC + "    return (denoiser(x, sigma) - x) / sigma[:, None]\n",
          message="dividing by sigma instead of sigma**2"),
 ]
+
+# added for issue 20: off-by-one levels in each schedule, a trailing zero, the library's own answer
+KARRAS_BODY = """    ramp = torch.linspace(0, 1, {n}, dtype=sigma_start.dtype)
+    hi = sigma_start[:, None] ** (1.0 / rho)
+    lo = sigma_min ** (1.0 / rho)
+    levels = (hi + ramp[None, :] * (lo - hi)) ** rho
+"""
+MISTAKES += [
+    dict(cell="karras_schedule", test="test_karras_schedule",
+         source=KARRAS_DOC + KARRAS_BODY.format(n="steps + 1") + "    return levels\n",
+         message="steps + 1 levels (linspace(0, 1, steps + 1)) instead of steps"),
+    dict(cell="karras_schedule", test="test_karras_schedule",
+         source=KARRAS_DOC + KARRAS_BODY.format(n="steps")
+         + "    return torch.cat([levels, torch.zeros_like(levels[:, :1])], dim=1)\n",
+         message="a trailing 0 appended"),
+    dict(cell="karras_schedule", test="test_karras_schedule",
+         source=KARRAS_DOC + "    from dmcmc_edu.core.schedules import karras_sigmas\n"
+         + "    return karras_sigmas(sigma_start, sigma_min, steps, rho, append_zero=False)\n",
+         message="implement this yourself (it is what this exercise is for)"),
+    dict(cell="geometric_schedule", test="test_geometric_schedule",
+         source=GEOMETRIC_DOC + """    t = torch.linspace(0, 1, steps + 2, dtype=sigma_start.dtype)
+    return sigma_start[:, None] * (sigma_min / sigma_start[:, None]) ** t[None, :]
+""", message="steps + 2 levels (linspace(0, 1, steps + 2)) instead of steps + 1"),
+    dict(cell="tweedie_denoiser", test="test_tweedie_denoiser",
+         source=TWEEDIE_DOC + "    return mixture(x, sigma)\n",
+         message="implement this yourself (it is what this exercise is for)"),
+]

@@ -158,3 +158,14 @@ MISTAKES = [
     log_alpha = log_prob(x_prop, sigma) - log_prob(x, sigma) + log_q(x, x_prop) - log_q(x_prop, x)
     return torch.clamp(log_alpha, max=0.0)   # the min(0, .) belongs to the accept step"""),
 ]
+
+# added for issue 20: the library's own answer called from the solution
+MISTAKES += [
+    dict(cell='stability_bound', test='test_stability_bound',
+         message="implement this yourself (it is what this exercise is for)",
+         source="""def stability_bound(tau_min, sigma):
+    '''The largest stable ULA step size at level sigma for the narrowest component.'''
+    from dmcmc_edu.core.langevin import langevin_stability_bound
+    return langevin_stability_bound(tau_min, sigma)
+"""),
+]

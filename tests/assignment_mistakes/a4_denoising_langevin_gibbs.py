@@ -66,3 +66,12 @@ MISTAKES = [
     return torch.cat(samples), torch.cat(chosen)
 """),
 ]
+
+# added for issue 20: the library's own answer called from the solution
+MISTAKES += [
+    dict(cell="pick_smallest", test="test_pick_smallest",
+         message="implement this yourself (it is what this exercise is for)",
+         source=PICK_DOC + """    from dmcmc_edu.core.pick import pick_smallest_sigma
+    return pick_smallest_sigma(xs, indices, start=(x_start, index_start))
+"""),
+]

@@ -51,3 +51,13 @@ MISTAKES = [
     return "a"
 '''),
 ]
+
+# added for issue 20: the library's own answer called from the solution
+MISTAKES += [
+    dict(cell="training_pairs", test="test_training_pairs",
+         message="implement this yourself (it is what this exercise is for)",
+         source=PAIRS_DOC + """    from dmcmc_edu.models.classifier import noisy_batch
+    x, y = noisy_batch(x0, grid, generator)
+    return x, y
+"""),
+]
