@@ -68,3 +68,8 @@ lint: $(VENV)/.installed
 
 clean-venv:
 	rm -rf $(VENV)
+
+# mutation run over the assignments' model answers: do single-line changes lose points? (bench/results/grading_mutants)
+.PHONY: mutants
+mutants: $(VENV)/.installed
+	$(PY) bench/grading_mutants.py
