@@ -138,10 +138,12 @@ def _noisy_start(mixture: GaussianMixture, sigma_start: list[float], seed: int) 
 
 
 def _cases(hidden: bool) -> list[_Case]:
-    """Integrator cases: per-sample starts that differ; the hidden ones use another target, seeds and step counts."""
+    """Integrator cases: per-sample starts that differ, and a single step with a sample starting at sigma_min; the
+    hidden ones use other targets, seeds (from the grader's secret) and step counts."""
     if not hidden:
         x, s0 = _noisy_start(ring(), [2.5, 0.3, 10.0, 1.0, 20.0, 5.0], seed=1)
-        return [_Case(ring(), x, s0, 0.01, 5)]
+        x1, s1 = _noisy_start(ring(), [0.01, 3.0, 0.5], seed=2)  # the boundaries: one step, a start at sigma_min
+        return [_Case(ring(), x, s0, 0.01, 5), _Case(ring(), x1, s1, 0.01, 1)]
     x, s0 = _noisy_start(grid(side=3), [7.0, 0.5, 1.5, 30.0, 0.05, 3.0, 12.0], seed=hidden_seed(11))
     x2, s2 = _noisy_start(ring(n_modes=5), [4.0, 0.8, 15.0], seed=hidden_seed(12))
     return [_Case(grid(side=3), x, s0, 0.02, 8), _Case(ring(n_modes=5), x2, s2, 0.005, 1),
