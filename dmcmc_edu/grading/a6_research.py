@@ -82,6 +82,34 @@ def _ar1(seed: int, phi: float, T: int, C: int) -> np.ndarray:
     return x
 
 
+def _geyer_sum(rho, stop_at_zero: bool = True) -> float:
+    """Geyer's sum s of the pairs rho_2m + rho_2m+1 while they are positive (or, ``stop_at_zero=False``, while
+    they are not negative: the strict ``pair < 0`` test)."""
+    s = 0.0
+    for m in range(0, len(rho) - 1, 2):
+        pair = float(rho[m] + rho[m + 1])
+        if pair < 0 or (stop_at_zero and pair == 0):
+            break
+        s += pair
+    return s
+
+
+def _compare_ess(student_fn, rho: np.ndarray, n: int, want: float, where: str) -> None:
+    """One case of :func:`check_effective_sample_size`: the student's ESS against ``want``, mistakes named."""
+    s, s_strict = _geyer_sum(rho), _geyer_sum(rho, stop_at_zero=False)
+    mistakes = {"rho_0 counted twice (tau = 1 + 2 * sum from lag 0)": min(n, n / (2 * s + 1)),
+                "the sum stopped only at a negative pair (pair < 0 instead of pair <= 0: a pair of 0 ends it)":
+                    min(n, n / max(2 * s_strict - 1, 1.0 / n)),
+                "no truncation (every lag summed)": min(n, n / max(2 * float(np.sum(rho)) - 1, 1.0 / n)),
+                "not capped at n_total (an anti-correlated chain cannot count for more than its draws)":
+                    n / max(2 * s - 1, 1.0 / n),
+                "tau returned instead of n_total / tau": 2 * s - 1}
+    got = call_student(student_fn, "effective_sample_size", rho.copy(), n)
+    compare("effective_sample_size(rho, n_total)", got, want, where=where, rtol=1e-8, atol=1e-8,
+            mistakes=mistakes, hint="sum the pairs rho_2m + rho_2m+1 while they are positive (s), tau = 2 s - 1, "
+                                    "ESS = min(n_total, n_total / tau)")
+
+
 @graded(off_limits=("dmcmc_edu.evaluation.diagnostics:effective_sample_size",
                     "dmcmc_edu.evaluation.diagnostics:_ess_from_rho", "dmcmc_edu.grading.a6_research:reference_ess"))
 def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
@@ -94,18 +122,12 @@ def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
         n = series.size
         want = effective_sample_size(series)
         assert abs(want - reference_ess(rho, n)) <= 1e-9 * n  # the library's estimate, step by step
-        s_pairs = n / reference_ess(rho, n)  # = max(2 s - 1, ...) = tau
-        s = (s_pairs + 1) / 2
-        mistakes = {"rho_0 counted twice (tau = 1 + 2 * sum from lag 0)": min(n, n / (2 * s + 1)),
-                    "no truncation (every lag summed)": min(n, n / max(2 * float(np.sum(rho)) - 1, 1.0 / n)),
-                    "not capped at n_total (an anti-correlated chain cannot count for more than its draws)":
-                        n / max(2 * s - 1, 1.0 / n),
-                    "tau returned instead of n_total / tau": 2 * s - 1}
-        got = call_student(student_fn, "effective_sample_size", rho.copy(), n)
-        compare("effective_sample_size(rho, n_total)", got, want,
-                where=f"{C} AR(1) chains of {T} steps with phi = {phi}", rtol=1e-8, atol=1e-8, mistakes=mistakes,
-                hint="sum the pairs rho_2m + rho_2m+1 while they are positive (s), tau = 2 s - 1, ESS = "
-                     "min(n_total, n_total / tau)")
+        _compare_ess(student_fn, rho, n, want, f"{C} AR(1) chains of {T} steps with phi = {phi}")
+    # the boundary: a pair rho_2m + rho_2m+1 exactly 0 ends the sum (only positive pairs count)
+    n = 200 if not hidden else 100 + hidden_seed(74) % 400
+    rho = np.array([1.0, 0.6, 0.3, -0.3, 0.2, 0.1, 0.05, -0.2])
+    _compare_ess(student_fn, rho, n, reference_ess(rho, n),
+                 f"rho = {plain(rho.tolist())} (its second pair is exactly 0), n_total = {n}")
     return ok("effective_sample_size: Geyer's estimate")
 
 

@@ -60,3 +60,16 @@ MISTAKES += [
          message="implement this yourself (it is what this exercise is for)",
          source=FULL_DOC + "    return ledger.per_output()['full']\n"),
 ]
+MISTAKES += [
+    dict(cell="effective_sample_size", test="test_effective_sample_size",
+         message="the sum stopped only at a negative pair (pair < 0 instead of pair <= 0",
+         source=ESS_DOC + """    s = 0.0
+    for m in range(0, len(rho) - 1, 2):
+        pair = rho[m] + rho[m + 1]
+        if pair < 0:
+            break
+        s += pair
+    tau = 2 * s - 1
+    return float(min(n_total, n_total / tau)) if tau > 0 else float(n_total)
+"""),
+]
