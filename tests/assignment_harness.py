@@ -203,6 +203,14 @@ def copy_course(dest: Path, names: list[str], course: Path = COURSE) -> Path:
     return dest
 
 
+def enrol(course: Path, students) -> None:
+    """Put ``students`` on the course's roster with nbgrader's ``db student import`` (only they are graded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        roster = Path(tmp) / "students.csv"
+        roster.write_text("id\n" + "".join(f"{s}\n" for s in sorted(students)), encoding="utf-8")
+        course_mod.run_nbgrader(course, "db", "student", "import", str(roster))
+
+
 def write_submissions(course: Path, subs: Path, names: list[str], *, all_mistakes: bool = True
                       ) -> dict[tuple[str, str], list[dict]]:
     """Lay out the solution, untouched and mistakes submissions; returns the mistakes of each (student, a).
@@ -276,6 +284,7 @@ def run_cycle(names: list[str], workdir: Path, *, verbose: bool = False, all_mis
         release_cells[name] = {grade_id(c): c["cell_type"] for c in rel["cells"] if grade_id(c)}
     subs = workdir / "submissions"
     placed = write_submissions(course, subs, names, all_mistakes=all_mistakes)
+    enrol(course, [p.name for p in subs.iterdir()])
     before = tree_digest(subs)
     out_csv = workdir / "grades.csv"
     missing = sandbox_missing_reason()

@@ -17,6 +17,7 @@ fid                     FID with pytorch-fid (optional extra 'fid')
 sample-distributed      DLG across processes (torchrun); one resumable shard per rank and a manifest
 assignments release     build the student versions of the course's assignments with nbgrader (extra 'assignments')
 assignments grade       autograde returned assignment notebooks with nbgrader and write grades.csv
+assignments feedback    one HTML feedback file per graded student and assignment (nbgrader)
 
 Bad input (an option out of range, options that do not go together, a missing, empty or truncated file, a
 refused resume, an output that would be overwritten) ends a command with one line "error: ..." on stderr and

@@ -2,6 +2,7 @@
 
 assignments release   build the student versions into <course>/release/ (nbgrader generate_assignment)
 assignments grade     autograde a folder of returned notebooks and write grades.csv (nbgrader autograde + export)
+assignments feedback  one HTML feedback file per graded student and assignment (nbgrader generate_feedback)
 
 nbgrader is the optional extra ``assignments`` (``pip install dmcmc_edu[assignments]``); without it both commands
 end with one ``error:`` line saying so.  The work is done by :mod:`dmcmc_edu.grading.course`.
@@ -10,11 +11,12 @@ end with one ``error:`` line saying so.  The work is done by :mod:`dmcmc_edu.gra
 from __future__ import annotations
 
 import argparse
+import sys
 
 from dmcmc_edu.cli.common import CommandError, add_command
-from dmcmc_edu.grading.course import RUN_SECONDS, CourseError, grade, release
+from dmcmc_edu.grading.course import RUN_SECONDS, CourseError, feedback, grade, release
 
-__all__ = ["add_parsers", "cmd_release", "cmd_grade"]
+__all__ = ["add_parsers", "cmd_release", "cmd_grade", "cmd_feedback"]
 
 COURSE_DEFAULT = "notebooks/assignments"
 
@@ -48,15 +50,17 @@ def cmd_release(args) -> int:
 def cmd_grade(args) -> int:
     """autograde a folder of returned notebooks with nbgrader and write grades.csv
 
-    --submissions holds <student_id>/<assignment>/<assignment>.ipynb (nbgrader's submitted layout); it is only
-    read: the notebooks are copied into <course>/submitted/, autograded with nbgrader (graded cells restored,
-    hidden tests run) and the scores of these students and assignments exported to --out, which is never
-    overwritten unless --overwrite is given. Each notebook's kernel runs in a bubblewrap sandbox (apt-get install
-    bubblewrap; DMCMC_EDU_SANDBOX=plain grades without it, NOT safe for hostile code) and every check is judged
-    outside it; a notebook that crashes or hangs is stopped and named, the others are graded. One grader per course
-    at a time; a source notebook changed since its release is refused. Per-cell scores stay in
-    <course>/gradebook.db, the executed notebooks in <course>/autograded/. Needs the extra 'assignments' (pip
-    install dmcmc_edu[assignments]).
+    --submissions holds <student_id>/<assignment>/<assignment>.ipynb (nbgrader's submitted layout); it is only read: the
+    notebooks are copied into <course>/submitted/, autograded with nbgrader (graded cells restored, hidden tests run)
+    and the scores of these assignments exported to --out, one row per student of the roster (status: graded, needs
+    manual grading, or not submitted with an empty score). Only students on the roster (nbgrader db student import
+    students.csv, in the course folder) are graded: another folder name is refused. --out is never written over unless
+    --overwrite is given, and then its earlier version is kept beside it with its time in the name; a submission graded
+    before is graded again with a warning. Each notebook's kernel runs in a bubblewrap sandbox (apt-get install
+    bubblewrap; DMCMC_EDU_SANDBOX=plain grades without it, NOT safe for hostile code) and every check is judged outside
+    it; a notebook that crashes or hangs is stopped and named, the others are graded. One grader per course at a time; a
+    source notebook changed since its release is refused. Per-cell scores stay in <course>/gradebook.db, the executed
+    notebooks in <course>/autograded/. Needs the extra 'assignments' (pip install dmcmc_edu[assignments]).
     """
     if not args.time_limit > 0:
         raise CommandError(f"--time-limit: expected a positive number of seconds, got {args.time_limit:g}")
@@ -65,13 +69,41 @@ def cmd_grade(args) -> int:
                      run_seconds=args.time_limit)
     except CourseError as err:
         raise CommandError(str(err)) from err
+    for (student, name), what in sorted(rows.replaced.items()):
+        print(f"warning: {student}/{name}: {what}; the new grade replaces it in the gradebook (a manual score "
+              "given before stays and wins over the new autograded one: review it in the formgrader)",
+              file=sys.stderr)
     for row in rows:
         note = rows.notes.get((row["student_id"], row["assignment"]))
-        print(f"{row['student_id']:>20}  {row['assignment']:<30} {row['score']:g} / {row['max_score']:g}"
-              f"{'   (' + note + ')' if note else ''}")
+        score = "" if row["score"] is None else f"{row['score']:g} / {row['max_score']:g}"
+        status = row.get("status") or ""
+        penalty = row.get("late_submission_penalty")
+        if penalty:
+            note = f"late: {penalty:g} points off" + (f"; {note}" if note else "")
+        print(f"{row['student_id']:>20}  {row['assignment']:<30} {score:<12}"
+              f"{status if status != 'graded' else ''}{'   (' + note + ')' if note else ''}".rstrip())
     for (student, name), why in sorted(rows.failed.items()):
         print(f"{student:>20}  {name:<30} {why}")
+    if rows.kept is not None:
+        print(f"kept the earlier {args.out} as {rows.kept}")
     print(f"wrote {args.out} ({len(rows)} rows{f'; {len(rows.failed)} not graded' if rows.failed else ''})")
+    return 0
+
+
+def cmd_feedback(args) -> int:
+    """one HTML feedback file per graded student and assignment, ready to return (nbgrader generate_feedback)
+
+    Runs nbgrader generate_feedback for each assignment (or those of --assignments) with graded submissions in
+    <course>/autograded/: <course>/feedback/<student>/<assignment>/<assignment>.html holds the student's notebook as
+    graded, every check's message (the hidden cases' too), each cell's score and the comments given in the
+    formgrader. Run it again after manual grading: the files are generated from the gradebook and replaced.
+    """
+    try:
+        paths = feedback(args.course, _names(args.assignments), verbose=args.verbose)
+    except CourseError as err:
+        raise CommandError(str(err)) from err
+    for path in paths:
+        print(f"wrote {path}")
     return 0
 
 
@@ -82,11 +114,12 @@ def _course_argument(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(sub) -> None:
-    """Add the command group ``assignments`` (``release``, ``grade``) to the sub-command parsers."""
-    group = sub.add_parser("assignments", help="the course's graded assignments with nbgrader: release | grade",
+    """Add the command group ``assignments`` (``release``, ``grade``, ``feedback``) to the sub-command parsers."""
+    group = sub.add_parser("assignments",
+                           help="the course's graded assignments with nbgrader: release | grade | feedback",
                            description=__doc__.split("\n\n")[1] if __doc__ else None,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    inner = group.add_subparsers(dest="assignments_command", required=True, metavar="{release,grade}")
+    inner = group.add_subparsers(dest="assignments_command", required=True, metavar="{release,grade,feedback}")
     p = add_command(inner, "release", cmd_release)
     _course_argument(p)
     p.add_argument("--assignments", default=None,
@@ -96,7 +129,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--submissions", required=True,
                    help="folder of returned notebooks, laid out <student_id>/<assignment>/<assignment>.ipynb")
     p.add_argument("--out", required=True, help="the CSV file to write (one row per student and assignment)")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists (its earlier version is kept beside it, the time in its name)")
     p.add_argument("--time-limit", type=float, default=RUN_SECONDS, metavar="SECONDS",
                    help=f"wall-clock limit of the whole run (default {RUN_SECONDS:g}); the submissions not graded "
                         "by then are named and left out of --out")
+    p = add_command(inner, "feedback", cmd_feedback)
+    _course_argument(p)
+    p.add_argument("--assignments", default=None,
+                   help="comma list of assignment names (default: every assignment with graded submissions)")

@@ -12,7 +12,15 @@ nbgrader expects them, keeps two graders apart and turns a failure into one line
   notebook is kept in ``<course>/.released.json``.
 * :func:`grade` -- copies ``SUBMISSIONS/<student>/<a>/<a>.ipynb`` into the course's ``submitted/`` (the given
   folder is only read), runs ``nbgrader autograde`` on them and writes the scores with ``nbgrader export`` to a new
-  CSV file (one row per student and assignment: raw_score, score, max_score, ...).
+  CSV file (one row per student of the roster and assignment graded: raw_score, score, max_score, ..., and
+  ``status``: graded, needs manual grading, or not submitted with an empty score --
+  :mod:`dmcmc_edu.grading.nbgrader_kit`).  Only students on the course's roster are graded (nbgrader's
+  ``create_student`` is off; the roster is imported with ``nbgrader db student import``): a submission folder
+  whose name is not on it is refused, naming the folder.  A submission graded before is graded again with a
+  warning (:attr:`Graded.replaced`), its earlier copy kept under ``<course>/replaced/``; an earlier ``--out`` file
+  replaced with ``overwrite`` is kept beside it with the time it was written in its name.
+* :func:`feedback` -- ``nbgrader generate_feedback``: one HTML file per graded student and assignment,
+  ``<course>/feedback/<student>/<a>/<a>.html``, ready to return.
 
 How grading stays out of the students' reach (the details in :mod:`dmcmc_edu.grading.sandbox`,
 :mod:`dmcmc_edu.grading.nbgrader_plugins` and :mod:`dmcmc_edu.grading.judge`): each notebook's kernel runs in a
@@ -36,6 +44,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -48,9 +57,11 @@ from dmcmc_edu.runs import atomic_write
 
 __all__ = ["CourseError", "NBGRADER_MISSING", "nbgrader_available", "assignment_names", "check_course",
            "find_submissions", "run_nbgrader", "release", "grade", "read_grades", "course_lock", "Graded",
-           "RUN_SECONDS"]
+           "RUN_SECONDS", "roster", "check_roster", "feedback", "kept_name"]
 
 LOCK_NAME = ".grading.lock"
+REPLACED_DIR = "replaced"  # <course>/replaced/<time>/<student>/<a>/: a submission's earlier copy, kept at a re-grade
+ROSTER_EXAMPLE = "students.example.csv"
 RELEASED_NAME = ".released.json"
 RUN_SECONDS = 4 * 3600.0  # the whole grading run (every notebook has its own limit too: nbgrader_config.py)
 STOP_TAG = "dmcmc_edu-sandbox:"
@@ -275,23 +286,119 @@ def find_submissions(submissions_dir, known: list[str]) -> dict[tuple[str, str],
     return found
 
 
-def _copy_in(course: Path, found: dict[tuple[str, str], Path]) -> None:
-    """Copy each submission to ``<course>/submitted/<student>/<a>/``, replacing an earlier copy there."""
+def _gradebook_rows(course: Path, query: str, params=()) -> list[tuple]:
+    """Rows of a read-only query on ``<course>/gradebook.db`` (none if there is no gradebook yet)."""
+    path = course / "gradebook.db"
+    if not path.is_file():
+        return []
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            return db.execute(query, params).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as err:
+        raise CourseError(f"{path}: cannot be read as nbgrader's gradebook ({err})") from None
+
+
+def roster(course_dir) -> list[str]:
+    """The students of the course's roster (nbgrader's gradebook), sorted; empty before one is imported.
+
+    The roster is nbgrader's: ``nbgrader db student import <csv>`` (or ``nbgrader db student add <id>``) in the
+    course folder puts students in ``gradebook.db``; the course's configuration never creates one at grading.
+    """
+    return sorted(row[0] for row in _gradebook_rows(Path(course_dir), "SELECT id FROM student"))
+
+
+def check_roster(course_dir, found: dict[tuple[str, str], Path]) -> None:
+    """Refuse, in one line naming the folder, a submission whose student folder is not on the roster."""
+    course = Path(course_dir)
+    known = set(roster(course))
+    unknown = sorted({(student, folder.parent) for (student, _), folder in found.items() if student not in known})
+    if not unknown:
+        return
+    student, folder = unknown[0]
+    more = f" (and {len(unknown) - 1} more: {', '.join(s for s, _ in unknown[1:4])}" \
+           f"{', ...' if len(unknown) > 4 else ''})" if len(unknown) > 1 else ""
+    if not known:
+        raise CourseError(f"{folder}: student {student!r} is not on the course's roster, which is empty{more}; "
+                          f"import the class list first, in {course}: nbgrader db student import students.csv "
+                          f"(columns id,first_name,last_name,email; see {ROSTER_EXAMPLE})")
+    raise CourseError(f"{folder}: student {student!r} is not on the course's roster ({len(known)} students in "
+                      f"gradebook.db){more}; a typo in the folder name? Rename the folder, or add the student in "
+                      f"{course}: nbgrader db student add {student}")
+
+
+def _graded_before(course: Path, keys) -> list[tuple[str, str]]:
+    """Those of ``keys`` (student, assignment) that already have a submission in the gradebook."""
+    rows = _gradebook_rows(course, "SELECT s.student_id, a.name FROM submitted_assignment s "
+                                   "JOIN assignment a ON s.assignment_id = a.id")
+    return sorted(set(keys) & {(s, a) for s, a in rows})
+
+
+def kept_name(path: Path) -> Path:
+    """A free name beside ``path`` that holds the time ``path`` was last written: ``grades.20270215-170000.csv``."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(path.stat().st_mtime))
+    for k in range(1000):
+        candidate = path.with_name(f"{path.stem}.{stamp}{'' if k == 0 else f'-{k}'}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise CourseError(f"{path}: no free name to keep its earlier version under")
+
+
+def _keep(path: Path) -> Path:
+    """Keep the file ``path`` under :func:`kept_name` (a hard link, or a copy), never over an existing file."""
+    while True:
+        dest = kept_name(path)
+        try:
+            os.link(path, dest)
+            return dest
+        except FileExistsError:
+            continue  # made meanwhile: take the next free name
+        except OSError:
+            try:
+                with open(path, "rb") as src, open(dest, "xb") as out:
+                    shutil.copyfileobj(src, out)
+                shutil.copystat(path, dest)
+                return dest
+            except FileExistsError:
+                continue
+
+
+def _copy_in(course: Path, found: dict[tuple[str, str], Path]) -> dict[tuple[str, str], Path]:
+    """Copy each submission to ``<course>/submitted/<student>/<a>/``; returns where earlier copies were kept.
+
+    An earlier copy there (a submission graded before) is moved to ``<course>/replaced/<time>/<student>/<a>/``,
+    never deleted.
+    """
+    kept = {}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
     for (student, name), folder in found.items():
         dest = course / "submitted" / student / name
         if dest.resolve() == folder.resolve():
             continue  # already in place (the course's own submitted/ folder was given)
         if dest.exists():
-            shutil.rmtree(dest)
+            keep = course / REPLACED_DIR / stamp / student / name
+            k = 0
+            while keep.exists():
+                k += 1
+                keep = course / REPLACED_DIR / f"{stamp}-{k}" / student / name
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(dest), str(keep))
+            kept[(student, name)] = keep
         shutil.copytree(folder, dest, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    return kept
 
 
 def read_grades(csv_path) -> list[dict]:
-    """The rows of an nbgrader grades CSV as dictionaries (``score`` and ``max_score`` as floats)."""
+    """The rows of an nbgrader grades CSV as dictionaries (scores as floats; an empty score, not submitted, as None).
+
+    The course's CSV has a ``status`` column (graded, needs manual grading, not submitted); it stays a string.
+    """
     with open(csv_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     for row in rows:
-        for key in ("raw_score", "score", "max_score"):
+        for key in ("raw_score", "late_submission_penalty", "score", "max_score"):
             row[key] = float(row[key]) if row.get(key) not in (None, "") else None
     return rows
 
@@ -301,13 +408,17 @@ class Graded(list):
 
     ``notes``: ``{(student, assignment): why}`` for each notebook that was stopped (a dead kernel, a time or output
     limit) -- graded and exported, the cells that did not run scoring nothing; ``failed``: ``{(student,
-    assignment): why}`` for each submission that could not be graded at all (not exported).
+    assignment): why}`` for each submission that could not be graded at all (not exported); ``replaced``:
+    ``{(student, assignment): what}`` for each submission that had been graded before (its earlier grade, and where
+    its earlier copy was kept); ``kept``: where the earlier ``--out`` file was kept, if one was replaced.
     """
 
-    def __init__(self, rows, notes=None, failed=None):
+    def __init__(self, rows, notes=None, failed=None, replaced=None, kept=None):
         super().__init__(rows)
         self.notes: dict[tuple[str, str], str] = dict(notes or {})
         self.failed: dict[tuple[str, str], str] = dict(failed or {})
+        self.replaced: dict[tuple[str, str], str] = dict(replaced or {})
+        self.kept: Path | None = kept
 
 
 _STOP_LINE = re.compile(re.escape(STOP_TAG) + r" (?P<why>.*) \(at cell (?P<cell>\d+) of (?P<path>.*)\)\s*$")
@@ -360,15 +471,19 @@ def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verb
           cell_seconds: float | None = None) -> Graded:
     """Autograde ``submissions_dir`` (``<student>/<a>/<a>.ipynb``) with nbgrader and write the scores to ``out_csv``.
 
-    Steps: check everything first (the course, the layout, that every assignment exists, that ``out_csv`` is
-    free unless ``overwrite``, the sandbox); take the course's lock; refuse an assignment whose source notebook
-    changed since its release (release it first if it never was, so the gradebook knows its cells); copy the
-    submissions into ``<course>/submitted/`` (the given folder is never changed); one ``nbgrader autograde`` run over
-    them, each notebook in the sandbox and judged outside it (other students already in ``submitted/`` are left as
-    they are), within ``run_seconds`` in all (``notebook_seconds`` and ``cell_seconds`` override the course's
-    limits per notebook and per cell); ``nbgrader export`` of these students and assignments, written to
-    ``out_csv`` (a new file unless ``overwrite``), without the submissions that could not be graded.  Returns the
-    exported rows, with the stopped notebooks and the failures named (:class:`Graded`).
+    Steps: check everything first (the course, the layout, that every assignment exists, that ``out_csv`` is free unless
+    ``overwrite``, the sandbox, that every student folder is on the roster); take the course's lock; refuse an
+    assignment whose source notebook changed since its release (release it first if it never was, so the gradebook knows
+    its cells); copy the submissions into ``<course>/submitted/`` (the given folder is never changed); one ``nbgrader
+    autograde`` run over them, each notebook in the sandbox and judged outside it (other students already in
+    ``submitted/`` are left as they are), within ``run_seconds`` in all (``notebook_seconds`` and ``cell_seconds``
+    override the course's limits per notebook and per cell); ``nbgrader export`` of these assignments, written to
+    ``out_csv`` (a new file unless ``overwrite``; an earlier file there is kept under :func:`kept_name`), one row per
+    student of the roster and assignment graded (``status``: graded, needs manual grading, not submitted), without the
+    submissions that could not be graded.  A submission that was graded before is graded again: its earlier grade is
+    named in :attr:`Graded.replaced` (the gradebook keeps any manual score given to it, which then wins over the new
+    autograded score: review it in the formgrader) and its earlier copy is kept in ``<course>/replaced/``.  Returns the
+    exported rows, with the stopped notebooks, the failures and the replaced grades named (:class:`Graded`).
     """
     course = check_course(course_dir)
     known = assignment_names(course)
@@ -377,15 +492,39 @@ def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verb
     if out.is_dir():
         raise CourseError(f"--out {out_csv}: is a folder; give the path of the CSV file to write")
     if out.exists() and not overwrite:
-        raise CourseError(f"--out {out_csv}: exists; choose another file or delete it (or pass --overwrite)")
+        raise CourseError(f"--out {out_csv}: exists; choose another file or delete it (or pass --overwrite: the "
+                          f"earlier file is then kept as {kept_name(out).name})")
     if not nbgrader_available():
         raise CourseError(NBGRADER_MISSING)
     try:
         check_sandbox()
     except SandboxError as err:
         raise CourseError(str(err)) from None
+    check_roster(course, found)
     with course_lock(course):
         return _grade(course, found, out, overwrite, verbose, run_seconds, notebook_seconds, cell_seconds)
+
+
+def _export(course: Path, keys, verbose: bool, assignments_only: bool = False) -> tuple[bytes, list[dict]]:
+    """``nbgrader export`` (the course's plug-in) of the assignments of ``keys``: (the CSV's bytes, its rows).
+
+    Every student of the roster, unless ``assignments_only`` is false: then only the students of ``keys``.
+    """
+    with tempfile.TemporaryDirectory(dir=course, prefix=".export.") as tmp:
+        tmp_csv = Path(tmp) / "grades.csv"
+        export = ["export", f"--to={tmp_csv}"]
+        if not assignments_only:
+            export += [f"--ExportPlugin.student={s}" for s in sorted({s for s, _ in keys})]
+        export += [f"--ExportPlugin.assignment={a}" for a in sorted({a for _, a in keys})]
+        run_nbgrader(course, *export, verbose=verbose)
+        return tmp_csv.read_bytes(), read_grades(tmp_csv)
+
+
+def _score_text(row: dict) -> str:
+    if row.get("score") is None:
+        return row.get("status") or "no score"
+    text = f"{row['score']:g} / {row['max_score']:g}"
+    return f"{text}, {row['status']}" if row.get("status") not in (None, "", "graded") else text
 
 
 def _grade(course: Path, found: dict, out: Path, overwrite: bool, verbose: bool, run_seconds: float,
@@ -402,7 +541,18 @@ def _grade(course: Path, found: dict, out: Path, overwrite: bool, verbose: bool,
     missing = [n for n in names if states[n] == "missing"]
     if missing:
         _release(course, missing, verbose)
-    _copy_in(course, found)
+    before = _graded_before(course, found)
+    earlier = {}
+    if before:
+        _, rows = _export(course, before, verbose)
+        earlier = {(r["student_id"], r["assignment"]): r for r in rows}
+    kept_copies = _copy_in(course, found)
+    replaced = {}
+    for key in before:
+        what = f"graded before ({_score_text(earlier[key]) if key in earlier else 'score unknown'})"
+        if key in kept_copies:
+            what += f"; its earlier copy is kept in {kept_copies[key]}"
+        replaced[key] = what
     students = sorted({s for s, _ in found})
     submitted = course / "submitted"
     others = sorted(p.name for p in submitted.iterdir() if p.is_dir() and p.name not in students)
@@ -438,20 +588,45 @@ def _grade(course: Path, found: dict, out: Path, overwrite: bool, verbose: bool,
         raise CourseError("no submission could be graded: " + "; ".join(f"{s}/{a}: {why}"
                                                                          for (s, a), why in sorted(failed.items())))
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=course, prefix=".export.") as tmp:
-        tmp_csv = Path(tmp) / "grades.csv"
-        export = ["export", f"--to={tmp_csv}"]
-        export += [f"--ExportPlugin.student={s}" for s in sorted({s for s, _ in graded})]
-        export += [f"--ExportPlugin.assignment={a}" for a in sorted({a for _, a in graded})]
-        run_nbgrader(course, *export, verbose=verbose)
-        data = tmp_csv.read_bytes()
-        rows = read_grades(tmp_csv)
-        keep = [(row.get("student_id"), row.get("assignment")) in set(graded) for row in rows]
-        if not all(keep):  # a student graded in one assignment but not another: leave out what was not graded
-            with open(tmp_csv, newline="", encoding="utf-8") as f:
-                raw = list(csv.DictReader(f))
-                header = list(raw[0].keys()) if raw else []
-            data = _rows_csv([r for r, k in zip(raw, keep) if k], header)
-            rows = [r for r, k in zip(rows, keep) if k]
+    data, rows = _export(course, graded, verbose, assignments_only=True)  # the whole roster: who did not submit
+    keep = [(row.get("student_id"), row.get("assignment")) not in failed for row in rows]
+    if not all(keep):  # a submission nbgrader could not process: named, left out
+        raw = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        header = list(raw[0].keys()) if raw else []
+        data = _rows_csv([r for r, k in zip(raw, keep) if k], header)
+        rows = [r for r, k in zip(rows, keep) if k]
+    kept = _keep(out) if overwrite and out.is_file() else None
     _write_new(out, data, overwrite)
-    return Graded(rows, notes, failed)
+    return Graded(rows, notes, failed, replaced, kept)
+
+
+def feedback(course_dir, assignments=None, *, verbose: bool = False) -> list[Path]:
+    """HTML feedback for every graded submission of ``assignments`` (default: all); returns the files, sorted.
+
+    Runs ``nbgrader generate_feedback <a> --force`` for each assignment that has graded notebooks in
+    ``<course>/autograded/``: one self-contained HTML file per student and assignment,
+    ``<course>/feedback/<student>/<a>/<a>.html`` -- the student's notebook as graded, each check's message (the
+    hidden cases' too), the score of every cell and the instructor's comments from the formgrader -- ready to
+    return to that student.  It is generated from the gradebook, so an earlier feedback file is replaced (run it
+    again after manual grading).
+    """
+    course = check_course(course_dir)
+    names = _checked_names(course, assignments)
+    if not nbgrader_available():
+        raise CourseError(NBGRADER_MISSING)
+    with course_lock(course):
+        graded = {n: sorted(p.parts[-3] for p in (course / "autograded").glob(f"*/{n}/{n}.ipynb")) for n in names}
+        if not any(graded.values()):
+            raise CourseError(f"{course / 'autograded'}: no graded submission of {', '.join(names)}; grade them "
+                              "first (python -m dmcmc_edu assignments grade)")
+        out = []
+        for name, students in graded.items():
+            if not students:
+                continue
+            run_nbgrader(course, "generate_feedback", name, "--force", verbose=verbose)
+            files = [course / "feedback" / s / name / f"{name}.html" for s in students]
+            missing = [str(f) for f in files if not f.is_file()]
+            if missing:
+                raise CourseError(f"nbgrader generate_feedback wrote no {', '.join(missing)}")
+            out += files
+        return sorted(out)

@@ -25,9 +25,18 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(_here, "gradebook.db")
 # files that are never copied into release/, submitted/ or autograded/
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.nbgrader.log"]
 
-# Students and assignments are created in the gradebook as they appear (no roster needed).
+# Assignments are created in the gradebook when they are released.  Students are NOT created as their submissions
+# appear: the roster is imported once, in this folder, from a CSV file with a column `id` (and optionally
+# first_name, last_name, email; students.example.csv is an example):
+#   nbgrader db student import students.csv
+# so that a typo in a submission's folder name is refused (python -m dmcmc_edu assignments grade names the folder)
+# instead of creating a student.  One student more: nbgrader db student add <id> --first-name=... --last-name=...
 c.GenerateAssignment.create_assignment = True
-c.Autograde.create_student = True
+c.Autograde.create_student = False
+
+# grades.csv (nbgrader export, and `assignments grade`): nbgrader's columns plus `status` -- graded, needs manual
+# grading, or not submitted (then the score is left empty instead of 0): dmcmc_edu/grading/nbgrader_kit.py.
+c.ExportApp.plugin_class = "dmcmc_edu.grading.nbgrader_kit.StatusCsvExport"
 
 # Every notebook runs in well under a minute; a cell that hangs (an endless loop in a student's answer) is stopped
 # after this many seconds: the notebook stops there (its kernel is killed, whether it heeds interrupts or not), the
@@ -54,3 +63,15 @@ c.Autograde.autograde_preprocessors = [
 # Wall-clock limit of one notebook (all its cells) and the most output it may send back.
 c.SandboxExecute.notebook_seconds = 600
 c.SandboxExecute.output_bytes = 16 * 2**20
+
+# ---- Due dates and a late penalty: an example, off by default.  To use it, uncomment the two `c.` lines below. ----
+# A due date belongs to an assignment in the gradebook; set it once per assignment, in this folder (times in UTC
+# unless a zone is given), e.g. from due_dates.example.csv (columns name, duedate):
+#   nbgrader db assignment import due_dates.example.csv
+#   nbgrader db assignment add a1_noise_and_denoising --duedate="2027-02-15 17:00:00 UTC"     (one at a time)
+# A submission's time is the `timestamp.txt` beside its notebook (SUBMISSIONS/<student>/<a>/timestamp.txt, one line
+# such as 2027-02-15 18:30:00 UTC; `nbgrader zip_collect` and `nbgrader collect` write it); without that file a
+# submission is never late.  nbgrader's LateSubmissionPlugin then sets the penalty of a late notebook; its one
+# penalty is "zero": a late submission scores 0 (grades.csv keeps raw_score, late_submission_penalty and score).
+# c.AssignLatePenalties.plugin_class = "nbgrader.plugins.LateSubmissionPlugin"
+# c.LateSubmissionPlugin.penalty_method = "zero"
