@@ -4,7 +4,9 @@
 #               round trip), every walkthrough and assignment notebook under nbval, then the browser test
 #   make lab          JupyterLab on the notebooks (the walkthroughs, in course order, and the explorers)
 #   make assignments  the students' versions of the assignments (nbgrader) -> notebooks/assignments/release/
+#   make roster ROSTER=students.csv                  import the class list into the course's gradebook (nbgrader)
 #   make grade SUBMISSIONS=DIR [GRADES=grades.csv]   autograde returned notebooks (DIR/<student>/<assignment>/...)
+#   make feedback     one HTML file per student and assignment -> notebooks/assignments/feedback/<student>/<a>/<a>.html
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,6 +15,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= test,diffusers,fid,assignments,explorers,browser
 SUBMISSIONS ?=
+ROSTER ?=
 GRADES ?= grades.csv
 CHROMIUM ?= /usr/bin/chromium
 # test processes (pytest-xdist; a test file or notebook stays in one process); the CI machine has 2 cores
@@ -20,7 +23,7 @@ JOBS ?= 2
 XDIST := -n $(JOBS) --dist loadfile
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: demo test unit notebooks browser-test lab assignments grade lint install clean-venv
+.PHONY: demo test unit notebooks browser-test lab assignments roster grade feedback lint install clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,11 +60,23 @@ lab: $(VENV)/.installed
 assignments: $(VENV)/.installed
 	$(PY) -m dmcmc_edu assignments release --course notebooks/assignments
 
+# re-grading keeps the earlier $(GRADES) beside it (grades.<time>.csv) and warns for each grade it replaces;
 # each student's kernel runs in a bubblewrap sandbox (apt-get install bubblewrap); DMCMC_EDU_SANDBOX=plain grades
 # without it, for trusted notebooks only (notebooks/assignments/README.md)
 grade: $(VENV)/.installed
 	@test -n "$(SUBMISSIONS)" || { echo "error: make grade needs SUBMISSIONS=DIR (DIR/<student>/<assignment>/<assignment>.ipynb)"; exit 2; }
-	$(PY) -m dmcmc_edu assignments grade --course notebooks/assignments --submissions $(SUBMISSIONS) --out $(GRADES)
+	$(PY) -m dmcmc_edu assignments grade --course notebooks/assignments --submissions $(SUBMISSIONS) --out $(GRADES) \
+		--overwrite
+
+# the roster (a CSV with a column id; notebooks/assignments/students.example.csv): only its students are graded
+roster: $(VENV)/.installed
+	@test -n "$(ROSTER)" || { echo "error: make roster needs ROSTER=FILE.csv (columns id,first_name,last_name,email)"; exit 2; }
+	@test -f "$(ROSTER)" || { echo "error: $(ROSTER): no such file"; exit 2; }
+	cd notebooks/assignments && PATH="$(abspath $(VENV))/bin:$$PATH" nbgrader db student import "$(abspath $(ROSTER))"
+
+# feedback to return: one HTML file per graded student and assignment (nbgrader generate_feedback)
+feedback: $(VENV)/.installed
+	$(PY) -m dmcmc_edu assignments feedback --course notebooks/assignments
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check dmcmc_edu tests bench
