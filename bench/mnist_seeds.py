@@ -1,12 +1,13 @@
 """MNIST verdicts with intervals (issue 18, item 5): the points that decide a verdict, over seeds, FID with its interval.
 
-    python bench/mnist_seeds.py --integrators pf_euler,rk45 --seeds 0-2
+    python bench/mnist_seeds.py --integrators pf_euler,rk45,kar1 --seeds 0-2 --n 1000 --out bench/results/mnist_seeds
     python bench/mnist_seeds.py --integrators kar1,kar2,pf_euler,rk45,reverse_diffusion,euler_maruyama --seeds 0-2
 
 The MNIST rung (``bench/results/mnist_n2000``, 2,000 samples per point, one seed) compares, per integrator, its best
 point from noise (the lowest MNIST-FID of the sweep) with its best point with DLG.  This script runs exactly those
-points again at every seed of ``--seeds`` (seed 0 repeats the stored run: its FID is checked against the stored
-one), keeps the samples' features, and computes:
+points again at every seed of ``--seeds`` (at the sweep's n, seed 0 repeats the stored run; with a smaller ``--n``
+every set is new and the FIDs sit higher than the sweep's, since FID is biased upwards at small n: compare the arms
+of one run of this script with each other, not with the sweep), keeps the samples' features, and computes:
 
 * per point and seed the MNIST-FID with its 95% bootstrap interval over the samples
   (:func:`dmcmc_edu.evaluation.mnist_fid.fid_interval`; DLG's outputs are resampled chain by chain, since the 16
@@ -156,13 +157,15 @@ def _run(args) -> int:
     torch.set_num_threads(args.threads)
     sweep = json.loads(Path(args.sweep).read_text())
     base = sweep["settings"]
-    settings = {"n": base["n"], "eta": base["eta"], "n_skip": base["n_skip"],
+    if args.n is not None and not 2 <= args.n <= base["n"]:
+        raise ValueError(f"--n must lie in [2, {base['n']}] (the sweep's samples per point), got {args.n}")
+    settings = {"n": args.n or base["n"], "sweep_n": base["n"], "eta": base["eta"], "n_skip": base["n_skip"],
                 "outputs_per_chain": base["outputs_per_chain"], "weights": base["weights"], "sweep": args.sweep}
     integrators = [s for s in args.integrators.split(",") if s]
     decisive = decisive_points(sweep, integrators)
     out = Path(args.out)
-    refuse_other_settings(out / "mnist_seeds.json", settings | {"seeds": args.seeds},
-                          extendable=("seeds", "integrators"))
+    refuse_other_settings(out / "mnist_seeds.json", settings | {"seeds": args.seeds, "integrators": integrators},
+                          extendable=("seeds", "integrators"))  # more seeds or integrators may be added later
     (out / "points").mkdir(parents=True, exist_ok=True)
     (out / "features").mkdir(parents=True, exist_ok=True)
     models = load_shipped_models(str(ROOT / "dmcmc_edu" / "weights"))
@@ -201,6 +204,9 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", default=str(ROOT / "bench" / "results" / "mnist_n2000" / "results.json"),
                    help="the sweep whose best points are re-run")
     p.add_argument("--out", default="runs/mnist_seeds")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples per set (default: the sweep's; fewer to fit a CPU budget: FID is biased upwards "
+                        "at small n, so compare only within one run of this script)")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     args.func = _run

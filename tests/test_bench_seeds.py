@@ -95,7 +95,7 @@ def test_mnist_seeds_picks_the_deciding_points_and_the_overview_reads_its_verdic
     assert found["kar1"]["verdict"]["outcome"] == "no_difference"
     root = tmp_path / "results"
     (root / "mnist_seeds").mkdir(parents=True)
-    (root / "mnist_seeds" / "mnist_seeds.json").write_text(json.dumps({"settings": {"seeds": [0, 1, 2]},
+    (root / "mnist_seeds" / "mnist_seeds.json").write_text(json.dumps({"settings": {"seeds": [0, 1, 2], "n": 1000},
                                                                        "findings": found}))
     read = overview.mnist_verdicts(root / "mnist_seeds" / "mnist_seeds.json")
     assert read["pf_euler"]["dlg"]["fid_mean"] == pytest.approx(19.1)

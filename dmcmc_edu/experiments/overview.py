@@ -25,7 +25,11 @@ import numpy as np
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer"]
+           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer", "modern_seeds_block", "SOLVER_NAMES"]
+
+SOLVER_NAMES = {"dpmpp_2m": "DPM-Solver++(2M)", "dpmpp_2m_sde": "DPM-Solver++(2M) SDE", "unipc": "UniPC",
+                "restart": "Restart"}
+"""The four modern solvers of ``dmcmc_edu.solvers``: registry name -> printed name."""
 
 INTEGRATOR_NAMES = {"kar1": "KAR1", "kar2": "KAR2", "pf_euler": "Probability flow", "rk45": "RK45",
                     "reverse_diffusion": "Reverse diffusion", "euler_maruyama": "Euler-Maruyama"}
@@ -378,7 +382,25 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
     lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md` and `*_recheck.md`; notebooks 04 "
               "and 05."]
     return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root),
-            "mnist": _mnist_block(mnist, root)}
+            "mnist": _mnist_block(mnist, root), "modern": modern_seeds_block(root)}
+
+
+def modern_seeds_block(results_dir: str | Path) -> str:
+    """The modern-solver sweeps repeated over seeds (``bench/results/seeds_modern``): each solver's verdicts."""
+    root = Path(results_dir)
+    lines = []
+    for stem, title in _TOY_TARGETS.items():
+        path = root / "seeds_modern" / f"{stem}_seeds.json"
+        if not path.is_file():
+            lines.append(f"* {title[:1].upper() + title[1:]}: one seed per point (not yet repeated over seeds).")
+            continue
+        reach = toy_reach_seeds(path)
+        n = len(_read_json(path)["findings"]["seeds"])
+        parts = [f"{SOLVER_NAMES.get(k, k)}: against sampling from noise {short_verdict(r['dlg_vs_noise'])}; "
+                 f"against the best control {short_verdict(r['dlg_vs_control'])}" for k, r in reach.items()]
+        lines.append(f"* {title[:1].upper() + title[1:]}, {n} seeds, DLG with each solver (NFE per independent "
+                     "sample to reach the solver's reference, ratio DLG / other): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 def _mnist_headline(mnist: dict) -> str:
@@ -399,10 +421,12 @@ def _mnist_block(mnist: dict, root: Path) -> str:
     if not mnist:
         return "No MNIST point has been re-run over seeds yet (`bench/mnist_seeds.py`)."
     data = _read_json(root / "mnist_seeds" / "mnist_seeds.json")
-    lines = [f"Each integrator's best point from noise and best point with DLG in the 2,000-sample sweep, re-run "
-             f"with seeds {', '.join(map(str, data['settings']['seeds']))} "
-             f"(`bench/results/mnist_seeds`); MNIST-FID (not Inception FID) with a 95% bootstrap interval over the "
-             "samples (DLG: whole chains resampled), and the mean FID difference over the seeds:", ""]
+    st = data["settings"]
+    lines = [f"Each integrator's best point from noise and best point with DLG in the {st.get('sweep_n', st['n']):,}-sample "
+             f"sweep, re-run with seeds {', '.join(map(str, st['seeds']))} and {st['n']:,} samples per set "
+             f"(`bench/results/mnist_seeds`; FID is biased upwards at small n, so these FIDs are compared with each "
+             "other only); MNIST-FID (not Inception FID) with a 95% bootstrap interval over the samples (DLG: whole "
+             "chains resampled), and the mean FID difference over the seeds:", ""]
     for k, e in mnist.items():
         fid = {kind: ", ".join(f"{f:.1f}" for f in e[kind]["fids"]) for kind in ("noise", "dlg")}
         lines.append(f"* {INTEGRATOR_NAMES.get(k, k)}: from noise {fid['noise']} at {e['noise']['nfe']:.0f} NFE; "
