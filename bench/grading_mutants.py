@@ -23,6 +23,8 @@ operator           change
                    ``maximum`` <-> ``minimum`` (functions, methods and keyword names such as ``clamp(max=..)``)
 ``unary``          a unary ``-`` or ``not`` dropped
 ``swap-args``      two neighbouring positional arguments of a call swapped
+``variable``       a local name read where a sibling was meant: same stem before the first ``_`` (``x`` <->
+                   ``x_next``, ``t_cur`` <-> ``t_next``, ``sigma_start`` <-> ``sigma_end``, ``log_p`` <-> ``log_q``)
 =================  =========================================================================================
 
 Mutants that give the same code as another (or as the model answer) are dropped.  Each mutant is graded the way the
@@ -90,12 +92,12 @@ TEXT_MAX = 160  # characters of a node shown in a change
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-import matplotlib  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import torch  # noqa: E402
 
 from dmcmc_edu.grading import feedback  # noqa: E402
 from dmcmc_edu.grading.feedback import recording  # noqa: E402
-from dmcmc_edu.grading.judge import judge_cell  # noqa: E402
+from dmcmc_edu.grading.judge import judge_cell, planned_checks  # noqa: E402
 
 # hidden cases draw their seeds from a secret the grader holds (a fresh one per grading run); this run fixes one, so
 # that its result can be reproduced (--hidden-secret)
@@ -207,6 +209,7 @@ class Site:
     operator: str
     rewrite: object  # callable(node copy) -> new node
     lineno: int
+    col: int
 
 
 @dataclass
@@ -216,6 +219,7 @@ class Mutant:
     id: str
     cell: str
     line: int  # line in the cell (1-based, as the notebook shows it)
+    col: int  # where the changed node starts on that line (0-based)
     operator: str
     before: str
     after: str
@@ -261,13 +265,15 @@ def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             skip.update(id(n) for n in ast.walk(node))
+    pools = _sibling_pools(tree)
+    callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for k, node in enumerate(ast.walk(tree)):
         line = getattr(node, "lineno", None)
         if line is None or id(node) in skip or (lines is not None and not lines[0] <= line <= lines[1]):
             continue
 
-        def add(operator, rewrite, k=k, line=line):
-            sites.append(Site(k, operator, rewrite, line))
+        def add(operator, rewrite, k=k, line=line, col=node.col_offset):
+            sites.append(Site(k, operator, rewrite, line, col))
 
         if isinstance(node, (ast.BinOp, ast.AugAssign)):
             for op in _BINOP_SWAPS.get(type(node.op), []):
@@ -295,9 +301,44 @@ def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
             _call_sites(node, add)
         elif isinstance(node, ast.Attribute) and node.attr in _NAME_SWAPS:
             add("name", lambda n: _with(n, attr=_NAME_SWAPS[n.attr]))
-        elif isinstance(node, ast.Name) and node.id in _NAME_SWAPS and isinstance(node.ctx, ast.Load):
-            add("name", lambda n: _with(n, id=_NAME_SWAPS[n.id]))
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in _NAME_SWAPS:
+                add("name", lambda n: _with(n, id=_NAME_SWAPS[n.id]))
+            if id(node) not in callees:
+                for other in pools.get(id(node), []):
+                    add("variable", lambda n, other=other: _with(n, id=other))
     return sites
+
+
+def _stem(name: str) -> str:
+    return name.split("_")[0]
+
+
+def _sibling_pools(tree: ast.Module) -> dict[int, list[str]]:
+    """For each name a function reads, its siblings: the other local names of that function (or of a function it
+    is in) with the same stem before the first ``_`` (``x`` and ``x_next``, ``t_cur`` and ``t_next``, ``log_p`` and
+    ``log_q``), sorted; callables are swapped by no one (``D``, a nested ``def``)."""
+    pools: dict[int, list[str]] = {}
+
+    def locals_of(fn) -> set[str]:
+        a = fn.args
+        names = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {x.arg for x in (a.vararg, a.kwarg) if x}
+        names |= {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        called = {n.func.id for n in ast.walk(fn) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        nested = {n.name for n in ast.walk(fn) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        return names - called - nested
+
+    def visit(node, outer: set[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                visit(child, outer | locals_of(child))
+            else:
+                if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id in outer:
+                    pools[id(child)] = sorted(o for o in outer if o != child.id and _stem(o) == _stem(child.id))
+                visit(child, outer)
+
+    visit(tree, set())
+    return pools
 
 
 def _subscript_sites(node: ast.Subscript, add) -> None:
@@ -395,9 +436,9 @@ def generate_mutants(source: str, cell: str = "cell", lines: tuple[int, int] | N
         k = counts.get((site.lineno, site.operator), 0) + 1
         counts[(site.lineno, site.operator)] = k
         original_node = list(ast.walk(tree))[site.node_index]
-        out.append(Mutant(f"{cell}:{site.lineno}:{site.operator}:{k}", cell, site.lineno, site.operator,
+        out.append(Mutant(f"{cell}:{site.lineno}:{site.operator}:{k}", cell, site.lineno, site.col, site.operator,
                           _short(original_node), _short(new), src_lines[site.lineno - 1].strip(), mutated))
-    return sorted(out, key=lambda m: (m.line, m.operator, m.id))
+    return sorted(out, key=lambda m: (m.line, m.col, m.operator, m.id))
 
 
 # ----------------------------------------------------------------------------- grading a notebook in-process
@@ -430,6 +471,7 @@ class CellResult:
     message: str | None
     records: list
     timeout: bool = False
+    hidden_only: bool = False  # the visible check passed, a hidden one failed (the student saw "ok")
 
 
 class NotebookGrader:
@@ -486,7 +528,7 @@ class NotebookGrader:
         code = compile(tree, f"<{self.name}:{cell.grade_id or cell.index}>", "exec")
         with contextlib.redirect_stdout(io.StringIO()):
             exec(code, ns)  # noqa: S102 -- the course's own notebook (and mutants of its model answers)
-        matplotlib.pyplot.close("all")
+        plt.close("all")
 
     def _run_test(self, cell: Cell, ns: dict) -> CellResult:
         """Run a graded test cell in ``ns`` with the checks recording, then judge the records (the grader's path)."""
@@ -500,9 +542,13 @@ class NotebookGrader:
         except Exception as err:  # the cell failed in the kernel: the judge decides from the records it left
             stopped = f"{type(err).__name__} in the notebook"
         finally:
-            matplotlib.pyplot.close("all")
+            plt.close("all")
         verdict = judge_cell(cell.source, sink, stopped)
-        return CellResult(verdict.passed, verdict.message, sink)
+        plan = planned_checks(cell.source)
+        failed_at = len(verdict.lines)  # the checks run in order; each that passed left its "ok" line
+        hidden_only = (not verdict.passed and failed_at < len(plan) and plan[failed_at][1]
+                       and any(not hidden for _, hidden in plan[:failed_at]))
+        return CellResult(verdict.passed, verdict.message, sink, hidden_only=bool(hidden_only))
 
     def solution_cells(self) -> list[Cell]:
         return [c for c in self.cells if c.kind == "solution" and c.region is not None]
@@ -525,7 +571,8 @@ class NotebookGrader:
             status = "equivalent" if same else "survives"
         first = next((results[g].message for g in self.points if g in lost), None)
         return {"status": status, "timeout": timeout, "points_lost": sum(lost.values()),
-                "cells_lost": sorted(lost), "message": (first or "")[:400] or None,
+                "cells_lost": sorted(lost), "hidden_only": bool(lost) and all(results[g].hidden_only for g in lost),
+                "message": (first or "")[:400] or None,
                 "cell_errors": errors}
 
 
@@ -540,7 +587,8 @@ def run_assignment(name: str, *, max_mutants: int | None, seed: int, time_limit_
     except RuntimeError as err:  # the model answers themselves lose points: nothing to measure against
         print(f"  {name}: not measured: {err}", file=log, flush=True)
         return {"assignment": name, "error": str(err)[:600], "generated": 0, "graded": 0, "killed": 0,
-                "equivalent": 0, "survives": 0, "killed_fraction": None, "killed_fraction_non_equivalent": None,
+                "equivalent": 0, "survives": 0, "killed_hidden_only": 0, "killed_fraction": None,
+                "killed_fraction_non_equivalent": None,
                 "cells": {}, "points": {}, "seconds": round(time.perf_counter() - t0, 1), "mutants": []}
     mutants = grader.mutants()
     generated = len(mutants)
@@ -558,10 +606,11 @@ def run_assignment(name: str, *, max_mutants: int | None, seed: int, time_limit_
         print(f"  [{name} {k}/{len(mutants)}] {row['status']:<10} {m.id}  {m.before!r} -> {m.after!r}", file=log,
               flush=True)
     killed = sum(r["status"] == "killed" for r in rows)
+    hidden_only = sum(r["hidden_only"] for r in rows)
     equivalent = sum(r["status"] == "equivalent" for r in rows)
     non_eq = len(rows) - equivalent
     return {"assignment": name, "generated": generated, "graded": len(rows), "killed": killed,
-            "equivalent": equivalent, "survives": len(rows) - killed - equivalent,
+            "equivalent": equivalent, "survives": len(rows) - killed - equivalent, "killed_hidden_only": hidden_only,
             "killed_fraction": killed / len(rows) if rows else None,
             "killed_fraction_non_equivalent": killed / non_eq if non_eq else None,
             "cells": {c.grade_id: sum(r["cell"] == c.grade_id for r in rows) for c in grader.solution_cells()},
@@ -620,18 +669,30 @@ def write_markdown(report: dict, out: Path) -> None:
              + "  ",
              f"Sample: {report['sample']}; the hidden cases' secret: `{report['hidden_secret']}` (a grading run draws "
              "a fresh one)", "",
-             "| assignment | mutants | killed | equivalent on the checks | survive | killed / all | "
-             "killed / non-equivalent | killed / (all but proven equivalent) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| assignment | mutants | killed | of which by hidden checks only | equivalent on the checks | survive | "
+             "killed / all | killed / non-equivalent | killed / (all but proven equivalent) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for a in report["assignments"]:
         if a.get("error"):
-            lines.append(f"| {a['assignment']} | not measured: {a['error'][:200]} | | | | | | |")
+            lines.append(f"| {a['assignment']} | not measured: {a['error'][:200]} | | | | | | | |")
             continue
         count = f"{a['graded']}" + (f" of {a['generated']}" if a["graded"] < a["generated"] else "")
-        lines.append(f"| {a['assignment']} | {count} | {a['killed']} | {a['equivalent']} | {a['survives']} | "
-                     f"{_pct(a['killed_fraction'])} | {_pct(a['killed_fraction_non_equivalent'])} | "
+        lines.append(f"| {a['assignment']} | {count} | {a['killed']} | {a['killed_hidden_only']} | "
+                     f"{a['equivalent']} | {a['survives']} | "
+                     f"{a['killed_fraction']:.1%} | {_pct(a['killed_fraction_non_equivalent'])} | "
                      f"{_pct(a['killed_fraction_not_proven_equivalent'])} |")
-    lines += ["", "*equivalent on the checks*: full marks, and every answer to every check case (visible and hidden) "
+    ops: dict[str, list[int]] = {}
+    for a in report["assignments"]:
+        for op, n in a.get("operators", {}).items():
+            ops.setdefault(op, [0, 0])
+            ops[op][0] += n["killed"]
+            ops[op][1] += n["graded"]
+    if ops:
+        lines += ["", "Killed / graded by operator (all assignments): "
+                  + ", ".join(f"{op} {k}/{n}" for op, (k, n) in sorted(ops.items())) + "."]
+    lines += ["", "*by hidden checks only*: the visible check said \"ok\" and a hidden check took the points (the "
+              "student had no warning); "
+              "*equivalent on the checks*: full marks, and every answer to every check case (visible and hidden) "
               "identical, bit for bit, to the model answer's; *survive*: full marks although some answer differs. "
               "*proven equivalent*: explained below as altering no result on any allowed input. Target (issue 20): "
               "at least 90% of the non-equivalent mutants of each assignment lose points.", "",
@@ -664,7 +725,7 @@ def write_plot(report: dict, out: Path) -> None:
     killed = [a["killed"] for a in parts]
     eq = [a["equivalent"] for a in parts]
     surv = [a["survives"] for a in parts]
-    fig, ax = matplotlib.pyplot.subplots(figsize=(7, 3.8))
+    fig, ax = plt.subplots(figsize=(7, 3.8))
     ax.bar(names, killed, color="C2", label="killed (lose points)")
     ax.bar(names, surv, bottom=killed, color="C3", label="survive (answers differ, full marks)")
     ax.bar(names, eq, bottom=[k + s for k, s in zip(killed, surv)], color="0.7",
@@ -681,7 +742,7 @@ def write_plot(report: dict, out: Path) -> None:
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "grading_mutants.png", dpi=120)
-    matplotlib.pyplot.close(fig)
+    plt.close(fig)
 
 
 def _git(*args: str) -> str:
@@ -699,6 +760,38 @@ def checks_state() -> tuple[str, list[str]]:
     return commit, sorted(line[3:] for line in status.splitlines() if line.strip())
 
 
+def explain(report: dict, explanations: dict[str, str]) -> None:
+    """Put the hand-written explanations and the fractions into ``report``, and list the stale explanations."""
+    parts = report["assignments"]
+    for part in parts:
+        summarize(part, explanations)
+    keeping = {f"{a['assignment']}/{m['id']}" for a in parts for m in a["mutants"] if m["status"] != "killed"}
+    measured = {a["assignment"] for a in parts}
+    report["stale_explanations"] = sorted(k for k in explanations if k.split("/")[0] in measured and k not in keeping)
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "grading_mutants.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    write_markdown(report, out)
+    write_plot(report, out)
+    for a in report["assignments"]:
+        if a.get("error"):
+            print(f"{a['assignment']}: not measured ({a['error'][:200]})")
+            continue
+        print(f"{a['assignment']}: {a['graded']} mutants, {a['killed']} killed ({a['killed_hidden_only']} by hidden "
+              f"checks only), {a['equivalent']} equivalent on the checks, {a['survives']} survive; killed / "
+              f"non-equivalent {_pct(a['killed_fraction_non_equivalent'])}, killed / (all but proven equivalent) "
+              f"{_pct(a['killed_fraction_not_proven_equivalent'])} ({a['seconds']:.0f} s)")
+    unexplained = [f"{a['assignment']}/{m['id']}" for a in report["assignments"] for m in a["mutants"]
+                   if m["status"] != "killed" and not m.get("explanation")]
+    if unexplained:
+        print(f"{len(unexplained)} mutant(s) keep full marks without an explanation: {', '.join(unexplained)}")
+    if report["stale_explanations"]:
+        print(f"stale explanations (now killed or gone): {', '.join(report['stale_explanations'])}")
+    print(f"wrote {out}/grading_mutants.json, README.md, grading_mutants.png (run: {report['seconds']:.0f} s)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON, the table and the plot go")
@@ -710,7 +803,19 @@ def main(argv=None) -> int:
                    help="the hand-written explanations of the mutants that keep full marks")
     p.add_argument("--hidden-secret", default=DEFAULT_SECRET,
                    help=f"the grader's secret of the hidden cases ({HIDDEN_ENV}) for this run")
+    p.add_argument("--report-only", action="store_true",
+                   help="grade nothing: rewrite the table and the plot from OUT/grading_mutants.json")
     args = p.parse_args(argv)
+    explanations = load_explanations(args.explanations)
+    if args.report_only:
+        path = args.out / "grading_mutants.json"
+        if not path.is_file():
+            print(f"error: --report-only needs {path} (run without it first)", file=sys.stderr)
+            return 2
+        report = json.loads(path.read_text(encoding="utf-8"))
+        explain(report, explanations)
+        write_report(report, args.out)
+        return 0
     os.environ[HIDDEN_ENV] = args.hidden_secret
     known = assignment_names()
     names = [n for n in args.assignments.split(",") if n] or known
@@ -730,11 +835,6 @@ def main(argv=None) -> int:
     command = "OMP_NUM_THREADS=1 .venv/bin/python bench/grading_mutants.py" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
     commit, uncommitted = checks_state()
-    explanations = load_explanations(args.explanations)
-    for part in parts:
-        summarize(part, explanations)
-    keeping = {f"{a['assignment']}/{m['id']}" for a in parts for m in a["mutants"] if m["status"] != "killed"}
-    measured = {a["assignment"] for a in parts}
     report = {"command": command, "seconds": round(time.perf_counter() - t0, 1),
               "date": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "commit": commit, "uncommitted": uncommitted,
               "machine": f"{platform.machine()}, {os.cpu_count()} cores, 1 torch thread, python "
@@ -742,22 +842,9 @@ def main(argv=None) -> int:
               "sample": (f"a seeded sample of at most {args.max_mutants} mutants per assignment (seed {args.seed})"
                          if args.max_mutants else "every generated mutant"),
               "time_limit_s": args.time_limit, "hidden_secret": args.hidden_secret, "target": TARGET,
-              "stale_explanations": sorted(k for k in explanations
-                                           if k.split("/")[0] in measured and k not in keeping),
               "assignments": parts}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grading_mutants.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    write_markdown(report, args.out)
-    write_plot(report, args.out)
-    for a in parts:
-        if a.get("error"):
-            print(f"{a['assignment']}: not measured ({a['error'][:200]})")
-            continue
-        frac = a["killed_fraction_non_equivalent"]
-        print(f"{a['assignment']}: {a['graded']} mutants, {a['killed']} killed, {a['equivalent']} equivalent, "
-              f"{a['survives']} survive; killed / non-equivalent "
-              f"{'-' if frac is None else f'{frac:.1%}'} ({a['seconds']:.0f} s)")
-    print(f"wrote {args.out}/grading_mutants.json, README.md, grading_mutants.png ({report['seconds']:.0f} s)")
+    explain(report, explanations)
+    write_report(report, args.out)
     return 0
 
 

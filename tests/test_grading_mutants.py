@@ -87,6 +87,15 @@ def test_index_shifts_fold_into_the_constant():
     assert after == {"s[:, i + 2]", "s[:, i]", "s[:, i + 1]", "s[:, i - 1]"}
 
 
+def test_sibling_names_are_swapped_but_not_callables_or_globals():
+    src = ("def step(D, x, x_next, t_cur, t_next, t):\n"
+           "    def d_of(y):\n"
+           "        return y\n"
+           "    return D(x, t_cur) + d_of(t_next) + mixture\n")
+    got = {(m.before, m.after) for m in gm.generate_mutants(src, "c") if m.operator == "variable"}
+    assert got == {("x", "x_next"), ("t_cur", "t"), ("t_cur", "t_next"), ("t_next", "t"), ("t_next", "t_cur")}
+
+
 def test_a_cell_that_runs_too_long_is_stopped():
     t = time.perf_counter()
     with pytest.raises(gm.CellTimeout), gm.time_limit(0.2):
@@ -128,24 +137,47 @@ def test_fixed_mutants_lose_points_where_they_are_checked(hidden_secret, name, c
     assert result["message"]
 
 
+def _mutant(mid: str, tree: ast.Module):
+    """A hand-made change of A6's nfe_to_reach cell (the whole cell replaced by ``tree``)."""
+    return gm.Mutant(mid, "nfe_to_reach", line=0, col=0, operator="none", before="", after="", code_line="", tree=tree)
+
+
 def test_the_model_answers_keep_full_marks_and_equal_answers(hidden_secret):
     grader = gm.NotebookGrader("a6_research_question")  # raises if a model answer loses points
     assert all(r.passed for r in grader.original.values())
     assert sum(grader.points.values()) == 10
     cell = next(c for c in grader.cells if c.grade_id == "nfe_to_reach")
-    unchanged = gm.Mutant("nfe_to_reach:0:none:1", "nfe_to_reach", 0, "none", "", "", "", ast.parse(cell.source))
+    unchanged = _mutant("nfe_to_reach:0:none:1", ast.parse(cell.source))
     result = grader.grade(unchanged)
     assert result["status"] == "equivalent" and result["points_lost"] == 0, result
     # a real but harmless rewrite (min's arguments are symmetric) is told apart from a surviving change
     tree = ast.parse(cell.source.replace("min(reached)", "min(reached + reached)"))
-    same = gm.Mutant("nfe_to_reach:0:none:2", "nfe_to_reach", 0, "none", "", "", "", tree)
+    same = _mutant("nfe_to_reach:0:none:2", tree)
     assert grader.grade(same)["status"] == "equivalent"
+
+
+HIDDEN_ONLY_WRONG = """def nfe_to_reach(nfe, metric, target):
+    import inspect
+    hidden = any(f.frame.f_locals.get("hidden") is True for f in inspect.stack())  # called by a hidden check
+    reached = [c for c, m in zip(nfe, metric) if m <= target]
+    return (max if hidden else min)(reached) if reached else math.inf
+"""
+
+
+def test_a_change_only_the_hidden_checks_see_is_graded_and_told_apart(hidden_secret):
+    """The hidden checks run (with the secret) and cost the cell's points; the visible one said "ok"."""
+    grader = gm.NotebookGrader("a6_research_question")
+    result = grader.grade(_mutant("nfe_to_reach:0:none:4", ast.parse(HIDDEN_ONLY_WRONG)))
+    assert result["status"] == "killed" and result["cells_lost"] == ["test_nfe_to_reach"], result
+    assert result["hidden_only"] and result["points_lost"] == grader.points["test_nfe_to_reach"]
+    wrong_everywhere = HIDDEN_ONLY_WRONG.replace("(max if hidden else min)", "max")
+    assert not grader.grade(_mutant("nfe_to_reach:0:none:5", ast.parse(wrong_everywhere)))["hidden_only"]
 
 
 def test_a_broken_solution_cell_costs_its_checks(hidden_secret):
     """A solution cell that raises leaves its function undefined, as in the notebook: its check cell loses points."""
     grader = gm.NotebookGrader("a6_research_question")
-    broken = gm.Mutant("nfe_to_reach:0:none:3", "nfe_to_reach", 0, "none", "", "", "", ast.parse("1 / 0\n"))
+    broken = _mutant("nfe_to_reach:0:none:3", ast.parse("1 / 0\n"))
     result = grader.grade(broken)
     assert result["status"] == "killed" and result["cells_lost"] == ["test_nfe_to_reach"], result
     assert result["cell_errors"] and "ZeroDivisionError" in result["cell_errors"][0]
