@@ -17,7 +17,7 @@ is in the code.  So:
 
 from __future__ import annotations
 
-__all__ = ["PRESETS", "NOT_IN_THE_CODE", "PAPER_FID", "PAPER_HEADLINE", "REFERENCES"]
+__all__ = ["PRESETS", "NOT_IN_THE_CODE", "PAPER_FID", "PAPER_FID_SAMPLES", "PAPER_HEADLINE", "REFERENCES"]
 
 _INIT = dict(init_steps=19, init_kick=0.5, sigma_update="classifier-argmax", pick="authors", final_tweedie="always")
 
@@ -54,6 +54,9 @@ PAPER_FID = {
 """The paper's FIDs as ``(FID, NFE)`` pairs per integrator, without and with DLG, read off its figures
 (arXiv v1; CelebA-HQ-256 "without" at about 400 NFE).  NFE as the paper counts it: the Gibbs steps, the
 integrator and the Tweedie step per output; initialisation, burn-in and classifier calls are not counted."""
+
+PAPER_FID_SAMPLES = {"cifar10": 50000, "celebahq256": 10000}
+"""How many samples each of the paper's FIDs is computed on (pytorch-fid, against the training set's statistics)."""
 
 PAPER_HEADLINE = {
     "cifar10": {"v1": [(3.86, 10), (2.63, 20)], "camera_ready": [(3.25, 10), (2.49, 16)]},
