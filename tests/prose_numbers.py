@@ -14,16 +14,17 @@ read as 0.12), ``50k`` (50000).  Its sign is ignored (a "drop of 0.5" may print 
   backticked bare number: that states a setting, which must be printed or declared.  Any other backticked text
   (a command, a file name, a call such as ``kar1(model, x, s0, sigma_min, 3)``) is code, not a claim.  Under a
   "Try this" heading every backticked span is a suggestion to type, and is not read;
-* digits glued to letters or underscores (``KAR1``, ``W2``, ``CIFAR10``, ``A6``, ``2D``, ``04_dlg_acceleration``)
-  and version strings (``2.11.0``): names;
-* references: a number after *section, notebook, cell, figure/fig., table, algorithm, equation/eq., item, part,
-  question, exercise, assignment, appendix, chapter, line, row, column, issue* (with its run: ``cells 12/13/15``,
-  ``sections 2 and 3``); a numeral with a leading zero (``04``, ``01-03``: the notebooks' numbers); a list marker
-  (``1.`` opening a line); an integer alone in brackets (``(3)``, ``**(1)**``); the number opening a heading;
+* digits glued to letters or underscores (``KAR1``, ``W2``, ``CIFAR10``, ``A6``, ``2D``, ``04_dlg_acceleration``),
+  after a word and a hyphen (``CelebA-HQ-256``, ``Wasserstein-2``) and version strings (``2.11.0``): names;
+* references: a number after *section, notebook, cell, figure/fig., table, algorithm/alg., equation/eq., item,
+  part, question, exercise, assignment, appendix, chapter, line, row, column, issue, week, session* (with its run:
+  ``cells 12/13/15``, ``sections 2 and 3``); a numeral with a leading zero (``04``, ``01-03``: the notebooks'
+  numbers); a list marker (``1.`` opening a line); an integer alone in brackets (``(3)``, ``**(1)**``); the
+  number opening a heading;
 * citations: a year (1900-2099) right after an author, a venue or ``et al.`` (``Song et al. (2021)``,
   ``ICML 2023``) and arXiv ids (``2209.14593``);
-* the opening cell's ``**Time:**`` line (reading and run times: issue 19, item 5 measures them for the course
-  map; they are not outputs of the notebook).
+* the opening cell's ``**Time:**`` (or ``**Time.**``) line: reading and run times, which issue 19, item 5
+  measures for the course map; they are not outputs of the notebook.
 
 **Shown** -- a stated number is shown when a number in an output of any code cell of the same notebook (stream
 text, ``text/plain`` or ``text/markdown`` results) equals it *at the prose's precision*:
@@ -59,7 +60,7 @@ from dmcmc_edu import paper
 # ---- numbers --------------------------------------------------------------------------------------------------------
 # a numeral: 50,000 | 37 | 0.065 | 1e-3 | 2.5e+04; never preceded by a word character or a dot, never followed by
 # a dot + digit (a version) or a word character other than the suffix k (thousands) / x (times)
-_NUM = re.compile(r"(?<![\w.])(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d+)?"
+_NUM = re.compile(r"(?<![\w.])(?<![A-Za-z]-)(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?(?P<exp>[eE][-+]?\d+)?"
                   r"(?P<k>k)?(?!\.\d)(?![\w])(?P<pct>\s?%)?")
 _OUT_NUM = re.compile(r"(?<![A-Za-z0-9_.])(?P<int>\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?P<frac>\.\d+)?"
                       r"(?P<exp>[eE][-+]?\d+)?(?!\.\d)(?P<pct>\s?%)?")
@@ -74,14 +75,14 @@ _CODE_SPAN = re.compile(r"(`+)(.+?)\1", re.S)
 # a backticked setting: NAME = 0.01, NAME=[6, 25], cfg.eta_rel = 0.2, or a bare number
 _SETTING = re.compile(r"^\s*(?:[A-Za-z_][\w.\[\]'\"]*\s*=\s*)?[-+\[\](),.\deE\s]*\d[-+\[\](),.\deE\s]*$")
 _REF_WORDS = (r"sections?|§|notebooks?|cells?|fig(?:ure)?s?\.?|tables?|algorithms?|eq(?:uation)?s?\.?|items?|parts?"
-              r"|questions?|exercises?|assignments?|appendix|chapters?|lines?|rows?|columns?|issues?")
+              r"|questions?|exercises?|assignments?|appendix|chapters?|lines?|rows?|columns?|issues?|alg\.|weeks?|sessions?")
 _REF = re.compile(rf"\b(?:{_REF_WORDS})\s*\(?\d+(?:\s*(?:,|/|-|–|—|and|to|or)\s*\d+)*\)?", re.I)
 _LEADING_ZERO = re.compile(r"(?<![\w.])0\d(?:\s*[-–—]\s*0\d)*(?![\w.])")
 _LIST_MARKER = re.compile(r"^(\s*)\d+[.)](?=\s)", re.M)
 _BRACKETED_INT = re.compile(r"\(\d+\)")
 _HEADING_NUMBER = re.compile(r"^(#+\s*)\d+(?:\.\d+)*", re.M)
 _ARXIV = re.compile(r"\b\d{4}\.\d{4,5}(?:v\d+)?\b")
-_TIME_LINE = re.compile(r"\*\*Time:\*\*.*?(?=\*\*|\n\s*\n|\Z)", re.S)
+_TIME_LINE = re.compile(r"\*\*Time[:.]\*\*.*?(?=\*\*|\n\s*\n|\Z)", re.S)
 _TRY_THIS = re.compile(r"^#+\s*Try this", re.I | re.M)
 _YEAR = re.compile(r"(?:et al\.?|[A-Z][a-z]+|[A-Z]{2,}|&)[\s,]*\(?\s*(?:19|20)\d\d\b\)?")
 

@@ -106,7 +106,8 @@ def test_the_comparison_is_at_the_prose_precision_and_integers_are_exact():
 def test_latex_references_citations_and_code_are_skipped():
     text = ("## 2 · Section title\n"
             "As in section 3 and cells 12/13/15 of notebook 04 (`04_dlg_acceleration.ipynb`), Fig. 3 and Table 2,\n"
-            "assignment A6, KAR1, W2 and CIFAR10, $\\sigma = 0.7$ and $$x_{42} = 17$$, see Karras et al. (2022) and\n"
+            "assignment A6, KAR1, W2, CIFAR10, CelebA-HQ-256, Karras et al. (2022, Alg. 2), week 1 session 2,\n"
+            " $\\sigma = 0.7$ and $$x_{42} = 17$$, see Karras et al. (2022) and\n"
             "ICML 2023 (arXiv 2209.14593, https://arxiv.org/abs/2209.14593), suspect **(1)**, torch 2.11.0;\n"
             "run `python -m dmcmc_edu ladder --steps 99` on `checkpoint_24.pth`.\n\n"
             "    python train.py --epochs 100\n\n"
