@@ -19,8 +19,8 @@ read as 0.12), ``50k`` (50000).  Its sign is ignored (a "drop of 0.5" may print 
 * references: a number after *section, notebook, cell, figure/fig., table, algorithm/alg., equation/eq., item,
   part, question, exercise, assignment, appendix, chapter, line, row, column, issue, week, session* (with its run:
   ``cells 12/13/15``, ``sections 2 and 3``); a numeral with a leading zero (``04``, ``01-03``: the notebooks'
-  numbers); a list marker (``1.`` opening a line); an integer alone in brackets (``(3)``, ``**(1)**``); the
-  number opening a heading;
+  numbers); a list marker (``1.`` opening a line); a one-digit integer alone in brackets (``(3)``, ``**(1)**``;
+  "(75)" is a value); the number opening a heading;
 * citations: a year (1900-2099) right after an author, a venue or ``et al.`` (``Song et al. (2021)``,
   ``ICML 2023``) and arXiv ids (``2209.14593``);
 * the opening cell's ``**Time:**`` (or ``**Time.**``) line: reading and run times, which issue 19, item 5
@@ -79,7 +79,7 @@ _REF_WORDS = (r"sections?|§|notebooks?|cells?|fig(?:ure)?s?\.?|tables?|algorith
 _REF = re.compile(rf"\b(?:{_REF_WORDS})\s*\(?\d+(?:\s*(?:,|/|-|–|—|and|to|or)\s*\d+)*\)?", re.I)
 _LEADING_ZERO = re.compile(r"(?<![\w.])0\d(?:\s*[-–—]\s*0\d)*(?![\w.])")
 _LIST_MARKER = re.compile(r"^(\s*)\d+[.)](?=\s)", re.M)
-_BRACKETED_INT = re.compile(r"\(\d+\)")
+_BRACKETED_INT = re.compile(r"\(\d\)")
 _HEADING_NUMBER = re.compile(r"^(#+\s*)\d+(?:\.\d+)*", re.M)
 _ARXIV = re.compile(r"\b\d{4}\.\d{4,5}(?:v\d+)?\b")
 _TIME_LINE = re.compile(r"\*\*Time[:.]\*\*.*?(?=\*\*|\n\s*\n|\Z)", re.S)

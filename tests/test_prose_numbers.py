@@ -38,6 +38,7 @@ NOT_YET_CHECKED = [
 DECLARED = {
     "07_gpu_lab_cifar10_celebahq.ipynb": {
         "2048": "the dimension of Inception's pool3 features, which the FID is defined on",
+        "75": "PIL's default JPEG quality, which the authors' code wrote its images with",
     },
 }
 
@@ -88,6 +89,7 @@ def _numbers(findings):
 def test_a_number_missing_from_the_outputs_fails_and_is_named():
     cells = [_md("The run costs 37 NFE."), _code(stdout="NFE per output: 35\n")]
     (f,) = check_cells("toy.ipynb", cells)
+    assert _numbers(check_cells("toy.ipynb", [_md("JPEG quality (75), item (3).")])) == ["75"]
     assert (f.notebook, f.cell, f.number) == ("toy.ipynb", 0, "37")
     assert "costs 37 NFE" in f.context and "toy.ipynb cell 0: '37'" in str(f)
 
