@@ -23,6 +23,10 @@ operator           change
                    ``maximum`` <-> ``minimum`` (functions, methods and keyword names such as ``clamp(max=..)``)
 ``unary``          a unary ``-`` or ``not`` dropped
 ``swap-args``      two neighbouring positional arguments of a call swapped
+``drop-call``      a wrapping call dropped: ``x.sqrt()`` -> ``x``, ``torch.log(p)`` -> ``p``, ``float(v)`` -> ``v``
+                   (log, exp, sqrt, abs, float, int, clone, detach, (un)squeeze, to, double, cumsum, softmax, ...)
+``drop-statement`` an update (``x = x_next``, ``s += pair``), an expression statement (``xs.append(x)``),
+                   ``break`` or ``continue`` replaced by ``pass``
 ``variable``       a local name read where a sibling was meant: same stem before the first ``_`` (``x`` <->
                    ``x_next``, ``t_cur`` <-> ``t_next``, ``sigma_start`` <-> ``sigma_end``, ``log_p`` <-> ``log_q``)
 =================  =========================================================================================
@@ -233,6 +237,10 @@ _NONCOMMUTATIVE = (ast.Sub, ast.Div, ast.Pow, ast.FloorDiv, ast.Mod)
 _CMP_SWAPS = {ast.Lt: [ast.LtE, ast.Gt], ast.LtE: [ast.Lt, ast.GtE], ast.Gt: [ast.GtE, ast.Lt],
               ast.GtE: [ast.Gt, ast.LtE], ast.Eq: [ast.NotEq], ast.NotEq: [ast.Eq], ast.Is: [ast.IsNot],
               ast.IsNot: [ast.Is], ast.In: [ast.NotIn], ast.NotIn: [ast.In]}
+# calls that wrap a value of the same kind: dropping one leaves valid code (x.sqrt() -> x, torch.log(p) -> p)
+_UNWRAP = {"log", "exp", "sqrt", "abs", "float", "int", "clone", "detach", "squeeze", "unsqueeze", "to", "double",
+           "cumsum", "softmax", "log_softmax", "asarray", "logsumexp"}
+_MODULES = {"torch", "np", "numpy", "math"}
 _NAME_SWAPS = {"argmax": "argmin", "argmin": "argmax", "max": "min", "min": "max", "amax": "amin", "amin": "amax",
                "sum": "mean", "mean": "sum", "maximum": "minimum", "minimum": "maximum", "nanmax": "nanmin",
                "nanmin": "nanmax"}
@@ -266,6 +274,7 @@ def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
         if isinstance(node, ast.JoinedStr):
             skip.update(id(n) for n in ast.walk(node))
     pools = _sibling_pools(tree)
+    droppable = _droppable(tree)
     callees = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
     for k, node in enumerate(ast.walk(tree)):
         line = getattr(node, "lineno", None)
@@ -275,6 +284,8 @@ def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
         def add(operator, rewrite, k=k, line=line, col=node.col_offset):
             sites.append(Site(k, operator, rewrite, line, col))
 
+        if id(node) in droppable:
+            add("drop-statement", lambda n: ast.Pass())
         if isinstance(node, (ast.BinOp, ast.AugAssign)):
             for op in _BINOP_SWAPS.get(type(node.op), []):
                 add("binop", lambda n, op=op: _with(n, op=op()))
@@ -308,6 +319,29 @@ def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
                 for other in pools.get(id(node), []):
                     add("variable", lambda n, other=other: _with(n, id=other))
     return sites
+
+
+def _droppable(tree: ast.Module) -> set[int]:
+    """The statements whose removal leaves every name bound: expression statements (``xs.append(x)``), ``break``,
+    ``continue``, augmented assignments, and assignments to names the function bound on an earlier line (an update
+    such as ``x = x_next``; dropping the first binding of a name would only raise ``NameError``)."""
+    out: set[int] = set()
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        a = fn.args
+        params = {x.arg for x in a.posonlyargs + a.args + a.kwonlyargs} | {x.arg for x in (a.vararg, a.kwarg) if x}
+        stores = [(n.lineno, n.id) for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+        for stmt in ast.walk(fn):
+            if isinstance(stmt, (ast.Expr, ast.Break, ast.Continue, ast.AugAssign)):
+                if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)):  # not a docstring
+                    out.add(id(stmt))
+            elif isinstance(stmt, ast.Assign):
+                targets = {n.id for t in stmt.targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+                earlier = params | {name for line, name in stores if line < stmt.lineno}
+                if targets and targets <= earlier:
+                    out.add(id(stmt))
+    return out
 
 
 def _stem(name: str) -> str:
@@ -369,6 +403,13 @@ def _subscript_sites(node: ast.Subscript, add) -> None:
 
 
 def _call_sites(node: ast.Call, add) -> None:
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    if name in _UNWRAP:
+        if isinstance(func, ast.Attribute) and not (isinstance(func.value, ast.Name) and func.value.id in _MODULES):
+            add("drop-call", lambda n: n.func.value)  # x.sqrt() -> x, x.squeeze(1) -> x
+        elif len(node.args) == 1 and not node.keywords and not isinstance(node.args[0], ast.Starred):
+            add("drop-call", lambda n: n.args[0])  # torch.log(x) -> x, float(x) -> x
     if isinstance(node.func, ast.Name) and node.func.id == "range" and node.args:
         stop = 0 if len(node.args) == 1 else 1
         for delta in (1, -1):

@@ -96,6 +96,18 @@ def test_sibling_names_are_swapped_but_not_callables_or_globals():
     assert got == {("x", "x_next"), ("t_cur", "t"), ("t_cur", "t_next"), ("t_next", "t"), ("t_next", "t_cur")}
 
 
+def test_updates_and_wrapping_calls_are_dropped_but_not_first_bindings():
+    src = ("def f(x, xs):\n"
+           "    y = torch.log(x)\n"
+           "    x = y.sqrt()\n"
+           "    xs.append(x)\n"
+           "    return float(x)\n")
+    got = {(m.operator, m.line, m.after) for m in gm.generate_mutants(src, "c")
+           if m.operator in ("drop-statement", "drop-call")}
+    assert got == {("drop-call", 2, "x"), ("drop-call", 3, "y"), ("drop-statement", 3, "pass"),
+                   ("drop-statement", 4, "pass"), ("drop-call", 5, "x")}
+
+
 def test_a_cell_that_runs_too_long_is_stopped():
     t = time.perf_counter()
     with pytest.raises(gm.CellTimeout), gm.time_limit(0.2):
