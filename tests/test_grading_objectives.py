@@ -80,9 +80,13 @@ def test_plain_prints_numbers_as_a_student_reads_them():
 @pytest.mark.parametrize("name, mistake", MISTAKES, ids=[f"{n}:{m['message'][:40]}" for n, m in MISTAKES])
 def test_every_listed_mistake_gets_a_message_in_plain_numbers(name, mistake):
     wrong = define(name, mistake["cell"], mistake["source"])[mistake["cell"]]
+    check = _check(name, mistake["test"].removeprefix("test_"))
     with pytest.raises(CheckFailed) as err:
-        _check(name, mistake["test"].removeprefix("test_"))(wrong)  # the visible check, as the student sees it
+        check(wrong)  # the visible check, as the student sees it: it fails already, naming the mistake
     assert mistake["message"] in str(err.value)
+    assert not REPR.search(str(err.value)), str(err.value)
+    with pytest.raises(CheckFailed) as err:  # and the hidden one, whose message is in the feedback
+        check(wrong, hidden=True)
     assert not REPR.search(str(err.value)), str(err.value)
 
 

@@ -317,9 +317,10 @@ def hidden_seed(base: int) -> int:
 # strings -- plain data, never pickles) and what the check's own helpers observed during the call (e.g. the noise
 # levels a denoiser was called at).  The grader then runs the same check again in its own clean process
 # (:mod:`dmcmc_edu.grading.judge`), with the student's function replaced by the recorded answers: the checks are
-# deterministic (fixed seeds, fresh generators per call), so the cases are the same, and the verdict -- the "ok"
-# line or the message -- is computed from data only.  A record can make a check fail (a missing call, a crash, a
-# wrong number); it cannot make it pass unless it holds the right answers to the check's own cases.
+# deterministic (fixed seeds, fresh generators per call; hidden cases also mix in the grading run's secret,
+# which the kernel and the judge share: see "hidden cases" above), so the cases are the same, and the verdict --
+# the "ok" line or the message -- is computed from data only.  A record can make a check fail (a missing call, a
+# crash, a wrong number); it cannot make it pass unless it holds the right answers to the check's own cases.
 
 RECORD_MIME = "application/vnd.dmcmc-edu.check-record+json"
 RECORD_ENV = "DMCMC_EDU_RECORD_CHECKS"

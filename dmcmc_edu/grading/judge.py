@@ -10,7 +10,8 @@ computed here, in the process of ``nbgrader autograde`` (which never runs studen
 2. the cell's **outputs** give the records the kernel displayed (MIME type
    :data:`~dmcmc_edu.grading.feedback.RECORD_MIME`), in order;
 3. each check is run again with the record in place of the student's function
-   (:func:`~dmcmc_edu.grading.feedback.replaying`): the same cases, the same comparisons, the same messages, but
+   (:func:`~dmcmc_edu.grading.feedback.replaying`): the same cases (hidden ones drawn from this grading run's
+   secret, :func:`~dmcmc_edu.grading.feedback.hidden_seed`), the same comparisons, the same messages, but
    the reference, the comparisons and the verdict are this process's own.  A check without its record (the cell
    stopped, the kernel died, the record was removed) fails.
 
