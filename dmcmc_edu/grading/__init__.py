@@ -6,7 +6,8 @@ against the library's reference and fail with a message a student can act on; hi
 
 Grading (``python -m dmcmc_edu assignments grade``, :mod:`dmcmc_edu.grading.course`) runs each student's kernel in
 a sandbox (:mod:`dmcmc_edu.grading.sandbox`) and judges every check outside it, from the answers the kernel recorded
-(:mod:`dmcmc_edu.grading.judge`, :mod:`dmcmc_edu.grading.nbgrader_plugins`).
+(:mod:`dmcmc_edu.grading.judge`, :mod:`dmcmc_edu.grading.nbgrader_plugins`); grades are exported with a status
+column (graded, needs manual grading, not submitted) by :mod:`dmcmc_edu.grading.nbgrader_kit`.
 """
 from .feedback import CheckFailed, call_student, compare, fail, ok, when_ready
 
