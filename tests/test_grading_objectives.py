@@ -165,12 +165,29 @@ def test_the_counted_nfe_passes_through_the_record_and_a_forged_count_does_not()
         replaying(sink[0], a2_integrators.check_kar1, hidden=False)
 
 
-def test_a_hand_counted_nfe_that_is_not_the_wrappers_fails_and_the_class_is_restored():
-    original = CountingDenoiser.__dict__["nfe"]
-    with pytest.raises(CheckFailed, match="NFE must be counted by the wrapper"):
-        a2_integrators.check_kar1(lambda D, x, s0, smin, n: (_kar1_formula(CountingDenoiser(D, x.shape[0]), x, s0,
-                                                                           smin, n)[0], 2 * n - 1))
-    assert CountingDenoiser.__dict__["nfe"] is original
+def test_a_wrapper_made_but_not_used_does_not_count_and_the_class_is_restored():
+    original, original_init = CountingDenoiser.__dict__["nfe"], CountingDenoiser.__init__
+
+    def unused_wrapper(D, x, sigma_start, sigma_min, steps):
+        CountingDenoiser(D, n_samples=x.shape[0])  # made, then D itself is called: the wrapper counts 0
+        return _kar1_formula(D, x, sigma_start, sigma_min, steps)
+
+    with pytest.raises(CheckFailed, match="the CountingDenoiser around D counted 0: NFE must be counted by the"):
+        a2_integrators.check_kar1(unused_wrapper)
+    assert CountingDenoiser.__dict__["nfe"] is original and CountingDenoiser.__init__ is original_init
+
+
+def test_the_wrappers_count_of_calls_is_a_counted_nfe_too():
+    def by_calls(D, x, sigma_start, sigma_min, steps):
+        counter = CountingDenoiser(D)
+        out = a2_integrators._heun(counter, x, karras_sigmas(sigma_start, sigma_min, steps), steps)
+        return out, counter.calls  # every call is a whole batch: calls = evaluations per sample
+
+    assert a2_integrators.check_kar1(by_calls).startswith("ok: ")
+    sink: list = []
+    with recording(sink):
+        a2_integrators.check_kar1(by_calls, hidden=True)
+    assert replaying(sink[0], a2_integrators.check_kar1, hidden=True).startswith("ok: ")
 
 
 # ----------------------------------------------------------------------------- the library's answer switched off

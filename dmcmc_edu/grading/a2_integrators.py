@@ -54,8 +54,9 @@ class RecordingDenoiser:
 
     ``sigmas`` holds one ``[rows]`` tensor per call, ``rows`` the number of rows evaluated in all; ``nfe`` is
     ``rows / n_samples`` (evaluations per sample, as :class:`~dmcmc_edu.core.contract.CountingDenoiser` counts).
-    ``nfe_reads`` holds every value a ``CountingDenoiser`` wrapped around this denoiser reported as its ``.nfe``
-    while :func:`observing_counters` was on (the student's integrator ran).
+    While :func:`observing_counters` is on (the student's integrator runs), ``counters`` holds every
+    ``CountingDenoiser`` wrapped around this denoiser (directly or through other wrappers) and ``nfe_reads`` every
+    value one of them reported as its ``.nfe``; what they counted is recorded after the call (:meth:`_record_state`).
     """
 
     def __init__(self, model, n_samples: int):
@@ -63,6 +64,7 @@ class RecordingDenoiser:
         self.sigmas: list[torch.Tensor] = []
         self.rows = 0
         self.nfe_reads: list[float] = []
+        self.counters: list[CountingDenoiser] = []
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         if not isinstance(sigma, torch.Tensor) or sigma.ndim != 1 or sigma.shape[0] != x.shape[0]:
@@ -79,7 +81,15 @@ class RecordingDenoiser:
 
     def _record_state(self) -> dict:
         """What a check reads after the integrator ran (recorded in the kernel, see :func:`~.feedback.graded`)."""
-        return {"sigmas": list(self.sigmas), "rows": self.rows, "nfe_reads": [float(v) for v in self.nfe_reads]}
+        return {"sigmas": list(self.sigmas), "rows": self.rows, "nfe_reads": self.counted()}
+
+    def counted(self) -> list[float]:
+        """The numbers the wrappers around this denoiser counted: each ``.nfe`` they reported, then each one's NFE
+        per sample and its number of calls as they stand (after a record is restored: the recorded numbers)."""
+        counted = [float(v) for v in self.nfe_reads]
+        for c in self.counters:
+            counted += [c.rows / c.n_samples if c.n_samples else float(c.calls), float(c.calls)]
+        return counted
 
     def _restore_state(self, state) -> None:
         """Set what :meth:`_record_state` recorded (when the grader judges a record): 1-D tensors and a count."""
@@ -89,7 +99,7 @@ class RecordingDenoiser:
                 or not isinstance(rows, int) or rows < 0 or not isinstance(reads, list) \
                 or not all(isinstance(v, float) for v in reads):
             raise RecordError("the recorded calls of D are malformed")
-        self.sigmas, self.rows, self.nfe_reads = list(sigmas), rows, list(reads)
+        self.sigmas, self.rows, self.nfe_reads, self.counters = list(sigmas), rows, list(reads), []
 
     def __getattr__(self, name):
         if name == "model":
@@ -99,25 +109,38 @@ class RecordingDenoiser:
 
 @contextmanager
 def observing_counters(rec: RecordingDenoiser):
-    """Within the block, every ``.nfe`` a :class:`CountingDenoiser` around ``rec`` (directly or through other
-    wrappers) reports is appended to ``rec.nfe_reads``; the class is restored after."""
+    """Within the block, every :class:`CountingDenoiser` made around ``rec`` (directly or through other wrappers) is
+    listed in ``rec.counters`` and every ``.nfe`` it reports appended to ``rec.nfe_reads``; the class is restored
+    after."""
     original = CountingDenoiser.__dict__["nfe"]
+    original_init = CountingDenoiser.__init__
 
-    def nfe(self):
-        value = original.fget(self)
-        model, depth = self, 0
+    def wraps_rec(counter) -> bool:
+        model, depth = counter, 0
         while depth < 8 and isinstance(model, CountingDenoiser):
             model, depth = model.__dict__.get("model"), depth + 1
             if model is rec:
-                rec.nfe_reads.append(float(value))
-                break
+                return True
+        return False
+
+    def init(self, model, n_samples=None):
+        original_init(self, model, n_samples)
+        if wraps_rec(self):
+            rec.counters.append(self)
+
+    def nfe(self):
+        value = original.fget(self)
+        if wraps_rec(self):
+            rec.nfe_reads.append(float(value))
         return value
 
     CountingDenoiser.nfe = property(nfe, doc=original.__doc__)
+    CountingDenoiser.__init__ = init
     try:
         yield rec
     finally:
         CountingDenoiser.nfe = original
+        CountingDenoiser.__init__ = original_init
 
 
 @dataclass
@@ -242,7 +265,7 @@ COUNT_BY_WRAPPER = ("NFE must be counted by the wrapper, never by a formula: D =
 
 def _check_nfe(nfe, rec: RecordingDenoiser, needed: float, name: str, where: str, what_needed: str) -> None:
     """The evaluations the integrator made (counted by ``rec``) against what it needs, then the NFE it reported,
-    which must be a value a CountingDenoiser around ``rec`` reported (``rec.nfe_reads``)."""
+    which must be a number a CountingDenoiser around ``rec`` counted (``rec.nfe_reads``: its ``.nfe``, its calls)."""
     counted = rec.nfe
     if abs(counted - needed) > 1e-9:
         fail(f"{where}: {name} evaluated D {counted:g} times per sample, but it needs {needed:g} ({what_needed}); "
@@ -252,9 +275,10 @@ def _check_nfe(nfe, rec: RecordingDenoiser, needed: float, name: str, where: str
                       "counting one evaluation too few (NFE off by one)": counted - 1},
             hint="wrap D in CountingDenoiser(D, n_samples=B) and return its .nfe, the evaluations per sample")
     value = float(as_array(nfe, f"the NFE {name} returned").reshape(-1)[0])
-    if not any(abs(value - read) <= 1e-9 for read in rec.nfe_reads):
-        seen = (f"the CountingDenoiser around D reported {plain(rec.nfe_reads[-1])}" if rec.nfe_reads else
-                "no CountingDenoiser wrapped around D was asked for its .nfe")
+    counted = rec.counted()
+    if not any(abs(value - c) <= 1e-9 for c in counted):
+        seen = (f"the CountingDenoiser around D counted {plain(counted[-1])}" if counted else
+                "no CountingDenoiser was wrapped around D")
         fail(f"{where}: {name} returned nfe = {plain(value)}, but {seen}: {COUNT_BY_WRAPPER}")
 
 
