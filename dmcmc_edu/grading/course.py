@@ -505,15 +505,15 @@ def grade(course_dir, submissions_dir, out_csv, *, overwrite: bool = False, verb
         return _grade(course, found, out, overwrite, verbose, run_seconds, notebook_seconds, cell_seconds)
 
 
-def _export(course: Path, keys, verbose: bool, assignments_only: bool = False) -> tuple[bytes, list[dict]]:
+def _export(course: Path, keys, verbose: bool, whole_roster: bool = False) -> tuple[bytes, list[dict]]:
     """``nbgrader export`` (the course's plug-in) of the assignments of ``keys``: (the CSV's bytes, its rows).
 
-    Every student of the roster, unless ``assignments_only`` is false: then only the students of ``keys``.
+    The rows of the students of ``keys`` only, or with ``whole_roster`` of every student on the roster.
     """
     with tempfile.TemporaryDirectory(dir=course, prefix=".export.") as tmp:
         tmp_csv = Path(tmp) / "grades.csv"
         export = ["export", f"--to={tmp_csv}"]
-        if not assignments_only:
+        if not whole_roster:
             export += [f"--ExportPlugin.student={s}" for s in sorted({s for s, _ in keys})]
         export += [f"--ExportPlugin.assignment={a}" for a in sorted({a for _, a in keys})]
         run_nbgrader(course, *export, verbose=verbose)
@@ -588,7 +588,7 @@ def _grade(course: Path, found: dict, out: Path, overwrite: bool, verbose: bool,
         raise CourseError("no submission could be graded: " + "; ".join(f"{s}/{a}: {why}"
                                                                          for (s, a), why in sorted(failed.items())))
     out.parent.mkdir(parents=True, exist_ok=True)
-    data, rows = _export(course, graded, verbose, assignments_only=True)  # the whole roster: who did not submit
+    data, rows = _export(course, graded, verbose, whole_roster=True)  # with the students who did not submit
     keep = [(row.get("student_id"), row.get("assignment")) not in failed for row in rows]
     if not all(keep):  # a submission nbgrader could not process: named, left out
         raw = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
