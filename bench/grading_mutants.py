@@ -2,6 +2,9 @@
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/grading_mutants.py [--out bench/results/grading_mutants]
         [--assignments a2_integrators,...] [--max-mutants N] [--seed S] [--time-limit SECONDS]
+        [--hidden-secret TEXT] [--explanations FILE] [--report-only]
+
+(``make mutants``; about 2 minutes on two loaded cores.)
 
 For every assignment of ``notebooks/assignments/source`` this takes the model answer of each solution cell (the
 lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) and makes *mutants*: copies of the cell with one
@@ -54,16 +57,18 @@ Every mutant is then
 * ``survives``   -- it keeps full marks although some answer differs from the model answer's.
 
 The score the issue sets: at least 90% of the non-equivalent mutants of every assignment lose points.  Every mutant
-that keeps full marks is listed with an explanation from :data:`EXPLANATIONS_FILE` (``<id>: text``), written by hand
-after looking at it, or "(not explained yet)".  An explanation that starts with ``equivalent:`` says the change
-alters no result on any input the function's docstring allows; any other (``not caught: ...``) names the case a
-check would need to catch it.  The table gives both fractions: killed / non-equivalent on the check cases, and
-killed / (all but those explained as equivalent).
+that keeps full marks is listed with an explanation from :data:`EXPLANATIONS_FILE`
+(``{"<assignment>/<mutant id>": "equivalent: ..." or "not caught: ..."}``), written by hand after looking at it, or
+"(not explained yet)"; ``--report-only`` rewrites the table from the JSON after the explanations changed.  An
+explanation that starts with ``equivalent:`` says the change alters no result on any input the function's docstring
+allows; ``not caught:`` names the case a check would need to catch it.  The table gives both fractions: killed /
+non-equivalent on the check cases, and killed / (all but those explained as equivalent).
 
 Writes ``OUT/grading_mutants.json`` (every mutant: id, cell, line, operator, the change, status, the cells that lost
-points and the first message), ``OUT/README.md`` (the command, the run time, a table per assignment and every
-mutant that keeps full marks) and ``OUT/grading_mutants.png`` (a bar per assignment).  ``--max-mutants N`` grades a
-seeded random sample of N mutants per assignment (stated in the results).  Single-threaded by design.
+points, whether only a hidden check took them -- the visible one said "ok" -- and the first message),
+``OUT/README.md`` (the command, the run time, a table per assignment and every mutant that keeps full marks) and
+``OUT/grading_mutants.png`` (a bar per assignment).  ``--max-mutants N`` grades a seeded random sample of N mutants
+per assignment (stated in the results).  Single-threaded by design.
 """
 
 from __future__ import annotations
@@ -93,10 +98,9 @@ MANUAL_CELLS = {"written_answer"}  # graded by hand (A6): not autograded
 TARGET = 0.90  # issue 20: at least 90% of the non-equivalent mutants lose points
 TEXT_MAX = 160  # characters of a node shown in a change
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (when run as a command)
 
-import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from dmcmc_edu.grading import feedback  # noqa: E402
@@ -186,19 +190,16 @@ def _loaded_names(tree: ast.AST) -> set[str]:
     return (loaded - local) | top
 
 
-def top_level_names(tree: ast.Module) -> dict[str, set[str]]:
-    """``{name: names it reads}`` for what a cell binds at its top level (functions, classes, assignments, imports)."""
-    out: dict[str, set[str]] = {}
+def bound_names(tree: ast.Module) -> set[str]:
+    """The names a cell binds at its top level (functions, classes, assignments, imports)."""
+    out: set[str] = set()
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            out[stmt.name] = _loaded_names(stmt)
+            out.add(stmt.name)
         elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
-            for a in stmt.names:
-                out[(a.asname or a.name).split(".")[0]] = set()
+            out |= {(a.asname or a.name).split(".")[0] for a in stmt.names}
         else:
-            bound = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-            for name in bound:
-                out[name] = _loaded_names(stmt)
+            out |= {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     return out
 
 
@@ -530,7 +531,7 @@ class NotebookGrader:
         needed = set().union(*(_loaded_names(self.trees[c.index]) for c in self.cells if c.kind != "other"))
         # the cells that run before the graded ones: the setup, the solutions, and what binds a name they read
         self.prelude = [c for c in self.cells if c.kind == "solution" or (c.kind == "other" and (
-            c.grade_id == "setup" or set(top_level_names(self.trees[c.index])) & needed))]
+            c.grade_id == "setup" or bound_names(self.trees[c.index]) & needed))]
         self.points = {c.grade_id: c.points for c in self.cells if c.kind == "test"}
         self.original: dict[str, CellResult] = {}
         self.original, errors = self._run(None)
@@ -847,6 +848,7 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="grade nothing: rewrite the table and the plot from OUT/grading_mutants.json")
     args = p.parse_args(argv)
+    plt.switch_backend("Agg")  # files only; the notebooks' plots are closed unseen
     explanations = load_explanations(args.explanations)
     if args.report_only:
         path = args.out / "grading_mutants.json"
@@ -857,7 +859,20 @@ def main(argv=None) -> int:
         explain(report, explanations)
         write_report(report, args.out)
         return 0
+    saved = os.environ.get(HIDDEN_ENV)
     os.environ[HIDDEN_ENV] = args.hidden_secret
+    try:
+        return _run(args, argv)
+    finally:  # leave the caller's environment as it was (the tests call main in-process)
+        if saved is None:
+            os.environ.pop(HIDDEN_ENV, None)
+        else:
+            os.environ[HIDDEN_ENV] = saved
+
+
+def _run(args, argv) -> int:
+    """Grade the mutants of the assignments ``args`` names and write the report (see :func:`main`)."""
+    explanations = load_explanations(args.explanations)
     known = assignment_names()
     names = [n for n in args.assignments.split(",") if n] or known
     unknown = [n for n in names if n not in known]

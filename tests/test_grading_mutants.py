@@ -158,6 +158,10 @@ def test_the_model_answers_keep_full_marks_and_equal_answers(hidden_secret):
     grader = gm.NotebookGrader("a6_research_question")  # raises if a model answer loses points
     assert all(r.passed for r in grader.original.values())
     assert sum(grader.points.values()) == 10
+    # the DLG run, the ladder experiment and the plot bind nothing a graded cell reads: they are left out
+    prelude = [c.grade_id for c in grader.prelude]
+    assert prelude[0] == "setup" and not {"dlg_run", "experiment", "compare", "dlg_numbers"} & set(prelude)
+    assert {c.grade_id for c in grader.solution_cells()} <= set(prelude)
     cell = next(c for c in grader.cells if c.grade_id == "nfe_to_reach")
     unchanged = _mutant("nfe_to_reach:0:none:1", ast.parse(cell.source))
     result = grader.grade(unchanged)
@@ -193,6 +197,36 @@ def test_a_broken_solution_cell_costs_its_checks(hidden_secret):
     result = grader.grade(broken)
     assert result["status"] == "killed" and result["cells_lost"] == ["test_nfe_to_reach"], result
     assert result["cell_errors"] and "ZeroDivisionError" in result["cell_errors"][0]
+
+
+def test_the_command_grades_a_seeded_sample_and_writes_its_report(tmp_path, capsys):
+    out = tmp_path / "out"
+    before = os.environ.get(gm.HIDDEN_ENV)
+    assert gm.main(["--assignments", "a6_research_question", "--max-mutants", "6", "--out", str(out)]) == 0
+    assert os.environ.get(gm.HIDDEN_ENV) == before, "the run must leave the hidden-cases secret as it found it"
+    report = json.loads((out / "grading_mutants.json").read_text())
+    (a6,) = report["assignments"]
+    assert a6["graded"] == len(a6["mutants"]) == 6 < a6["generated"]
+    assert a6["killed"] + a6["equivalent"] + a6["survives"] == 6
+    assert "at most 6 mutants" in report["sample"] and report["hidden_secret"] == gm.DEFAULT_SECRET
+    again = tmp_path / "again"
+    gm.main(["--assignments", "a6_research_question", "--max-mutants", "6", "--out", str(again)])
+    ids = [m["id"] for m in json.loads((again / "grading_mutants.json").read_text())["assignments"][0]["mutants"]]
+    assert ids == [m["id"] for m in a6["mutants"]], "the sample is seeded"
+    text = (out / "README.md").read_text()
+    assert "a6_research_question | 6 of " in text and report["command"] in text
+    assert (out / "grading_mutants.png").stat().st_size > 0
+    capsys.readouterr()
+    assert gm.main(["--assignments", "a9_nothing", "--out", str(out)]) == 2
+    assert "unknown assignment a9_nothing" in capsys.readouterr().err
+
+
+def test_explanations_say_equivalent_or_not_caught(tmp_path):
+    path = tmp_path / "explanations.json"
+    path.write_text(json.dumps({"a6_research_question/x:1:binop:1": "probably fine"}))
+    with pytest.raises(ValueError, match="equivalent:' or 'not caught:'"):
+        gm.load_explanations(path)
+    assert gm.load_explanations(tmp_path / "none.json") == {}
 
 
 def test_the_committed_result_explains_every_mutant_that_keeps_full_marks():
