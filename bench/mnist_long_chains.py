@@ -3,14 +3,14 @@
     python bench/mnist_long_chains.py --seeds 0-2 --n 1000 --out bench/results/mnist_seeds
 
 The MNIST sweep's chains give 16 outputs each; the paper's chains run 250-500 Gibbs steps, so their start (a 37-NFE
-KAR2 run and 20 burn-in steps) is spread over many more outputs.  Here ``--n`` outputs (1,000: 4 chains of 250 or 2
-chains of 500 Gibbs steps; 2,000: 8 or 4) one output per step (n_skip = 1), with this rung's other DLG settings (ULA, absolute
-step eta = 1, classifier argmax) and 8 KAR1 steps as the denoising run.  Per seed: the NFE per output by the full
-ledger and by the paper's count, MNIST-FID with a 95% bootstrap interval (blocks of 50 consecutive outputs of a
-chain resampled together, since consecutive outputs are one Langevin step apart), and how often the digit (the
-feature net's class) changes between consecutive outputs of a chain.  Against KAR1 from noise at the sweep's best
-point (``bench/mnist_seeds.py --integrators kar1``, same seeds and n) the verdict is the mean FID difference with its
-interval (:func:`dmcmc_edu.evaluation.uncertainty.difference_verdict`).
+KAR2 run and 20 burn-in steps) is spread over many more outputs. Here ``--n`` outputs (1,000: 4 chains of 250 or 2
+chains of 500 Gibbs steps; 2,000: 8 or 4) come one per Gibbs step (n_skip = 1), with this rung's other DLG settings
+(ULA, absolute step eta = 1, classifier argmax) and 8 KAR1 steps as the denoising run. Per seed: the NFE per output
+by the full ledger and by the paper's count, MNIST-FID with a 95% bootstrap interval (blocks of 50 consecutive
+outputs of a chain resampled together, since consecutive outputs are one Langevin step apart), and how often the
+digit (the feature net's class) changes between consecutive outputs of a chain. Against KAR1 from noise at the
+sweep's best KAR1 point (10 steps; run here with the same seeds and n) the verdict is the mean FID difference with
+its interval (:func:`dmcmc_edu.evaluation.uncertainty.difference_verdict`).
 
 Every (setting, seed) is one file ``OUT/long/<name>.json`` (resumable; other settings are refused); writes
 ``OUT/mnist_long.{json,md}``.
@@ -62,17 +62,18 @@ def run_one(models, steps_per_chain: int, seed: int, settings: dict) -> dict:
             "seconds": round(seconds, 1), "settings": settings}
 
 
-def _kar1_from_noise(out: Path, seeds: list[int], n: int) -> dict | None:
-    """The seeds' KAR1-from-noise runs of bench/mnist_seeds.py (its best point) with ``n`` samples each, or None
-    when not all are there."""
-    runs = {}
-    for f in sorted((out / "points").glob("vanilla__kar1__*__seed*.json")):
-        p = json.loads(f.read_text())
-        if p["settings"]["n"] == n:  # FID depends on n: compare sets of one size only
-            runs[p["seed"]] = p
-    if not all(s in runs for s in seeds):
-        return None
-    return {s: runs[s] for s in seeds}
+def run_baseline(models, seed: int, settings: dict) -> dict:
+    """KAR1 from sigma_max at the sweep's best KAR1 step count, ``n`` samples: the comparison for the long chains."""
+    from dmcmc_edu.evaluation.mnist_fid import extract_features, fid_interval
+    from dmcmc_edu.experiments.mnist import vanilla_samples
+
+    t0 = time.time()
+    x, info = vanilla_samples(models["score"], settings["n"], integrator="kar1", steps=settings["baseline_steps"],
+                              seed=seed, batch_size=500)
+    seconds = time.time() - t0
+    fid = fid_interval(extract_features(models["feature_net"], x).numpy(), models["reference"], seed=seed)
+    return {"kar1_steps": settings["baseline_steps"], "seed": seed, "nfe": info["nfe"], "fid": fid,
+            "seconds": round(seconds, 1), "settings": settings}
 
 
 def _run(args) -> int:
@@ -82,7 +83,7 @@ def _run(args) -> int:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     (out / "long").mkdir(parents=True, exist_ok=True)
-    settings = {"n": args.n, "denoise_steps": 8, "n_skip": 1, "block": BLOCK}
+    settings = {"n": args.n, "denoise_steps": 8, "n_skip": 1, "block": BLOCK, "baseline_steps": args.baseline_steps}
     models = None
     rows = []
     for length in args.lengths:
@@ -101,7 +102,20 @@ def _run(args) -> int:
             print(f"chains of {length}: seed {seed}  NFE {r['nfe']:.2f} (paper {r['nfe_paper']:.1f})  FID "
                   f"{r['fid']['fid']:.2f} ({r['fid']['low']:.2f}-{r['fid']['high']:.2f})  digit changes "
                   f"{r['digit_change_rate']:.3f}  {r['seconds']:.0f} s", flush=True)
-    noise = _kar1_from_noise(out, args.seeds, args.n)
+    base = {}
+    for seed in args.seeds:  # KAR1 from noise, the same seeds and n
+        path = out / "long" / f"vanilla__kar1__{args.baseline_steps}__seed{seed}.json"
+        if path.exists() and json.loads(path.read_text()).get("settings") == settings:
+            base[seed] = json.loads(path.read_text())
+            continue
+        if path.exists():
+            raise RunRefused(f"{path}: made with other settings; use another --out")
+        models = models or load_shipped_models(str(ROOT / "dmcmc_edu" / "weights"))
+        base[seed] = run_baseline(models, seed, settings)
+        write_json(path, base[seed], indent=1)
+        print(f"KAR1 from noise, {args.baseline_steps} steps: seed {seed}  NFE {base[seed]['nfe']:.0f}  FID "
+              f"{base[seed]['fid']['fid']:.2f}", flush=True)
+    noise = base
     lines = [f"# MNIST, the paper's regime: DLG chains of {' and '.join(map(str, args.lengths))} Gibbs steps", "",
              f"{args.n} outputs per run, one per Gibbs step, KAR1 (8 steps) as the denoising run; MNIST-FID with its "
              f"95% bootstrap interval (blocks of {BLOCK} consecutive outputs of a chain); seeds "
@@ -117,18 +131,19 @@ def _run(args) -> int:
                      + f" | {np.mean([r['digit_change_rate'] for r in rs]):.3f} |")
         entry = {"nfe": float(np.mean([r["nfe"] for r in rs])), "fids": [r["fid"]["fid"] for r in rs],
                  "digit_change_rate": float(np.mean([r["digit_change_rate"] for r in rs]))}
-        if noise is not None:
-            nz = [noise[s] for s in args.seeds]
-            v = difference_verdict([r["fid"]["fid"] for r in rs], [p["fid"]["fid"] for p in nz],
-                                   [r["fid"]["replicates"] for r in rs], [p["fid"]["replicates"] for p in nz],
-                                   f"DLG chains of {length} ({entry['nfe']:.1f} NFE)",
-                                   f"KAR1 from noise ({nz[0]['nfe']:.0f} NFE)", what="MNIST-FID")
-            entry |= {"verdict": v.to_dict(), "sentence": v.sentence()}
+        nz = [noise[s] for s in args.seeds]
+        v = difference_verdict([r["fid"]["fid"] for r in rs], [p["fid"]["fid"] for p in nz],
+                               [r["fid"]["replicates"] for r in rs], [p["fid"]["replicates"] for p in nz],
+                               f"DLG chains of {length} ({entry['nfe']:.1f} NFE)",
+                               f"KAR1 from noise ({nz[0]['nfe']:.0f} NFE)", what="MNIST-FID")
+        entry |= {"verdict": v.to_dict(), "sentence": v.sentence()}
         summary[str(length)] = entry
     lines += ["", "## Against KAR1 from noise", ""]
-    lines += ([f"* {e['sentence']}" for e in summary.values()] if noise is not None else
-              ["Not compared: run `python bench/mnist_seeds.py --integrators kar1 --seeds "
-               f"{args.seeds[0]}-{args.seeds[-1]} --out {args.out}` first."])
+    nz = [noise[s] for s in args.seeds]
+    lines += [f"KAR1 from noise, {args.baseline_steps} steps ({nz[0]['nfe']:.0f} NFE; the sweep's best KAR1 point), "
+              "MNIST-FID per seed: " + "; ".join(f"{p['fid']['fid']:.1f} ({p['fid']['low']:.1f}-{p['fid']['high']:.1f})"
+                                                 for p in nz), ""]
+    lines += [f"* {e['sentence']}" for e in summary.values()]
     seconds = sum(r["seconds"] for r in rows)
     lines += ["", f"Sampling time: {seconds / 60:.0f} min in all (one torch thread, shared 2-core CPU)."]
     write_json(out / "mnist_long.json", {"settings": settings | {"seeds": args.seeds, "lengths": args.lengths},
@@ -147,6 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=seed_list, default=seed_list("0-2"))
     p.add_argument("--lengths", type=lambda v: [int(x) for x in v.split(",")], default=[250, 500])
     p.add_argument("--n", type=int, default=2000)
+    p.add_argument("--baseline-steps", type=int, default=10,
+                   help="KAR1 steps of the comparison from noise (10: the 2,000-sample sweep's best KAR1 point)")
     p.add_argument("--out", default="runs/mnist_seeds")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""MNIST verdicts with intervals (issue 18, item 5): the points that decide a verdict, over seeds, FID with its interval.
+"""MNIST verdicts with intervals (issue 18, item 5): the points that decide a verdict, over seeds, with FID intervals.
 
     python bench/mnist_seeds.py --integrators pf_euler,rk45,kar1 --seeds 0-2 --n 1000 --out bench/results/mnist_seeds
     python bench/mnist_seeds.py --integrators kar1,kar2,pf_euler,rk45,reverse_diffusion,euler_maruyama --seeds 0-2
@@ -45,7 +45,9 @@ def decisive_points(results: dict, integrators: list[str]) -> list[dict]:
     best = {}
     for p in results["points"]:
         key = (p["integrator"], p["variant"])
-        if p["integrator"] in integrators and p["variant"] in LABELS and (key not in best or p["fid"] < best[key]["fid"]):
+        if p["integrator"] not in integrators or p["variant"] not in LABELS:
+            continue
+        if key not in best or p["fid"] < best[key]["fid"]:
             best[key] = p
     missing = [(i, v) for i in integrators for v in LABELS if (i, v) not in best]
     if missing:
@@ -59,9 +61,10 @@ def _name(p: dict, seed: int) -> str:
 
 def run_one(models, p: dict, seed: int, settings: dict, feat_dir: Path) -> dict:
     """Sample one point at one seed with the sweep's settings; its FID with the bootstrap interval."""
+    from mnist_ladder import _options
+
     from dmcmc_edu.evaluation.mnist_fid import extract_features, fid_interval
     from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, vanilla_samples
-    from mnist_ladder import _options
 
     steps, opts = _options(p["integrator"], p["setting"])
     n = settings["n"]

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import stats
 from torch import nn
 from tqdm import tqdm
 
@@ -295,8 +296,6 @@ def fid_interval(features, reference: dict, *, groups=None, n_resamples: int = 9
     ``high`` are the percentile interval moved back by that shift, i.e. the bootstrap's spread around the
     measured value.  Compare sets of equal size.
     """
-    from scipy import stats
-
     f = np.asarray(torch.as_tensor(features).double().cpu(), dtype=np.float64)
     if f.ndim != 2 or f.shape[0] < 2:
         raise ValueError(f"fid_interval: features must have shape [n >= 2, d], got {f.shape}")

@@ -311,7 +311,8 @@ def difference_verdict(a_values, b_values, a_replicates, b_replicates, name_a: s
                     "mean difference")
     pct = f"{100 * confidence:g}%"
     seeds = f"{va.size} seed{'s' if va.size != 1 else ''}" + ("" if va.size == vb.size else f" vs {vb.size}")
-    info = {"a": {"values": va.tolist(), "mean": float(va.mean())}, "b": {"values": vb.tolist(), "mean": float(vb.mean())}}
+    info = {"a": {"values": va.tolist(), "mean": float(va.mean())},
+            "b": {"values": vb.tolist(), "mean": float(vb.mean())}}
     if diff.low <= 0.0 <= diff.high:
         return Verdict(f"no measurable difference in {what} between {name_a} and {name_b} ({name_a} - {name_b} = "
                        f"{est:+{fmt}}, {pct} CI {diff.low:+{fmt}} to {diff.high:+{fmt}} includes 0; {seeds})",
