@@ -181,8 +181,10 @@ def compare(name: str, got: Any, want: Any, *, where: str = "", rtol: float = 1e
     named = [d for d, wrong in (mistakes or {}).items() if close(g, as_array(wrong, d), rtol, atol)]
     if named:  # every listed mistake that gives exactly these numbers (on this case they cannot be told apart)
         which = named[0] + "".join(f" (and also what {d} gives)" for d in named[1:])
+        detail = "" if g.size == 1 else (f" (first difference at entry {_entry(start, g.shape)}: "
+                                         f"{_num(g.reshape(-1)[start], 7)} instead of {_num(w.reshape(-1)[start], 7)})")
         fail(f"{where + ': ' if where else ''}{name} gives {_fmt(g, start)}, which is what {which} gives; "
-             f"the expected value is {_fmt(w, start)}")
+             f"the expected value is {_fmt(w, start)}{detail}")
     if g.size == 1:
         fail(f"{where + ': ' if where else ''}{name} is {_fmt(g)}, expected {_fmt(w)}"
              f"{' -- ' + hint if hint else ''}")
