@@ -316,3 +316,29 @@ def test_a_correct_solution_written_differently_gets_full_marks(name, cell, hidd
     source = "import math\nimport numpy as np\n" + OTHER_SOLUTIONS[(name, cell)]
     fn = define(name, cell, source)[cell]
     assert _check(name, cell)(fn, hidden=hidden).startswith("ok: ")
+
+
+# ----------------------------------------------------------------------------- A3: underflow named only on its numbers
+
+
+@pytest.mark.parametrize("secret", ["s1", "s2", "s3"])
+def test_the_missing_log_sum_exp_is_named_in_the_hidden_check_whatever_the_secret(monkeypatch, secret):
+    monkeypatch.setenv(feedback.HIDDEN_ENV, secret)
+    m = next(m for m in load_mistakes("a3_posterior_and_langevin")
+             if m["cell"] == "log_p_sigma" and "log-sum-exp" in m["message"])
+    with pytest.raises(CheckFailed, match="the log-sum-exp is missing"):
+        a3_posterior_langevin.check_log_p_sigma(define("a3_posterior_and_langevin", "log_p_sigma", m["source"])
+                                                ["log_p_sigma"], hidden=True)
+
+
+def test_a_nan_that_is_not_the_missing_log_sum_exp_gets_a_neutral_message():
+    model = define("a3_posterior_and_langevin", "log_p_sigma")["log_p_sigma"]
+
+    def nan_in_row_0(x, sigma, weights, means, tau):
+        out = model(x, sigma, weights, means, tau).clone()
+        out[0] = math.nan
+        return out
+
+    with pytest.raises(CheckFailed) as err:
+        a3_posterior_langevin.check_log_p_sigma(nan_in_row_0)
+    assert "log-sum-exp is missing" not in str(err.value) and "the first at entry 0" in str(err.value), str(err.value)

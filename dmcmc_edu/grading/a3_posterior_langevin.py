@@ -64,14 +64,22 @@ def _levels(s) -> str:
     return "[" + ", ".join(f"{v:.3g}" for v in torch.as_tensor(s).reshape(-1).tolist()) + "]"
 
 
-def _finite_where_reference_is(got, want, name: str, where: str, d: int) -> None:
-    """Name the missing log-sum-exp when the answer has NaN/inf entries where the exact value is finite."""
-    g, w = as_array(got, name), as_array(want, "the reference")
+def _finite_where_reference_is(got, want, naive, name: str, where: str, d: int) -> None:
+    """NaN/inf entries where the exact value is finite: the missing log-sum-exp is named when the answer is what
+    the computation outside the logs (``naive``: exp, sum, log) gives -- non-finite in the same entries, equal
+    elsewhere; otherwise the message says where, with a neutral hint."""
+    g, w, n = as_array(got, name), as_array(want, "the reference"), np.asarray(naive, dtype=np.float64)
     if g.shape == w.shape and not np.all(np.isfinite(g)) and np.all(np.isfinite(w)):
         bad = ~np.isfinite(g)
         low = float(np.min(w[bad]))
-        fail(f"{where}: {name} has {int(bad.sum())} NaN or infinite entries where the exact values are finite "
-             f"(the smallest is {low:.4g}); " + LOG_SUM_EXP_MISSING.format(d=d, low=low))
+        said = (f"{where}: {name} has {int(bad.sum())} NaN or infinite entries where the exact values are finite "
+                f"(the smallest is {low:.4g})")
+        if n.shape == g.shape and np.array_equal(bad, ~np.isfinite(n)) and np.allclose(g[~bad], n[~bad], rtol=1e-7,
+                                                                                       atol=1e-6):
+            fail(f"{said}; " + LOG_SUM_EXP_MISSING.format(d=d, low=low))
+        first = [int(i) for i in np.argwhere(bad)[0]]
+        fail(f"{said}, the first at entry {first[0] if len(first) == 1 else first}; in {d} dimensions a density "
+             f"such as exp({low:.4g}) is below the smallest float -- which step of yours leaves the logs?")
 
 
 # --------------------------------------------------------------------------- log p_sigma(x)
@@ -91,7 +99,7 @@ def _log_p_cases(hidden: bool):
         x, _ = _noised(mix, [0.05, 1.0, 0.3, 3.0, 0.1], seed=4)
         return [(x, torch.tensor([0.05, 0.05, 0.5, 2.0, 0.2], dtype=torch.float64), w, mu, tau, mix)]
     mix, w, mu, tau = isotropic_mixture(32, taus=(0.02, 0.005, 0.1, 0.03), weights=(1, 2, 3, 4), seed=7)
-    x, _ = _noised(mix, [0.02, 2.0, 0.5, 0.05, 5.0, 0.2], seed=hidden_seed(8))
+    x, _ = _noised(mix, [0.02, 4.0, 0.5, 0.05, 5.0, 0.2], seed=hidden_seed(8))  # row 1 underflows at 0.03
     mix2, w2, mu2, tau2 = isotropic_mixture(2, taus=(0.1, 0.3), weights=(0.7, 0.3), seed=9)
     x2, _ = _noised(mix2, [0.1, 1.0, 3.0], seed=hidden_seed(10))
     return [(x, torch.tensor([0.02, 0.03, 1.0, 0.05, 4.0, 0.1], dtype=torch.float64), w, mu, tau, mix),
@@ -106,7 +114,8 @@ def check_log_p_sigma(log_p_sigma, hidden: bool = False) -> str:
         where = f"in {x.shape[1]} dimensions at sigma = {_levels(sigma)}"
         got = call_student(log_p_sigma, "log_p_sigma", x.clone(), sigma.clone(), w.clone(), mu.clone(), tau.clone())
         want = mix.log_prob(x, sigma)
-        _finite_where_reference_is(got, want, "log_p_sigma", where, x.shape[1])
+        naive = torch.log(torch.exp(_component_terms(x, sigma, w, mu, tau)).sum(dim=1))
+        _finite_where_reference_is(got, want, naive, "log_p_sigma", where, x.shape[1])
         lse = lambda t: torch.logsumexp(t, dim=1)  # noqa: E731
         mistakes = {
             "leaving out the normalising constant -d/2 log(2 pi (tau_k + sigma^2)) (it depends on sigma, so "
@@ -161,9 +170,11 @@ def check_log_sigma_posterior(log_sigma_posterior, hidden: bool = False) -> str:
         got = call_student(log_sigma_posterior, "log_sigma_posterior", _per_sample_levels(mix.log_prob), x.clone(),
                            levels.clone(), prior.clone())
         want = mix.sigma_log_posterior(x, levels, log_prior=prior)
-        _finite_where_reference_is(got, want, "log_sigma_posterior", where, x.shape[1])
         joint_no_prior = torch.stack([mix.log_prob(x, float(s)) for s in levels], dim=1)
         joint = joint_no_prior + prior[None]
+        p = torch.exp(joint)
+        _finite_where_reference_is(got, want, torch.log(p / p.sum(dim=1, keepdim=True)), "log_sigma_posterior",
+                                   where, x.shape[1])
         mistakes = {
             "leaving out the prior p(sigma)": mix.sigma_log_posterior(x, levels),
             "subtracting the log prior instead of adding it": mix.sigma_log_posterior(x, levels, log_prior=-prior),
