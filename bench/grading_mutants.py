@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/grading_mutants.py [--out bench/results/grading_mutants]
         [--assignments a2_integrators,...] [--max-mutants N] [--seed S] [--time-limit SECONDS]
-        [--hidden-secret TEXT] [--explanations FILE] [--report-only]
+        [--hidden-secret TEXT] [--explanations FILE] [--nbgrader-check K] [--report-only]
 
 (``make mutants``; about 2 minutes on two loaded cores.)
 
@@ -68,7 +68,9 @@ Writes ``OUT/grading_mutants.json`` (every mutant: id, cell, line, operator, the
 points, whether only a hidden check took them -- the visible one said "ok" -- and the first message),
 ``OUT/README.md`` (the command, the run time, a table per assignment and every mutant that keeps full marks) and
 ``OUT/grading_mutants.png`` (a bar per assignment).  ``--max-mutants N`` grades a seeded random sample of N mutants
-per assignment (stated in the results).  Single-threaded by design.
+per assignment (stated in the results).  ``--nbgrader-check K`` grades K of the mutants a second time with the
+course's own command (``nbgrader autograde`` in a scratch copy of the course, the sandbox where bubblewrap runs) and
+records whether every graded cell gets the same score as here.  Single-threaded by design.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ import argparse
 import ast
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import os
@@ -705,10 +708,14 @@ def write_markdown(report: dict, out: Path) -> None:
              "each mutant is one small change to one line of a model answer, graded with the notebook's own "
              "graded test cells (visible and hidden checks, judged from the recorded answers as the grader does, "
              "each cell its metadata's points).", "",
-             f"Command: `{report['command']}`  ", f"Run time: {report['seconds']:.0f} s on {report['machine']}  ",
+             f"Command: `{report['command']}`  ", f"Run time: {report['seconds']:.0f} s on {report['machine']}"
+             + (f" (with the check against nbgrader below: {report['seconds_with_nbgrader_check']:.0f} s)"
+                if report.get("seconds_with_nbgrader_check") else "") + "  ",
              f"Date (UTC): {report['date']}; checks and notebooks of commit {report['commit']}"
              + (f" with uncommitted changes to {', '.join(report['uncommitted'])}" if report["uncommitted"] else "")
              + "  ",
+             *(["**The checks or the source notebooks changed during this run: run it again.**  "]
+               if report.get("checks_changed_during_run") else []),
              f"Sample: {report['sample']}; the hidden cases' secret: `{report['hidden_secret']}` (a grading run draws "
              "a fresh one)", "",
              "| assignment | mutants | killed | of which by hidden checks only | equivalent on the checks | survive | "
@@ -729,6 +736,12 @@ def write_markdown(report: dict, out: Path) -> None:
             ops.setdefault(op, [0, 0])
             ops[op][0] += n["killed"]
             ops[op][1] += n["graded"]
+    check = report.get("nbgrader_check")
+    if check:
+        lines += ["", f"Checked against the course's own command: {check['of']} of these mutants (every one that "
+                  f"keeps full marks, up to half, and killed ones drawn at random) graded again with `python -m "
+                  f"dmcmc_edu assignments grade` (nbgrader, {check['mode']}) in a scratch course: {check['agree']} of "
+                  f"{check['of']} get the same score in every graded cell ({check['seconds']:.0f} s)."]
     if ops:
         lines += ["", "Killed / graded by operator (all assignments): "
                   + ", ".join(f"{op} {k}/{n}" for op, (k, n) in sorted(ops.items())) + "."]
@@ -795,11 +808,126 @@ def _git(*args: str) -> str:
         return ""
 
 
+def checks_digest() -> str:
+    """A digest of the checks (``dmcmc_edu/grading``) and the source notebooks, to tell a run that saw them change."""
+    h = hashlib.sha256()
+    files = sorted((ROOT / "dmcmc_edu" / "grading").glob("*.py")) + sorted((COURSE / "source").glob("*/*.ipynb"))
+    for f in files:
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def checks_state() -> tuple[str, list[str]]:
     """The commit of the checkout and its uncommitted changes to the checks and the source notebooks."""
     commit = _git("rev-parse", "--short=12", "HEAD") or "unknown"
     status = _git("status", "--porcelain", "--", "dmcmc_edu/grading", "notebooks/assignments/source")
     return commit, sorted(line[3:] for line in status.splitlines() if line.strip())
+
+
+def nbgrader_check(names: list[str], k: int, seed: int, parts: list[dict], log=sys.stderr) -> dict:
+    """Grade ``k`` of the mutants again with the course's own command (``nbgrader`` through ``python -m dmcmc_edu
+    assignments release | grade``, each kernel in the sandbox where bubblewrap runs) in a scratch copy of the course,
+    and compare every graded cell's score with this tool's.  The sample: every mutant that kept full marks (up to
+    half of ``k``), then killed ones drawn with ``seed``.  Returns the comparison for the report."""
+    import tempfile
+
+    from nbgrader.api import Gradebook  # the extra 'assignments': only this check needs it
+
+    from dmcmc_edu.cli import main as cli_main
+    from dmcmc_edu.grading import course as course_mod
+    from dmcmc_edu.grading import sandbox as sandbox_mod
+
+    rng = random.Random(f"{seed}:nbgrader")
+    rows = [(a["assignment"], m) for a in parts for m in a["mutants"]]
+    keep = [r for r in rows if r[1]["status"] != "killed"][: k // 2]
+    killed = [r for r in rows if r[1]["status"] == "killed"]
+    pick = keep + rng.sample(killed, min(len(killed), k - len(keep)))
+    t0 = time.perf_counter()
+    mode = "sandbox"
+    saved = os.environ.get(sandbox_mod.MODE_ENV)
+    try:
+        sandbox_mod.check_sandbox()
+    except sandbox_mod.SandboxError:
+        mode = "plain (no bubblewrap here)"
+        os.environ[sandbox_mod.MODE_ENV] = "plain"
+    try:
+        with tempfile.TemporaryDirectory(prefix="grading-mutants-") as tmp:
+            work = Path(tmp)
+            course = work / "course"
+            (course / "source").mkdir(parents=True)
+            (course / "nbgrader_config.py").write_bytes((COURSE / "nbgrader_config.py").read_bytes())
+            used = sorted({name for name, _ in pick})
+            for name in used:
+                (course / "source" / name).mkdir()
+                (course / "source" / name / f"{name}.ipynb").write_bytes(notebook_path(name).read_bytes())
+            with contextlib.redirect_stdout(io.StringIO()):
+                cli_main(["assignments", "release", "--course", str(course), "--assignments", ",".join(used)])
+            trees = {}
+            for name in used:
+                trees[name] = {m.id: m for m in NotebookGrader(name).mutants()}
+            subs = work / "submissions"
+            students = {}
+            for j, (name, row) in enumerate(pick):
+                student = f"mutant{j:02d}"
+                students[student] = (name, row)
+                nb = json.loads(notebook_path(name).read_text(encoding="utf-8"))
+                mutant = trees[name][row["id"]]
+                for c in nb["cells"]:
+                    if c.get("metadata", {}).get("nbgrader", {}).get("grade_id") == mutant.cell:
+                        c["source"] = ast.unparse(mutant.tree) + "\n"
+                    if c["cell_type"] == "code":
+                        c["outputs"], c["execution_count"] = [], None
+                folder = subs / student / name
+                folder.mkdir(parents=True)
+                (folder / f"{name}.ipynb").write_text(json.dumps(nb, indent=1), encoding="utf-8")
+            roster = work / "students.csv"
+            roster.write_text("id\n" + "".join(f"{s}\n" for s in sorted(students)), encoding="utf-8")
+            course_mod.run_nbgrader(course, "db", "student", "import", str(roster))
+            print(f"  grading {len(pick)} mutants with the course's command ({mode})", file=log, flush=True)
+            with contextlib.redirect_stdout(io.StringIO()):
+                cli_main(["assignments", "grade", "--course", str(course), "--submissions", str(subs),
+                          "--out", str(work / "grades.csv")])
+            old_path = os.environ.get("PATH", "")
+            os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), old_path])  # alembic
+            try:
+                with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "dmcmc_edu") as gb:
+                    scores = {s: {g.name: float(g.score or 0) for g in
+                                  gb.find_submission_notebook(name, name, s).grades}
+                              for s, (name, _) in students.items()}
+            finally:
+                os.environ["PATH"] = old_path
+            errors = {s: _error_outputs(course / "autograded" / s / name / f"{name}.ipynb")
+                      for s, (name, _) in students.items()}
+    finally:
+        if saved is None:
+            os.environ.pop(sandbox_mod.MODE_ENV, None)
+        else:
+            os.environ[sandbox_mod.MODE_ENV] = saved
+    points = {a["assignment"]: a["points"] for a in parts}
+    out = []
+    for student, (name, row) in sorted(students.items()):
+        mine = {g: (0.0 if g in row["cells_lost"] else float(p)) for g, p in points[name].items()}
+        theirs = {g: scores[student].get(g) for g in mine}
+        entry = {"assignment": name, "id": row["id"], "status": row["status"], "agree": mine == theirs,
+                 "in_process": mine, "nbgrader": theirs}
+        if mine != theirs:  # what the course's command said in the cells that differ
+            entry["nbgrader_errors"] = {g: errors[student].get(g) for g in mine if mine[g] != theirs[g]}
+        out.append(entry)
+    return {"mutants": out, "agree": sum(r["agree"] for r in out), "of": len(out), "mode": mode,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _error_outputs(path: Path) -> dict[str, str]:
+    """``{grade_id: "Name: message"}`` of the error outputs of an autograded notebook (missing file: empty)."""
+    if not path.is_file():
+        return {}
+    out = {}
+    for c in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        gid = c.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        for o in c.get("outputs", []):
+            if o.get("output_type") == "error" and gid:
+                out[gid] = f"{o.get('ename')}: {o.get('evalue')}"[:600]
+    return out
 
 
 def explain(report: dict, explanations: dict[str, str]) -> None:
@@ -845,6 +973,8 @@ def main(argv=None) -> int:
                    help="the hand-written explanations of the mutants that keep full marks")
     p.add_argument("--hidden-secret", default=DEFAULT_SECRET,
                    help=f"the grader's secret of the hidden cases ({HIDDEN_ENV}) for this run")
+    p.add_argument("--nbgrader-check", type=int, default=0, metavar="K",
+                   help="also grade K mutants with the course's own command (nbgrader) and compare cell by cell")
     p.add_argument("--report-only", action="store_true",
                    help="grade nothing: rewrite the table and the plot from OUT/grading_mutants.json")
     args = p.parse_args(argv)
@@ -884,6 +1014,7 @@ def _run(args, argv) -> int:
         return 2
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    digest = checks_digest()
     parts = []
     for name in names:
         print(f"{name}: grading its mutants", file=sys.stderr, flush=True)
@@ -899,8 +1030,19 @@ def _run(args, argv) -> int:
                          if args.max_mutants else "every generated mutant"),
               "time_limit_s": args.time_limit, "hidden_secret": args.hidden_secret, "target": TARGET,
               "assignments": parts}
+    if args.nbgrader_check > 0:
+        report["nbgrader_check"] = nbgrader_check(names, args.nbgrader_check, args.seed, parts)
+        report["seconds_with_nbgrader_check"] = round(time.perf_counter() - t0, 1)
+    report["checks_changed_during_run"] = checks_digest() != digest
     explain(report, explanations)
     write_report(report, args.out)
+    if report["checks_changed_during_run"]:
+        print("warning: the checks or the source notebooks changed while this ran; run it again", file=sys.stderr)
+    check = report.get("nbgrader_check")
+    if check and check["agree"] != check["of"]:
+        print(f"error: the course's command scored {check['of'] - check['agree']} of {check['of']} mutants "
+              "differently (see the report)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,7 +5,8 @@ a few fixed mutants of A2 and A6 -- the mistakes the issue names among them -- l
 them while the unchanged model answers keep full marks, and the committed result explains every mutant that keeps
 full marks.  ``DMCMC_MUTATION_FULL=1`` runs the whole command (about 1-2 minutes on two cores) and checks the issue's
 target: at least 90% of the non-equivalent mutants of every assignment lose points, and each one that does not is
-explained in ``bench/results/grading_mutants/explanations.json``.
+explained in ``bench/results/grading_mutants/explanations.json``; four mutants are graded again with the course's
+own command (nbgrader) and must get the same score in every cell.
 """
 import ast
 import importlib.util
@@ -245,8 +246,12 @@ def test_the_committed_result_explains_every_mutant_that_keeps_full_marks():
 @pytest.mark.skipif(os.environ.get("DMCMC_MUTATION_FULL") != "1",
                     reason="the whole mutation run: DMCMC_MUTATION_FULL=1")
 def test_full_mutation_run_meets_the_target(tmp_path, hidden_secret):
-    assert gm.main(["--out", str(tmp_path)]) == 0
+    """Every mutant of every assignment; four of them graded again with the course's command must score the same."""
+    check = ["--nbgrader-check", "4"] if importlib.util.find_spec("nbgrader") else []
+    assert gm.main(["--out", str(tmp_path), *check]) == 0
     report = json.loads((tmp_path / "grading_mutants.json").read_text())
+    if check:
+        assert report["nbgrader_check"]["agree"] == report["nbgrader_check"]["of"] == 4
     explanations = gm.load_explanations()
     for a in report["assignments"]:
         assert not a.get("error"), a["error"]
