@@ -273,7 +273,7 @@ def _with(node: ast.AST, **changes) -> ast.AST:
 def _sites(tree: ast.Module, lines: tuple[int, int] | None) -> list[Site]:
     """Every change the operators make to the nodes that start on a line of ``lines`` (all lines if None)."""
     sites: list[Site] = []
-    skip: set[int] = set()  # docstrings and other string constants
+    skip: set[int] = set()  # inside f-strings (format specs); str constants are never changed
     for node in ast.walk(tree):
         if isinstance(node, ast.JoinedStr):
             skip.update(id(n) for n in ast.walk(node))

@@ -241,6 +241,9 @@ def test_the_committed_result_explains_every_mutant_that_keeps_full_marks():
             if m["status"] != "killed":
                 assert f"{a['assignment']}/{m['id']}" in explanations, f"{a['assignment']}/{m['id']} unexplained"
     assert (RESULTS / "README.md").is_file() and (RESULTS / "grading_mutants.png").is_file()
+    assert not report.get("checks_changed_during_run"), "the committed run saw the checks change: run it again"
+    check = report.get("nbgrader_check")
+    assert check is None or check["agree"] == check["of"], "the course's command scored some mutants differently"
 
 
 @pytest.mark.skipif(os.environ.get("DMCMC_MUTATION_FULL") != "1",
