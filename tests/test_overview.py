@@ -113,3 +113,33 @@ def test_readme_says_what_the_data_say():
     assert mod.fill(readme, overview.readme_blocks(RESULTS)) == readme, "run: python bench/readme_numbers.py"
     with pytest.raises(ValueError, match="no '<!-- measured:toy -->'"):
         mod.fill("no markers here", {"toy": "x"})
+
+
+def test_course_map_reads_its_times_by_the_stated_rule(tmp_path):
+    """Reading time follows READING_RULE exactly; run time is the sum of the stored kernel timestamps."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(" ".join(["word"] * 400)),
+                nbformat.v4.new_code_cell("a = 1\n# a comment\n\nb = 2\n" + "c = 3\n" * 8)]
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={"image/png": "", "text/plain": "<Figure>"})]
+    nb.cells[1].metadata["execution"] = {"iopub.execute_input": "2026-01-01T00:00:01.000Z",
+                                         "shell.execute_reply": "2026-01-01T00:00:03.500Z"}
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    r = overview.READING_RULE
+    expect = 400 / r["words_per_minute"] + 10 / r["code_lines_per_minute"] + r["minutes_per_figure"]
+    assert overview.reading_minutes(path) == pytest.approx(expect)
+    assert overview.run_seconds(path) == pytest.approx(2.5)
+    del nb.cells[1].metadata["execution"]
+    nbformat.write(nb, str(path))
+    assert overview.run_seconds(path) is None  # a cell without timestamps: not timed, never a guess
+
+
+def test_course_map_lists_every_walkthrough():
+    rows = overview.course_map(RESULTS.parents[1] / "notebooks")
+    names = sorted(p.name for p in (RESULTS.parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert [r["notebook"].strip("`") for r in rows] == names
+    assert all(r["run (measured)"] != "not timed" for r in rows)
+    with pytest.raises(FileNotFoundError, match="00_overview"):
+        overview.course_map(RESULTS)

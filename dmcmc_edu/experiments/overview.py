@@ -25,7 +25,8 @@ import numpy as np
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer", "modern_seeds_block", "SOLVER_NAMES"]
+           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer", "modern_seeds_block", "SOLVER_NAMES", "COURSE",
+           "READING_RULE", "reading_minutes", "run_seconds", "course_map"]
 
 SOLVER_NAMES = {"dpmpp_2m": "DPM-Solver++(2M)", "dpmpp_2m_sde": "DPM-Solver++(2M) SDE", "unipc": "UniPC",
                 "restart": "Restart"}
@@ -238,6 +239,83 @@ def modern_solvers_answer(table_file: str | Path, budgets=(10, 20)) -> list[dict
                                                          f"{inside['nfe_per_independent']:.0f} NFE "
                                                          f"({inside['nfe']:.1f} per output, ESS ratio "
                                                          f"{inside['ess_ratio']:.2f})")})
+    return rows
+
+
+COURSE = {
+    "00_overview.ipynb": ("the paper, our measurements, the words, this map", "—"),
+    "01_mixtures_and_noise.ipynb": ("Gaussian mixtures with exact scores, noising, denoisers, Tweedie, the six "
+                                    "integrators and NFE", "A1 Noise and denoising"),
+    "02_integrators_vs_nfe.ipynb": ("quality against NFE of the six integrators from noise; why few steps fail",
+                                    "A2 Integrators"),
+    "03_denoising_langevin_gibbs.ipynb": ("chains on (x, sigma), the sigma-updates, the pick, DLG at equal NFE, ESS, "
+                                          "the ledger", "A3 Posterior and Langevin, A4 DLG, A5 Classifier"),
+    "04_dlg_acceleration.ipynb": ("the result: DLG against noise and the controls at equal NFE, full ledger, over "
+                                  "seeds", "A6 Research question"),
+    "05_dlg_deep_dive.ipynb": ("why: mixing, remedies, the paper's settings and their cost, a learned model", "A6"),
+    "06_mnist.ipynb": ("the image rung on a CPU: a U-Net score model, the classifier, DLG on images, MNIST-FID",
+                       "A5 (classifier on images)"),
+    "07_gpu_lab_cifar10_celebahq.ipynb": ("optional GPU lab: the paper's pipeline with a score_sde checkpoint (on a "
+                                          "CPU: a small fixture)", "—"),
+    "08_explorers.ipynb": ("live sliders: a DLG explorer and an integrator explorer", "A2, A4 (try their settings "
+                                                                                       "live)"),
+}
+"""The walkthroughs in reading order: file -> (what it teaches, the assignment that goes with it)."""
+
+READING_RULE = {"words_per_minute": 200, "code_lines_per_minute": 10, "minutes_per_figure": 1.0}
+"""How :func:`reading_minutes` estimates a notebook's reading time: prose at 200 words a minute, code at 10 lines a
+minute (read, not typed), and one minute per figure; the rule is printed with the map."""
+
+
+def reading_minutes(path: str | Path) -> float:
+    """Estimated reading time of a notebook in minutes (:data:`READING_RULE`: its words, code lines and figures)."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
+    lines = sum(len([x for x in c.source.splitlines() if x.strip() and not x.lstrip().startswith("#")])
+                for c in nb.cells if c.cell_type == "code")
+    figures = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if "image/png" in o.get("data", {}))
+    r = READING_RULE
+    return words / r["words_per_minute"] + lines / r["code_lines_per_minute"] + figures * r["minutes_per_figure"]
+
+
+def run_seconds(path: str | Path) -> float | None:
+    """Seconds the notebook's code cells took at its last execution (the kernel's timestamps stored in each cell's
+    ``metadata.execution``: reply minus input), or ``None`` where a cell has no timestamps."""
+    import datetime
+
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    total = 0.0
+    for c in nb.cells:
+        if c.cell_type != "code" or not c.source.strip():
+            continue
+        ex = c.metadata.get("execution") or {}
+        if "iopub.execute_input" not in ex or "shell.execute_reply" not in ex:
+            return None
+        t0, t1 = (datetime.datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
+                  for k in ("iopub.execute_input", "shell.execute_reply"))
+        total += (t1 - t0).total_seconds()
+    return total
+
+
+def course_map(notebooks_dir: str | Path) -> list[dict[str, str]]:
+    """The course map: each walkthrough with what it teaches, its estimated reading time (:data:`READING_RULE`), its
+    measured run time (:func:`run_seconds`, the stored notebook's last execution) and its assignment."""
+    root = Path(notebooks_dir)
+    rows = []
+    for name, (teaches, assignment) in COURSE.items():
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"course_map: {path} is missing")
+        secs = run_seconds(path)
+        run = "not timed" if secs is None else (f"{secs:.0f} s" if secs < 90 else f"{secs / 60:.1f} min")
+        rows.append({"#": name[:2], "notebook": f"`{name}`", "what it teaches": teaches,
+                     "read (estimated)": f"{5 * max(1, round(reading_minutes(path) / 5))} min",
+                     "run (measured)": run, "assignment": assignment})
     return rows
 
 
