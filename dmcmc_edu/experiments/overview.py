@@ -144,7 +144,7 @@ def mnist_verdicts(seeds_file: str | Path) -> dict[str, dict]:
         arms = {kind: e["arms"][var] for kind, var in (("noise", "vanilla"), ("dlg", "dlg-argmax"))}
         out[name] = {kind: {"fid_mean": float(np.mean(a["fid"])), "fids": a["fid"], "nfe": a["nfe"],
                             "setting": a["setting"], "n_seeds": len(a["fid"])} for kind, a in arms.items()}
-        out[name] |= {"verdict": e["verdict"], "sentence": e["sentence"]}
+        out[name] |= {"verdict": e["verdict"], "sentence": e["sentence"], "n": data.get("settings", {}).get("n")}
     return out
 
 
@@ -194,10 +194,10 @@ def claims_vs_measured(results_dir: str | Path) -> list[dict[str, str]]:
         noise, dlg = m.get("noise"), m.get("dlg")
         ms = mnist_seeds.get(name)
         if ms is not None:  # re-run over seeds: the mean FID over the seeds and the verdict
-            k = ms["noise"]["n_seeds"]
-            row["MNIST-FID: best from noise"] = f"{ms['noise']['fid_mean']:.1f}@{ms['noise']['nfe']:.0f} ({k} seeds)"
+            k = f"{ms['noise']['n_seeds']} seeds" + (f", n = {ms['n']}" if ms.get("n") else "")
+            row["MNIST-FID: best from noise"] = f"{ms['noise']['fid_mean']:.1f}@{ms['noise']['nfe']:.0f} ({k})"
             row["MNIST-FID: best with DLG (paper count)"] = (f"{ms['dlg']['fid_mean']:.1f}@{ms['dlg']['nfe']:.0f} "
-                                                              f"({dlg[2]:.0f}) ({k} seeds)")
+                                                              f"({dlg[2]:.0f}) ({k})")
             row["MNIST: DLG vs noise"] = short_difference(ms["verdict"])
             rows.append(row)
             continue
