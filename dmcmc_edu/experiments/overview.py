@@ -14,6 +14,7 @@ nothing.  :func:`claims_vs_measured` gives one row per integrator of the paper:
 """
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from pathlib import Path
@@ -22,10 +23,12 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import numpy as np
 
+from dmcmc_edu.evaluation.uncertainty import CONFIDENCE
 from dmcmc_edu.paper import PAPER_FID
 
 __all__ = ["INTEGRATOR_NAMES", "claims_vs_measured", "markdown_table", "plot_paper_claims", "toy_reach",
-           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer", "modern_seeds_block", "SOLVER_NAMES", "COURSE",
+           "toy_reach_seeds", "short_verdict", "mnist_best", "mnist_verdicts", "modern_solvers_answer",
+           "modern_seeds_block", "SOLVER_NAMES", "COURSE",
            "READING_RULE", "reading_minutes", "run_seconds", "course_map"]
 
 SOLVER_NAMES = {"dpmpp_2m": "DPM-Solver++(2M)", "dpmpp_2m_sde": "DPM-Solver++(2M) SDE", "unipc": "UniPC",
@@ -142,8 +145,9 @@ def mnist_verdicts(seeds_file: str | Path) -> dict[str, dict]:
     out = {}
     for name, e in found.items():
         arms = {kind: e["arms"][var] for kind, var in (("noise", "vanilla"), ("dlg", "dlg-argmax"))}
-        out[name] = {kind: {"fid_mean": float(np.mean(a["fid"])), "fids": a["fid"], "nfe": a["nfe"],
-                            "setting": a["setting"], "n_seeds": len(a["fid"])} for kind, a in arms.items()}
+        out[name] = {kind: {"fid_mean": float(np.mean(a["fid"])), "fids": a["fid"], "intervals": a["interval"],
+                            "nfe": a["nfe"], "setting": a["setting"], "n_seeds": len(a["fid"])}
+                     for kind, a in arms.items()}
         out[name] |= {"verdict": e["verdict"], "sentence": e["sentence"], "n": data.get("settings", {}).get("n")}
     return out
 
@@ -267,15 +271,26 @@ READING_RULE = {"words_per_minute": 200, "code_lines_per_minute": 10, "minutes_p
 minute (read, not typed), and one minute per figure; the rule is printed with the map."""
 
 
+def _notebook_cells(path: str | Path) -> list[dict]:
+    """The cells of a stored notebook (its JSON; nbformat is not a dependency of the package)."""
+    try:
+        return json.loads(Path(path).read_text())["cells"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise ValueError(f"{path}: not a Jupyter notebook (no cells)") from None
+
+
+def _source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
 def reading_minutes(path: str | Path) -> float:
     """Estimated reading time of a notebook in minutes (:data:`READING_RULE`: its words, code lines and figures)."""
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    words = sum(len(c.source.split()) for c in nb.cells if c.cell_type == "markdown")
-    lines = sum(len([x for x in c.source.splitlines() if x.strip() and not x.lstrip().startswith("#")])
-                for c in nb.cells if c.cell_type == "code")
-    figures = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+    cells = _notebook_cells(path)
+    words = sum(len(_source(c).split()) for c in cells if c["cell_type"] == "markdown")
+    lines = sum(len([x for x in _source(c).splitlines() if x.strip() and not x.lstrip().startswith("#")])
+                for c in cells if c["cell_type"] == "code")
+    figures = sum(1 for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])
                   if "image/png" in o.get("data", {}))
     r = READING_RULE
     return words / r["words_per_minute"] + lines / r["code_lines_per_minute"] + figures * r["minutes_per_figure"]
@@ -284,16 +299,11 @@ def reading_minutes(path: str | Path) -> float:
 def run_seconds(path: str | Path) -> float | None:
     """Seconds the notebook's code cells took at its last execution (the kernel's timestamps stored in each cell's
     ``metadata.execution``: reply minus input), or ``None`` where a cell has no timestamps."""
-    import datetime
-
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
     total = 0.0
-    for c in nb.cells:
-        if c.cell_type != "code" or not c.source.strip():
+    for c in _notebook_cells(path):
+        if c["cell_type"] != "code" or not _source(c).strip():
             continue
-        ex = c.metadata.get("execution") or {}
+        ex = c.get("metadata", {}).get("execution") or {}
         if "iopub.execute_input" not in ex or "shell.execute_reply" not in ex:
             return None
         t0, t1 = (datetime.datetime.fromisoformat(ex[k].replace("Z", "+00:00"))
@@ -500,11 +510,12 @@ def _mnist_block(mnist: dict, root: Path) -> str:
         return "No MNIST point has been re-run over seeds yet (`bench/mnist_seeds.py`)."
     data = _read_json(root / "mnist_seeds" / "mnist_seeds.json")
     st = data["settings"]
-    lines = [f"Each integrator's best point from noise and best point with DLG in the {st.get('sweep_n', st['n']):,}-sample "
-             f"sweep, re-run with seeds {', '.join(map(str, st['seeds']))} and {st['n']:,} samples per set "
-             f"(`bench/results/mnist_seeds`; FID is biased upwards at small n, so these FIDs are compared with each "
-             "other only); MNIST-FID (not Inception FID) with a 95% bootstrap interval over the samples (DLG: whole "
-             "chains resampled), and the mean FID difference over the seeds:", ""]
+    sweep_n = st.get("sweep_n", st["n"])
+    lines = [f"Each integrator's best point from noise and best point with DLG in the {sweep_n:,}-sample sweep, "
+             f"re-run with seeds {', '.join(map(str, st['seeds']))} and {st['n']:,} samples per set "
+             "(`bench/results/mnist_seeds`; FID is biased upwards at small n, so these FIDs are compared with each "
+             f"other only); MNIST-FID (not Inception FID) with a {100 * CONFIDENCE:g}% bootstrap interval over the "
+             "samples (DLG: whole chains resampled), and the mean FID difference over the seeds:", ""]
     for k, e in mnist.items():
         fid = {kind: ", ".join(f"{f:.1f}" for f in e[kind]["fids"]) for kind in ("noise", "dlg")}
         lines.append(f"* {INTEGRATOR_NAMES.get(k, k)}: from noise {fid['noise']} at {e['noise']['nfe']:.0f} NFE; "
@@ -512,6 +523,17 @@ def _mnist_block(mnist: dict, root: Path) -> str:
     not_run = [INTEGRATOR_NAMES[k] for k in INTEGRATOR_NAMES if k not in mnist]
     if not_run:
         lines.append(f"* {_join(not_run)}: single runs only, no verdict (`bench/results/mnist_n2000`).")
+    long_file = root / "mnist_seeds" / "mnist_long.json"
+    if long_file.is_file():
+        lg = _read_json(long_file)
+        for length, e in lg["summary"].items():
+            lines.append(f"* The paper's regime, DLG chains of {length} Gibbs steps (one output per step, KAR1 "
+                         f"denoising, seeds {', '.join(map(str, lg['settings']['seeds']))}, "
+                         f"n = {lg['settings']['n']}): "
+                         f"{e['nfe']:.1f} NFE per output by the full ledger, MNIST-FID "
+                         + ", ".join(f"{f:.1f}" for f in e["fids"])
+                         + f", the digit changes between consecutive outputs in {100 * e['digit_change_rate']:.0f}% "
+                           f"of cases. {e.get('sentence', '')}".rstrip())
     return "\n".join(lines)
 
 
