@@ -38,10 +38,16 @@ from dmcmc_edu.cli.common import run_handler, seed_list  # noqa: E402
 from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, write_json  # noqa: E402
 
 LABELS = {"vanilla": "from noise", "dlg-argmax": "DLG"}
+ARM_LABELS = {**LABELS, "vanilla-at-dlg-cost": "from noise, at DLG's cost"}
 
 
 def decisive_points(results: dict, integrators: list[str]) -> list[dict]:
-    """Per integrator and variant (from noise, DLG argmax), the stored point with the lowest MNIST-FID."""
+    """Per integrator, the stored points that decide its verdicts, each with its ``arm``:
+
+    * ``vanilla`` / ``dlg-argmax``: the point from noise and the point with DLG with the lowest MNIST-FID;
+    * ``vanilla-at-dlg-cost``: the cheapest point from noise that costs at least as many NFE as that DLG point (the
+      sweep's resolution: DLG is better *at its cost* only if it beats this one), when it is not the best already.
+    """
     best = {}
     for p in results["points"]:
         key = (p["integrator"], p["variant"])
@@ -52,7 +58,17 @@ def decisive_points(results: dict, integrators: list[str]) -> list[dict]:
     missing = [(i, v) for i in integrators for v in LABELS if (i, v) not in best]
     if missing:
         raise ValueError(f"no stored point for {missing} in the sweep's results.json")
-    return [best[(i, v)] for i in integrators for v in LABELS]
+    out = []
+    for i in integrators:
+        out += [dict(best[(i, v)], arm=v) for v in LABELS]
+        dlg_nfe = best[(i, "dlg-argmax")]["nfe"]
+        dearer = [p for p in results["points"] if p["integrator"] == i and p["variant"] == "vanilla"
+                  and p["nfe"] >= dlg_nfe]
+        if dearer:
+            at = min(dearer, key=lambda p: p["nfe"])
+            if at["setting"] != best[(i, "vanilla")]["setting"]:
+                out.append(dict(at, arm="vanilla-at-dlg-cost"))
+    return out
 
 
 def _name(p: dict, seed: int) -> str:
@@ -99,7 +115,7 @@ def analyse(points: list[dict], decisive: list[dict], seeds: list[int]) -> dict:
         for d in (q for q in decisive if q["integrator"] == integ):
             runs = sorted((q for q in points if (q["integrator"], q["variant"], q["setting"]) ==
                            (integ, d["variant"], d["setting"]) and q["seed"] in seeds), key=lambda q: q["seed"])
-            arms[d["variant"]] = {"setting": d["setting"], "nfe": float(np.mean([r["nfe"] for r in runs])),
+            arms[d["arm"]] = {"setting": d["setting"], "nfe": float(np.mean([r["nfe"] for r in runs])),
                                   "stored_seed0_fid": d["fid"], "seeds": [r["seed"] for r in runs],
                                   "fid": [r["fid"]["fid"] for r in runs],
                                   "interval": [[r["fid"]["low"], r["fid"]["high"]] for r in runs],
@@ -109,9 +125,17 @@ def analyse(points: list[dict], decisive: list[dict], seeds: list[int]) -> dict:
             continue
         v = difference_verdict(a["fid"], b["fid"], a["replicates"], b["replicates"],
                                f"DLG ({a['nfe']:.1f} NFE)", f"from noise ({b['nfe']:.0f} NFE)", what="MNIST-FID")
+        out[integ] = {"arms": arms, "verdict": v.to_dict(), "sentence": v.sentence()}
+        c = arms.get("vanilla-at-dlg-cost")
+        if c is not None and len(c["fid"]) == len(seeds):
+            vc = difference_verdict(a["fid"], c["fid"], a["replicates"], c["replicates"],
+                                    f"DLG ({a['nfe']:.1f} NFE)", f"from noise at DLG's cost ({c['nfe']:.0f} NFE)",
+                                    what="MNIST-FID")
+            out[integ] |= {"verdict_at_cost": vc.to_dict(), "sentence_at_cost": vc.sentence()}
+        elif c is not None:
+            arms.pop("vanilla-at-dlg-cost")
         for arm in arms.values():
             arm.pop("replicates")
-        out[integ] = {"arms": arms, "verdict": v.to_dict(), "sentence": v.sentence()}
     return out
 
 
@@ -121,14 +145,31 @@ def markdown(found: dict, settings: dict, seeds: list[int], seconds: float) -> s
              "(`bench/results/mnist_n2000`), each re-run at every seed. MNIST-FID with its 95% bootstrap interval "
              "over the samples (DLG: whole chains resampled); the verdict is the mean FID difference over the "
              "seeds with its interval (`uncertainty.difference_verdict`).", "",
-             "| integrator | arm | NFE per output | MNIST-FID per seed (95% CI) | stored seed-0 FID |",
+             f"| integrator | arm | NFE per output | MNIST-FID per seed (95% CI) | the sweep's FID (n = "
+             f"{settings['sweep_n']}) |",
              "|---|---|---|---|---|"]
     for integ, e in found.items():
         for var, arm in e["arms"].items():
             cells = "; ".join(f"{f:.1f} ({lo:.1f}-{hi:.1f})" for f, (lo, hi) in zip(arm["fid"], arm["interval"]))
-            lines.append(f"| {integ} | {LABELS[var]} ({arm['setting']}) | {arm['nfe']:.1f} | {cells} | "
+            lines.append(f"| {integ} | {ARM_LABELS[var]} ({arm['setting']}) | {arm['nfe']:.1f} | {cells} | "
                          f"{arm['stored_seed0_fid']:.1f} |")
-    lines += ["", "## Verdicts", ""] + [f"* **{integ}**: {e['sentence']}" for integ, e in found.items()]
+    lines += ["", "## Verdicts", ""]
+    for integ, e in found.items():
+        lines.append(f"* **{integ}**, the best of each: {e['sentence']}")
+        if "sentence_at_cost" in e:
+            lines.append(f"* **{integ}**, DLG against the cheapest run from noise that costs at least as much: "
+                         f"{e['sentence_at_cost']}")
+    spread = []
+    for integ, e in found.items():
+        for var, arm in e["arms"].items():
+            if len(arm["fid"]) > 1:
+                half = float(np.mean([(hi - lo) / 2 for lo, hi in arm["interval"]]))
+                spread.append(f"{integ} {ARM_LABELS[var]}: seed-to-seed SD {np.std(arm['fid'], ddof=1):.1f}, "
+                              f"mean half-width of the bootstrap interval {half:.1f}")
+    if spread:
+        lines += ["", "How wide the intervals are against the seeds' own spread (a bootstrap over samples repeats "
+                  "samples, which moves FID unevenly, so its interval can be wider than the spread of fresh sets):",
+                  ""] + [f"* {x}" for x in spread]
     lines += ["", f"Sampling and scoring time: {seconds / 60:.0f} min in all (one torch thread, shared 2-core CPU)."]
     return "\n".join(lines) + "\n"
 
@@ -144,8 +185,8 @@ def plot(found: dict):
     for ax, (integ, e) in zip(axes[0], found.items()):
         for j, (var, arm) in enumerate(e["arms"].items()):
             for i, (f, (lo, hi)) in enumerate(zip(arm["fid"], arm["interval"])):
-                ax.errorbar(arm["nfe"] * (1 + 0.02 * (i - 1)), f, yerr=[[f - lo], [hi - f]], fmt="os"[j],
-                            color=f"C{j}", capsize=2, label=LABELS[var] if i == 0 else None)
+                ax.errorbar(arm["nfe"] * (1 + 0.02 * (i - 1)), f, yerr=[[f - lo], [hi - f]], fmt="osd"[j],
+                            color=f"C{j}", capsize=2, label=ARM_LABELS[var] if i == 0 else None)
         ax.set_title(f"{integ}\n{e['verdict']['outcome'].replace('_', ' ')}", fontsize=9)
         ax.set_xlabel("NFE per output (full ledger)")
         ax.set_ylabel("MNIST-FID")

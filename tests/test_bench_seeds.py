@@ -78,9 +78,9 @@ def test_mnist_seeds_picks_the_deciding_points_and_the_overview_reads_its_verdic
              + [{"variant": "vanilla", "integrator": "kar1", "setting": 10, "fid": 16.0, "nfe": 19},
                 {"variant": "dlg-argmax", "integrator": "kar1", "setting": 8, "fid": 17.0, "nfe": 40}]}
     decisive = mod.decisive_points(sweep, ["pf_euler", "kar1"])
-    assert [(p["integrator"], p["variant"], p["setting"]) for p in decisive] == [
-        ("pf_euler", "vanilla", 100), ("pf_euler", "dlg-argmax", 20), ("kar1", "vanilla", 10),
-        ("kar1", "dlg-argmax", 8)]
+    assert [(p["integrator"], p["arm"], p["setting"]) for p in decisive] == [
+        ("pf_euler", "vanilla", 100), ("pf_euler", "dlg-argmax", 20), ("pf_euler", "vanilla-at-dlg-cost", 50),
+        ("kar1", "vanilla", 10), ("kar1", "dlg-argmax", 8)]  # the cheapest run from noise at >= DLG's 50 NFE: 51
     with pytest.raises(ValueError, match="no stored point"):
         mod.decisive_points(sweep, ["rk45"])
     points = []
@@ -88,11 +88,14 @@ def test_mnist_seeds_picks_the_deciding_points_and_the_overview_reads_its_verdic
         points += [_fake_mnist_point("vanilla", "pf_euler", 100, s, 24.0 + 0.1 * s, 101, 1.0, s),
                    _fake_mnist_point("dlg-argmax", "pf_euler", 20, s, 19.0 + 0.1 * s, 50, 2.0, s + 10),
                    _fake_mnist_point("vanilla", "kar1", 10, s, 16.0, 19, 1.0, s + 20),
-                   _fake_mnist_point("dlg-argmax", "kar1", 8, s, 16.1, 40, 2.0, s + 30)]
+                   _fake_mnist_point("dlg-argmax", "kar1", 8, s, 16.1, 40, 2.0, s + 30),
+                   _fake_mnist_point("vanilla", "pf_euler", 50, s, 30.0, 51, 1.0, s + 40)]
     found = mod.analyse(points, decisive, [0, 1, 2])
     assert found["pf_euler"]["verdict"]["outcome"] == "a_cheaper"  # DLG's FID lower by 5
     assert found["pf_euler"]["verdict"]["ratio"]["estimate"] == pytest.approx(-5.0)
     assert found["kar1"]["verdict"]["outcome"] == "no_difference"
+    assert found["pf_euler"]["verdict_at_cost"]["outcome"] == "a_cheaper"  # 19 vs 30 at 51 NFE
+    assert "verdict_at_cost" not in found["kar1"]
     root = tmp_path / "results"
     (root / "mnist_seeds").mkdir(parents=True)
     (root / "mnist_seeds" / "mnist_seeds.json").write_text(json.dumps({"settings": {"seeds": [0, 1, 2], "n": 1000},
