@@ -149,6 +149,12 @@ def mnist_verdicts(seeds_file: str | Path) -> dict[str, dict]:
                             "nfe": a["nfe"], "setting": a["setting"], "n_seeds": len(a["fid"])}
                      for kind, a in arms.items()}
         out[name] |= {"verdict": e["verdict"], "sentence": e["sentence"], "n": data.get("settings", {}).get("n")}
+        if "verdict_at_cost" in e:  # DLG against the cheapest run from noise that costs at least as much
+            c = e["arms"]["vanilla-at-dlg-cost"]
+            out[name] |= {"verdict_at_cost": e["verdict_at_cost"], "sentence_at_cost": e["sentence_at_cost"],
+                          "noise_at_cost": {"fid_mean": float(np.mean(c["fid"])), "fids": c["fid"],
+                                            "intervals": c["interval"], "nfe": c["nfe"], "setting": c["setting"],
+                                            "n_seeds": len(c["fid"])}}
     return out
 
 
@@ -501,8 +507,12 @@ def _mnist_headline(mnist: dict) -> str:
     parts = ([f"DLG's best MNIST-FID is measurably lower than the best from noise for {_join(better)}"] if better
              else []) + ([f"measurably higher for {_join(worse)}"] if worse else []) + \
         ([f"no measurable difference for {_join(same)}"] if same else [])
+    cost = [f"{INTEGRATOR_NAMES.get(k, k)}: {e['sentence_at_cost'].rstrip('.')}" for k, e in mnist.items()
+            if "sentence_at_cost" in e]
     return (f"On MNIST, the deciding points re-run over {'/'.join(map(str, n))} seeds with bootstrap intervals: "
-            + "; ".join(parts) + " (each at its own NFE, below).")
+            + "; ".join(parts) + " (each at its own NFE, below)"
+            + (". At DLG's cost, against the cheapest run from noise that costs at least as much: " + "; ".join(cost)
+               if cost else "") + ".")
 
 
 def _mnist_block(mnist: dict, root: Path) -> str:
@@ -520,6 +530,11 @@ def _mnist_block(mnist: dict, root: Path) -> str:
         fid = {kind: ", ".join(f"{f:.1f}" for f in e[kind]["fids"]) for kind in ("noise", "dlg")}
         lines.append(f"* {INTEGRATOR_NAMES.get(k, k)}: from noise {fid['noise']} at {e['noise']['nfe']:.0f} NFE; "
                      f"DLG {fid['dlg']} at {e['dlg']['nfe']:.1f} NFE (full ledger). {e['sentence']}")
+        if "sentence_at_cost" in e:
+            c = e["noise_at_cost"]
+            lines.append(f"* {INTEGRATOR_NAMES.get(k, k)} at DLG's cost: from noise "
+                         + ", ".join(f"{f:.1f}" for f in c["fids"]) + f" at {c['nfe']:.0f} NFE (the sweep's "
+                         f"cheapest run from noise that costs at least DLG's NFE). {e['sentence_at_cost']}")
     not_run = [INTEGRATOR_NAMES[k] for k in INTEGRATOR_NAMES if k not in mnist]
     if not_run:
         lines.append(f"* {_join(not_run)}: single runs only, no verdict (`bench/results/mnist_n2000`).")
