@@ -430,7 +430,7 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
               f"does, for {'; '.join(reaches_alone)}" if reaches_alone else
               "Nor is it cheaper than a simple control without any chain")
     headline = (
-        "**The headline, in two sentences.** By the paper's own count DLG reaches a given FID with several times "
+        "**The headline.** By the paper's own count DLG reaches a given FID with several times "
         "fewer network evaluations (NFE); counting every evaluation (the chains' initialisation, burn-in and the "
         "noise-level classifier) and the correlation between a chain's outputs, and repeating every toy sweep "
         f"over {seeds} seeds, {first}. {second}; `notebooks/00_overview.ipynb` puts the paper's claims beside these "
