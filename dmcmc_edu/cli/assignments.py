@@ -38,13 +38,7 @@ def cmd_release(args) -> int:
     hand release/ to the class. An earlier release is replaced (it is generated from source/). Needs the extra
     'assignments' (pip install dmcmc_edu[assignments]).
     """
-    try:
-        paths = release(args.course, _names(args.assignments), verbose=args.verbose)
-    except CourseError as err:
-        raise CommandError(str(err)) from err
-    for path in paths:
-        print(f"released {path}")
-    return 0
+    return _each_path(release, args, "released")
 
 
 def cmd_grade(args) -> int:
@@ -98,12 +92,17 @@ def cmd_feedback(args) -> int:
     graded, every check's message (the hidden cases' too), each cell's score and the comments given in the
     formgrader. Run it again after manual grading: the files are generated from the gradebook and replaced.
     """
+    return _each_path(feedback, args, "wrote")
+
+
+def _each_path(action, args, verb: str) -> int:
+    """Run a course ``action(course, names, verbose=)`` that returns paths; print each; a CourseError in one line."""
     try:
-        paths = feedback(args.course, _names(args.assignments), verbose=args.verbose)
+        paths = action(args.course, _names(args.assignments), verbose=args.verbose)
     except CourseError as err:
         raise CommandError(str(err)) from err
     for path in paths:
-        print(f"wrote {path}")
+        print(f"{verb} {path}")
     return 0
 
 
