@@ -128,6 +128,13 @@ def check_effective_sample_size(student_fn, hidden: bool = False) -> str:
     rho = np.array([1.0, 0.6, 0.3, -0.3, 0.2, 0.1, 0.05, -0.2])
     _compare_ess(student_fn, rho, n, reference_ess(rho, n),
                  f"rho = {plain(rho.tolist())} (its second pair is exactly 0), n_total = {n}")
+    # the other ends of the sum (found by the mutation run, bench/grading_mutants.py): every pair positive up to the
+    # last lag, with and without an unpaired last lag (left out), and 2 s - 1 below 0 (the ESS is then n_total)
+    for rho, what in (([1.0, 0.9, 0.8, 0.7, 0.6], "every pair positive to the end; the unpaired last lag is left out"),
+                      ([1.0, 0.9, 0.8, 0.7, 0.6, 0.5], "every pair positive to the end"),
+                      ([1.0, -0.8, 0.1, -0.3], "2 s - 1 is below 0: strongly anti-correlated")):
+        rho = np.array(rho)
+        _compare_ess(student_fn, rho, n, reference_ess(rho, n), f"rho = {plain(rho.tolist())} ({what}), n_total = {n}")
     return ok("effective_sample_size: Geyer's estimate")
 
 
