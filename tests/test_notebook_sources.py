@@ -53,8 +53,16 @@ def test_walkthrough_opens_with_objectives_and_time_and_ends_with_try_this(path)
 
 
 def test_course_map_names_every_notebook_and_only_existing_ones():
-    overview = " ".join(_source(c) for c in _cells(NB_DIR / "00_overview.ipynb"))
-    named = set(re.findall(r"`(\d\d_[a-z0-9_]+\.ipynb)`", overview))
+    """The map in 00 is printed by overview.course_map from overview.COURSE: that table names every walkthrough,
+    and 00 calls it (its stored output lists them all)."""
+    from dmcmc_edu.experiments.overview import COURSE
+
+    assert set(COURSE) == {p.name for p in WALKTHROUGHS}, set(COURSE) ^ {p.name for p in WALKTHROUGHS}
+    cells = _cells(NB_DIR / "00_overview.ipynb")
+    code = [c for c in cells if c["cell_type"] == "code" and "overview.course_map(" in _source(c)]
+    assert code, "00_overview.ipynb: no cell prints overview.course_map"
+    shown = json.dumps(code[0].get("outputs", []))
+    named = set(re.findall(r"`(\d\d_[a-z0-9_]+\.ipynb)`", shown))
     assert named == {p.name for p in WALKTHROUGHS}, (named ^ {p.name for p in WALKTHROUGHS})
 
 
