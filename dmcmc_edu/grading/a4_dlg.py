@@ -95,6 +95,24 @@ def _draw_follows_q(student_fn, log_q: torch.Tensor, seed: int, n_rep: int = 400
                  f"{float(freq[i]):.3f}, but q gives it {float(q[r, i]):.3f}{extra}")
 
 
+def _draw_follows_q_per_call(student_fn, log_q: torch.Tensor, seed: int, n_calls: int = 600) -> None:
+    """The same frequency test on the case's own batch (fewer rows than levels), one draw per row and call: a
+    draw whose range depends on the batch (e.g. capped at the number of rows) shows here and not in a big batch."""
+    got = torch.stack([_indices(call_student(student_fn, "sigma_update", log_q.clone(), "draw", _gen(seed + 100 + k)),
+                                "sigma_update(log_q, 'draw', generator)", log_q.shape[0], log_q.shape[1])
+                       for k in range(n_calls)])
+    q = torch.softmax(log_q, dim=1)
+    for r in range(log_q.shape[0]):
+        freq = torch.bincount(got[:, r], minlength=q.shape[1]).double() / n_calls
+        tol = 5 * (q[r] * (1 - q[r]) / n_calls).sqrt() + 2.0 / n_calls
+        if ((freq - q[r]).abs() > tol).any():
+            i = int(((freq - q[r]).abs() - tol).argmax())
+            fail(f"sigma_update(log_q, 'draw', ...) on {log_q.shape[0]} rows over {log_q.shape[1]} levels, {n_calls} "
+                 f"calls: level {i} of row {r} came up with frequency {float(freq[i]):.3f}, but q gives it "
+                 f"{float(q[r, i]):.3f} -- does the draw's range depend on the number of rows (the levels are "
+                 "log_q.shape[1])?")
+
+
 @graded(off_limits=("dmcmc_edu.grading.a4_dlg:_library_update",
                     "dmcmc_edu.core.sigma_updates:make_sigma_update"))
 def check_sigma_update(student_fn, hidden: bool = False) -> str:
@@ -122,6 +140,7 @@ def check_sigma_update(student_fn, hidden: bool = False) -> str:
         fail(f"{where}: sigma_update(log_q, 'draw', ...) returned the argmax of every row ({got.tolist()}); "
              "a draw should land on other levels in proportion to q -- argmax and draw swapped?")
     _draw_follows_q(student_fn, log_q[:3], seed)
+    _draw_follows_q_per_call(student_fn, log_q, seed)
     return ok("sigma_update: the argmax, and draws that follow q (though not the library's draws for this seed: "
               "draw u = torch.rand(C, generator=generator, dtype=torch.float64) and invert the CDF to reproduce them)")
 
