@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dmcmc_edu.cli.common import run_handler, seed_list  # noqa: E402
-from dmcmc_edu.runs import RunRefused, atomic_write, write_json  # noqa: E402
+from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, write_json  # noqa: E402
 
 BLOCK = 50
 """Consecutive outputs of one chain resampled together by the bootstrap."""
@@ -82,8 +82,10 @@ def _run(args) -> int:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    (out / "long").mkdir(parents=True, exist_ok=True)
     settings = {"n": args.n, "denoise_steps": 8, "n_skip": 1, "block": BLOCK, "baseline_steps": args.baseline_steps}
+    refuse_other_settings(out / "mnist_long.json", settings | {"seeds": args.seeds, "lengths": args.lengths},
+                          extendable=("seeds", "lengths"))  # more seeds or chain lengths may be added later
+    (out / "long").mkdir(parents=True, exist_ok=True)
     models = None
     rows = []
     for length in args.lengths:

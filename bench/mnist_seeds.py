@@ -41,6 +41,12 @@ LABELS = {"vanilla": "from noise", "dlg-argmax": "DLG"}
 ARM_LABELS = {**LABELS, "vanilla-at-dlg-cost": "from noise, at DLG's cost"}
 
 
+def _shown_path(path) -> str:
+    """``path`` relative to the repository when it lies inside it (so a clone elsewhere records the same settings)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
+
 def decisive_points(results: dict, integrators: list[str]) -> list[dict]:
     """Per integrator, the stored points that decide its verdicts, each with its ``arm``:
 
@@ -204,7 +210,8 @@ def _run(args) -> int:
     if args.n is not None and not 2 <= args.n <= base["n"]:
         raise ValueError(f"--n must lie in [2, {base['n']}] (the sweep's samples per point), got {args.n}")
     settings = {"n": args.n or base["n"], "sweep_n": base["n"], "eta": base["eta"], "n_skip": base["n_skip"],
-                "outputs_per_chain": base["outputs_per_chain"], "weights": base["weights"], "sweep": args.sweep}
+                "outputs_per_chain": base["outputs_per_chain"], "weights": base["weights"],
+                "sweep": _shown_path(args.sweep)}
     integrators = [s for s in args.integrators.split(",") if s]
     decisive = decisive_points(sweep, integrators)
     out = Path(args.out)

@@ -109,3 +109,19 @@ def test_mnist_seeds_picks_the_deciding_points_and_the_overview_reads_its_verdic
     assert "lower than the best from noise for Probability flow" in headline and "KAR1" in headline
     block = overview._mnist_block(read, root)
     assert "24.0, 24.1, 24.2" in block and "RK45" in block  # integrators not re-run are named as single runs
+
+
+def test_mnist_long_chains_refuses_a_report_made_with_other_settings(tmp_path, capsys):
+    mod = _load("mnist_long_chains")
+    report = tmp_path / "mnist_long.json"
+    settings = {"n": 1000, "denoise_steps": 8, "n_skip": 1, "block": mod.BLOCK, "baseline_steps": 10,
+                "seeds": [0, 1], "lengths": [250, 500]}
+    report.write_text(json.dumps({"settings": settings}))
+    before = report.read_bytes()
+    for extra in (["--n", "500"], ["--lengths", "100"]):
+        with pytest.raises(SystemExit) as err:
+            mod.main(["--seeds", "0-1", "--out", str(tmp_path)] + (["--n", "1000"] if "--n" not in extra else [])
+                     + extra)
+        assert err.value.code == 2
+        assert "mnist_long.json" in capsys.readouterr().err
+    assert report.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["mnist_long.json"]
