@@ -143,3 +143,17 @@ def test_course_map_lists_every_walkthrough():
     assert all(r["run (measured)"] != "not timed" for r in rows)
     with pytest.raises(FileNotFoundError, match="00_overview"):
         overview.course_map(RESULTS)
+
+
+def test_paper_claims_read_follows_its_rule(monkeypatch):
+    """The reading rule on the stored paper numbers and on a made-up table where DLG never reaches the FID."""
+    lines = dict(line.split(": ", 1) for line in overview.paper_claims_read("cifar10"))
+    # KAR2: 3.15 @ 25 is above 3.04 + 0.1, so the cheapest matching DLG point is 2.65 @ 50 (5% of 1000 NFE)
+    assert lines["KAR2"].endswith("with DLG 2.65 at 50 NFE: a lower FID at 5% of the NFE")
+    assert lines["Reverse diffusion"].endswith("the same FID at 60% of the NFE")
+    fake = {"cifar10": {n: {"without": [(2.0, 100)], "with": [(3.0, 10), (2.5, 50)]} for n in PAPER_FID["cifar10"]}}
+    monkeypatch.setattr(overview, "PAPER_FID", fake)
+    assert all(line.endswith("with DLG 2.5 at 50 NFE: a higher FID at 50% of the NFE")
+               for line in overview.paper_claims_read("cifar10"))
+    with pytest.raises(ValueError, match="unknown dataset"):
+        overview.paper_claims_read("imagenet")
