@@ -157,3 +157,18 @@ def test_paper_claims_read_follows_its_rule(monkeypatch):
                for line in overview.paper_claims_read("cifar10"))
     with pytest.raises(ValueError, match="unknown dataset"):
         overview.paper_claims_read("imagenet")
+
+
+def test_modern_one_seed_block_reads_the_stored_findings():
+    """Each toy number is the findings' floors_reach NFE per independent sample; MNIST the minimum FID per kind."""
+    text = overview.modern_one_seed_block(RESULTS)
+    for stem, title in (("ring", "The 2-d ring"), ("lowrank", "The 64-d mixture")):
+        line = next(ln for ln in text.splitlines() if ln.startswith(f"* {title}"))
+        per = json.loads((RESULTS / "modern_solvers" / f"{stem}_findings.json").read_text())["per_integrator"]
+        for name, label in overview.SOLVER_NAMES.items():
+            dlg = per[name]["floors_reach"]["dlg"]
+            want = "none" if not dlg else f"{dlg['nfe_per_independent']:.0f}"
+            assert f"{label} from noise" in line and f"DLG {want}" in line.split(f"{label} from noise")[1].split(";")[0]
+    pts = json.loads((RESULTS / "modern_solvers" / "mnist" / "results.json").read_text())["points"]
+    best_sde = min(p["fid"] for p in pts if p["integrator"] == "dpmpp_2m_sde" and p["variant"] == "vanilla")
+    assert f"DPM-Solver++(2M) SDE from noise {best_sde:.1f}" in text

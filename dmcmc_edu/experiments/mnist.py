@@ -188,7 +188,9 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     names = list(integrators or [i for i in PAPER_INTEGRATORS if any(p["integrator"] == i for p in points)])
     cols = min(3, max(1, len(names)))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    # one scale for every panel: the integrators are compared with each other, and a panel whose points span less
+    # than a decade (RK45) would otherwise get an axis of its own
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False, sharex=True, sharey=True)
     for ax, name in zip(axes.flat, names):
         for variant, (color, marker, label) in LADDER_STYLE.items():
             pts = sorted((p for p in points if p["integrator"] == name and p["variant"] == variant),

@@ -506,7 +506,8 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
     lines += ["", "Tables, settings and commands: `bench/results/seeds/*_seeds.md` and `*_recheck.md`; notebooks 04 "
               "and 05."]
     return {"headline": headline, "toy": "\n".join(lines), "ledger": _ledger_block(root),
-            "mnist": _mnist_block(mnist, root), "modern": modern_seeds_block(root)}
+            "mnist": _mnist_block(mnist, root), "modern": modern_seeds_block(root),
+            "modern_one_seed": modern_one_seed_block(root)}
 
 
 def modern_seeds_block(results_dir: str | Path) -> str:
@@ -524,6 +525,50 @@ def modern_seeds_block(results_dir: str | Path) -> str:
                  f"against the best control {short_verdict(r['dlg_vs_control'])}" for k, r in reach.items()]
         lines.append(f"* {title[:1].upper() + title[1:]}, {n} seeds, DLG with each solver (NFE per independent "
                      "sample to reach the solver's reference, ratio DLG / other): " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+def modern_one_seed_block(results_dir: str | Path) -> str:
+    """The one-seed modern-solver sweeps (``bench/results/modern_solvers``), read from their stored findings.
+
+    Toys: per solver, the cheapest NFE per independent sample at which a point from noise, the best control and
+    DLG have every metric inside the noise floors ("none" where no point of the sweep does).  MNIST: per solver,
+    the lowest MNIST-FID from noise and with DLG, each with its NFE (DLG: full ledger, the paper's count in
+    brackets).
+    """
+    root = Path(results_dir) / "modern_solvers"
+    lines = []
+    for stem, title in _TOY_TARGETS.items():
+        per = _read_json(root / f"{stem}_findings.json")["per_integrator"]
+        parts = []
+        for name in SOLVER_NAMES:
+            if name not in per:
+                continue
+            r = per[name]["floors_reach"]
+            cell = {k: ("none" if not r.get(k) else f"{r[k]['nfe_per_independent']:.0f}")
+                    for k in ("noise", "control", "dlg")}
+            parts.append(f"{SOLVER_NAMES[name]} from noise {cell['noise']}, best control {cell['control']}, "
+                         f"DLG {cell['dlg']}")
+        lines.append(f"* {title[:1].upper() + title[1:]}, one seed per point, the cheapest NFE per independent "
+                     "sample with every metric inside its noise floor: " + "; ".join(parts) + ".")
+    mnist_file = root / "mnist" / "results.json"
+    if mnist_file.is_file():
+        doc = _read_json(mnist_file)
+        parts = []
+        for name in SOLVER_NAMES:
+            pts = [p for p in doc["points"] if p["integrator"] == name]
+            if not pts:
+                continue
+            best = {v: min((p for p in pts if (p["variant"] == "vanilla") == (v == "noise")),
+                           key=lambda p: p["fid"], default=None) for v in ("noise", "dlg")}
+            text = f"{SOLVER_NAMES[name]} from noise " + (
+                f"{best['noise']['fid']:.1f} at {best['noise']['nfe']:.0f} NFE" if best["noise"] else "not run")
+            if best["dlg"]:
+                d = best["dlg"]
+                text += f", with DLG {d['fid']:.1f} at {d['nfe']:.1f} NFE ({d['nfe_paper']:.0f} by the paper's count)"
+            parts.append(text)
+        lines.append(f"* MNIST ({doc['settings']['n']} samples per point, one seed), the lowest MNIST-FID of each "
+                     "kind: " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
