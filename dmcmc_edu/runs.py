@@ -626,7 +626,7 @@ def sampler_fingerprint(sampler: DMCMCSampler, kind: str = "dlg", settings: dict
 
 def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 1,
                      burn_in_checkpoint_every: int = 10, progress: bool = True, run_info: dict | None = None,
-                     on_round=None, run: RunDirectory | None = None) -> DMCMCResult:
+                     on_round=None, run: RunDirectory | None = None, n_outputs: int | None = None) -> DMCMCResult:
     """Run (or resume) a DMCMC sampler into ``out_dir``, checkpointing atomically every ``checkpoint_every`` rounds.
 
     Layout: ``run.json`` (settings), ``checkpoint.pt`` (chain state, RNG state,
@@ -646,8 +646,14 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
     differences), and a finished run is read back without writing anything.
     Without ``run`` the record is completed here; a caller that passes ``run``
     completes it itself (:meth:`RunDirectory.finish`), after its own outputs.
+
+    ``n_outputs`` keeps only the first ``n_outputs`` outputs (round by round) in ``samples.npy`` and the result: the
+    rest of the last round is discarded (its cost stays in the ledger); default: every output.
     """
     out = Path(out_dir)
+    made = sampler.config.n_chains * sampler.config.outputs_per_chain
+    if n_outputs is not None and not 1 <= n_outputs <= made:
+        raise ValueError(f"n_outputs must be in [1, {made}] (n_chains x outputs_per_chain), got {n_outputs}")
     own_record = run is None
     if own_record:
         run = RunDirectory(out, sampler_fingerprint(sampler), outputs=DLG_OUTPUTS)
@@ -686,6 +692,8 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
                                         trailing=sampler.data_shape, remedy=remedy))
     sig = np.concatenate(load_parts([out / "rounds" / f"sigma_{r:06d}.npy" for r in range(total)], [C] * total,
                                     trailing=(), remedy=remedy))
+    kept = made if n_outputs is None else n_outputs
+    samples, sig = samples[:kept], sig[:kept]
     if not finished:  # a finished run is only read back
         save_once(out / "samples.npy", samples.astype(np.float64))
         ledger = sampler.ledger.to_dict()
@@ -696,5 +704,5 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
         if own_record:
             run.finish()
     trace = torch.stack(sampler.trace) if sampler.trace else None
-    return DMCMCResult(torch.from_numpy(samples), torch.from_numpy(sig), torch.arange(C).repeat(total),
+    return DMCMCResult(torch.from_numpy(samples), torch.from_numpy(sig), torch.arange(C).repeat(total)[:kept],
                        sampler.ledger, trace)

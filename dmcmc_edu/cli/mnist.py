@@ -258,15 +258,21 @@ def _dlg_sampler(args, models: dict, dev, options: dict) -> DMCMCSampler:
 
 
 def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> tuple[torch.Tensor, dict]:
-    """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds."""
+    """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds.
+
+    ``ceil(n / outputs-per-chain)`` chains; the first ``--n`` outputs are kept (in OUT/samples.npy too) and the
+    number of the last round's outputs discarded is recorded.
+    """
     cfg = sampler.config
     res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                           run_info=record, run=run)
+                           run_info=record, run=run, n_outputs=args.n)
     led = res.ledger.per_output()
+    made = cfg.n_chains * cfg.outputs_per_chain
     result = {"nfe_per_output_full": led["full"], "nfe_per_output_paper": led["paper"],
               "nfe_per_output_score_evals": led["score_evals"], "n_chains": cfg.n_chains,
-              "outputs_per_chain": cfg.outputs_per_chain, "eta": cfg.eta, "n_skip": cfg.n_skip}
-    return res.samples[: args.n].float().clamp(0, 1), result
+              "outputs_per_chain": cfg.outputs_per_chain, "eta": cfg.eta, "n_skip": cfg.n_skip,
+              "outputs_made": made, "outputs_discarded": made - int(res.samples.shape[0])}
+    return res.samples.float().clamp(0, 1), result
 
 
 def _mnist_fid(x: torch.Tensor, models: dict) -> dict:

@@ -62,6 +62,23 @@ __all__ = ["add_parsers", "cmd_demo", "cmd_sample", "cmd_train_classifier", "cmd
 N_LEVELS = 1000
 """The size of the noise-level grid of ``sample --dlg`` without a classifier (with one: the classifier's)."""
 
+MAX_DEFAULT_CHAINS = 512
+"""``sample --dlg`` without ``--chains`` runs at most this many chains (see :func:`dlg_shape`)."""
+
+
+def dlg_shape(n: int, chains: int | None = None, outputs_per_chain: int | None = None) -> tuple[int, int]:
+    """``(chains, outputs_per_chain)`` of a DLG run that gives ``n`` outputs, for the options given (None: not given).
+
+    Without either: the fewest rounds with at most :data:`MAX_DEFAULT_CHAINS` chains, ``ceil(n / 512)``, and
+    ``ceil(n / rounds)`` chains, so ``chains x rounds`` exceeds ``n`` by less than one round's worth of chains
+    per round (``--n 2000``: 500 chains x 4, exactly 2000; ``--n 200``: 200 chains x 1).  With one of them the other
+    is ``ceil(n / given)``.  The outputs beyond ``n`` (the rest of the last round) are discarded.
+    """
+    if chains is None:
+        rounds = outputs_per_chain or -(-n // MAX_DEFAULT_CHAINS)
+        chains = -(-n // rounds)
+    return chains, outputs_per_chain or -(-n // chains)
+
 
 # ----------------------------------------------------------------------------- demo
 
@@ -148,8 +165,9 @@ def _check_sample(args, smin: float, smax: float) -> None:
 
     A classifier is used only by the classifier sigma-updates of ``--dlg``; it must fit the run's sigma range, and
     ``--n-levels`` beside it must equal its number of levels (``args.n_levels`` is set to it, so run.json records
-    the grid that is used).  DLG writes ``chains x outputs-per-chain`` outputs, at least one per chain, so
-    ``--chains`` above ``--n`` is refused, and so is an ``--outputs-per-chain`` that gives fewer than ``--n``.
+    the grid that is used).  DLG makes ``chains x outputs-per-chain`` outputs, at least one per chain, and keeps the
+    first ``--n``: ``--chains`` above ``--n`` is refused, and so is an ``--outputs-per-chain`` that gives fewer
+    than ``--n``.  Without ``--chains`` the number of chains follows ``--n`` (:func:`dlg_shape`).
     """
     uses_classifier = args.dlg and args.sigma_update.startswith("classifier")
     if args.classifier and not uses_classifier:
@@ -167,12 +185,12 @@ def _check_sample(args, smin: float, smax: float) -> None:
     if not args.dlg:
         return
     check_torch_files(args.out, ["checkpoint.pt"])  # the checkpoint of a run to resume
-    if args.chains > args.n:
+    if args.chains is not None and args.chains > args.n:
         raise CommandError(f"--chains {args.chains} is more than --n {args.n}: each DLG chain gives at least one "
-                           f"output per round, so the run would write {args.chains} outputs; use --chains "
-                           f"{args.n} or fewer (or a larger --n)")
+                           f"output per round, so the run would make {args.chains} outputs for {args.n}; use --chains "
+                           f"{args.n} or fewer, or leave --chains out (it then follows --n)")
     opc = args.outputs_per_chain
-    if opc is not None and args.chains * opc < args.n:
+    if opc is not None and args.chains is not None and args.chains * opc < args.n:
         raise CommandError(f"--chains {args.chains} x --outputs-per-chain {opc} = {args.chains * opc} outputs, "
                            f"fewer than --n {args.n}; raise one of them, or leave --outputs-per-chain out "
                            "(then it is ceil(n / chains))")
@@ -183,10 +201,10 @@ def _dlg_sampler(args, mix, smin, smax) -> DMCMCSampler:
     classifier = _load_classifier(args, smin, smax) if args.sigma_update.startswith("classifier") else None
     if classifier is not None:
         _check_classifier_target(args, classifier, mix)
-    outputs_per_chain = args.outputs_per_chain or max(1, -(-args.n // args.chains))
+    chains, outputs_per_chain = dlg_shape(args.n, args.chains, args.outputs_per_chain)
     cfg = DMCMCConfig(sigma_min=smin, sigma_max=smax, n_levels=args.n_levels, eta=args.eta, eta_rel=args.eta_rel,
                       n_skip=args.n_skip, integrator=args.integrator, steps=args.steps,
-                      sigma_update=args.sigma_update, x_update=args.x_update, n_chains=args.chains,
+                      sigma_update=args.sigma_update, x_update=args.x_update, n_chains=chains,
                       outputs_per_chain=outputs_per_chain, seed=args.seed,
                       final_tweedie="always" if args.extra_tweedie else "auto")
     if classifier is not None:
@@ -195,19 +213,26 @@ def _dlg_sampler(args, mix, smin, smax) -> DMCMCSampler:
 
 
 def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> dict:
-    """DLG chains into ``--out`` with :func:`dmcmc_edu.runs.run_to_directory` (checkpointed, resumable)."""
+    """DLG chains into ``--out`` with :func:`dmcmc_edu.runs.run_to_directory` (checkpointed, resumable).
+
+    The first ``--n`` outputs are kept; the number of the last round's outputs discarded is recorded (the NFE per
+    output are the ledger's, over every output made).
+    """
     res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                           run_info=record, run=run)
+                           run_info=record, run=run, n_outputs=args.n)
     led = res.ledger.per_output()
+    made = sampler.config.n_chains * sampler.config.outputs_per_chain
     return {"nfe_per_output_paper": led["paper"], "nfe_per_output_full": led["full"],
-            "n_outputs": int(res.samples.shape[0])}
+            "n_outputs": int(res.samples.shape[0]), "n_chains": sampler.config.n_chains,
+            "outputs_per_chain": sampler.config.outputs_per_chain, "outputs_made": made,
+            "outputs_discarded": made - int(res.samples.shape[0])}
 
 
 def cmd_sample(args) -> int:
     """sample a mixture target with an integrator, or with DLG (--dlg)
 
     Writes OUT/samples.npy (float64, [n, d]) and OUT/run.json (every setting and the counted NFE); with --dlg
-    also OUT/ledger.json.  Re-running the same command resumes an interrupted run and reports a finished one
+    also OUT/ledger.json (DLG keeps the first n outputs of its rounds; run.json records how many it discarded).  Re-running the same command resumes an interrupted run and reports a finished one
     without writing anything; a call with other settings (or target, classifier, version) is refused with the
     list of differences, and existing outputs are never overwritten.
     """
@@ -316,7 +341,9 @@ def _add_sample(sub) -> None:
     g.add_argument("--eta-rel", type=nonnegative_float, default=1.0,
                    help="sigma-adapted step: eta + eta_rel * sigma^2 (paper: 0)")
     g.add_argument("--n-skip", type=positive_int, default=1, help="Gibbs steps per output")
-    g.add_argument("--chains", type=positive_int, default=512, help="DLG chains (at most --n)")
+    g.add_argument("--chains", type=positive_int, default=None,
+                   help=f"DLG chains, at most --n (default: ceil(n / ceil(n / {MAX_DEFAULT_CHAINS})), at most "
+                        f"{MAX_DEFAULT_CHAINS})")
     g.add_argument("--outputs-per-chain", type=positive_int, default=None, help="default: ceil(n / chains)")
     g.add_argument("--n-levels", type=int_at_least(2), default=None,
                    help=f"size of the noise-level grid (default {N_LEVELS}; with --classifier: its own)")
