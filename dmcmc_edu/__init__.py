@@ -8,36 +8,51 @@ What a notebook needs is importable from here::
 
 The paper itself lives in :mod:`dmcmc_edu.core` (read its files in the order its docstring gives); the exact
 targets in :mod:`dmcmc_edu.targets`; the README has the map of the other folders.
+
+Each name here is loaded when it is first used (so ``import dmcmc_edu.core`` loads the core alone).
+``INTEGRATORS`` and ``get_integrator`` here are those of :mod:`dmcmc_edu.registry`: the paper's six and the
+solvers of :mod:`dmcmc_edu.solvers`.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
-from dmcmc_edu import solvers  # noqa: E402,F401  (registers the integrators beyond the paper's six)
-from dmcmc_edu.core.contract import CountingDenoiser  # noqa: E402
-from dmcmc_edu.core.dlg import DLGInfo, DLGState, dlg_init, dlg_step  # noqa: E402
-from dmcmc_edu.core.integrators import (  # noqa: E402
-    INTEGRATORS,
-    PAPER_INTEGRATORS,
-    euler_maruyama,
-    get_integrator,
-    kar1,
-    kar2,
-    pf_euler,
-    reverse_diffusion,
-    rk45,
-    sample_from_noise,
-)
-from dmcmc_edu.core.langevin import mala_step, ula_step  # noqa: E402
-from dmcmc_edu.core.ledger import NFELedger  # noqa: E402
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCResult, DMCMCSampler  # noqa: E402
-from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES, make_sigma_update  # noqa: E402
-from dmcmc_edu.core.tweedie import tweedie  # noqa: E402
-from dmcmc_edu.paper import PRESETS  # noqa: E402
-from dmcmc_edu.targets import GaussianMixture, dlg_config, grid, load_target, lowrank, ring  # noqa: E402
+_CORE = "dmcmc_edu.core."
+_EXPORTS = {
+    "CountingDenoiser": _CORE + "contract",
+    **dict.fromkeys(("DLGInfo", "DLGState", "dlg_init", "dlg_step"), _CORE + "dlg"),
+    **dict.fromkeys(("PAPER_INTEGRATORS", "euler_maruyama", "kar1", "kar2", "pf_euler", "reverse_diffusion", "rk45",
+                     "sample_from_noise"), _CORE + "integrators"),
+    **dict.fromkeys(("mala_step", "ula_step"), _CORE + "langevin"),
+    "NFELedger": _CORE + "ledger",
+    **dict.fromkeys(("DMCMCConfig", "DMCMCResult", "DMCMCSampler"), _CORE + "sampler"),
+    **dict.fromkeys(("SIGMA_UPDATES", "make_sigma_update"), _CORE + "sigma_updates"),
+    "tweedie": _CORE + "tweedie",
+    "PRESETS": "dmcmc_edu.paper",
+    **dict.fromkeys(("GaussianMixture", "dlg_config", "grid", "load_target", "lowrank", "ring"), "dmcmc_edu.targets"),
+    "get_integrator": "dmcmc_edu.registry",
+}
 
-__all__ = [
-    "CountingDenoiser", "DLGInfo", "DLGState", "dlg_init", "dlg_step", "INTEGRATORS", "PAPER_INTEGRATORS",
-    "euler_maruyama", "get_integrator", "kar1", "kar2", "pf_euler", "reverse_diffusion", "rk45", "sample_from_noise",
-    "mala_step", "ula_step", "NFELedger", "PRESETS", "DMCMCConfig", "DMCMCResult", "DMCMCSampler", "SIGMA_UPDATES",
-    "make_sigma_update", "tweedie", "GaussianMixture", "dlg_config", "grid", "load_target", "lowrank", "ring",
-]
+__all__ = [*_EXPORTS, "INTEGRATORS"]
+
+
+def __getattr__(name: str):
+    """Load an exported name, or a subpackage (``dmcmc_edu.targets``), on first use."""
+    if name == "INTEGRATORS":
+        value = importlib.import_module("dmcmc_edu.registry").integrator_table()
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        try:
+            value = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -29,13 +29,14 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Ellipse
 
 from dmcmc_edu.core.contract import CountingDenoiser
-from dmcmc_edu.core.integrators import INTEGRATORS, PAPER_INTEGRATORS, get_integrator
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.sampler import DMCMCSampler
 from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
 from dmcmc_edu.core.tweedie import finish_with_tweedie
 from dmcmc_edu.evaluation.diagnostics import chain_report
 from dmcmc_edu.evaluation.metrics import mode_weight_tv, mode_weights, spread, w2, w2_noise_floor
+from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, load_target
 
 __all__ = ["ExplorerSettings", "DLGRun", "IntegratorRun", "compute_dlg", "draw_dlg", "dlg_report",
@@ -530,7 +531,7 @@ def integrator_explorer(settings: ExplorerSettings | None = None, **start) -> Ex
     v = {**INTEGRATOR_DEFAULTS, **start}
     sig_max = mix.default_sigma_max()
     v["sigma_start"] = sig_max if v["sigma_start"] is None else float(v["sigma_start"])
-    names = list(PAPER_INTEGRATORS) + [k for k in INTEGRATORS if k not in PAPER_INTEGRATORS]
+    names = list(PAPER_INTEGRATORS) + [k for k in integrator_table() if k not in PAPER_INTEGRATORS]
     starts = sorted({0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, sig_max, v["sigma_start"]})
     controls = {
         "integrator": _dropdown("integrator", names, v["integrator"]),

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from dmcmc_edu.core.dlg import DLGState, dlg_step
-from dmcmc_edu.core.integrators import get_integrator
 from dmcmc_edu.core.langevin import step_size
+from dmcmc_edu.registry import get_integrator
 
 __all__ = ["integrate_with_path", "run_chain"]
 

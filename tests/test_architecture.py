@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dmcmc_edu"
-CORE_MAX_LINES = 1280  # 1200, plus the fair ledger (oracle rows and measured prices, issue 18)
+CORE_MAX_LINES = 1400  # 1200, plus the fair ledger (issue 18), plus levels as input and their builders (issue 21)
 CORE_MAX_FUNCTION_LINES = 60
 # imports that may stay inside a function: optional extras (each fails with a message naming its extra), and IPython,
 # which a graded check reaches only when it runs inside a notebook kernel (grading.feedback hands its record there)

@@ -12,13 +12,13 @@ import torch
 from dmcmc_edu.core.contract import CountingDenoiser
 from dmcmc_edu.core.integrators import (
     PAPER_INTEGRATORS,
-    get_integrator,
     kar1,
     pf_euler,
     rk45,
     sample_from_noise,
 )
 from dmcmc_edu.core.tweedie import tweedie
+from dmcmc_edu.registry import get_integrator
 from dmcmc_edu.solvers import langevin_corrector
 
 TAU = 0.5
@@ -70,7 +70,7 @@ def test_stochastic_integrators_moments(name):
     """From sigma_max the output has the target's mean and variance (n=20000, seed 1, tolerance ~5 s.e. + bias)."""
     n = 20000
     g = torch.Generator().manual_seed(1)
-    out, info = sample_from_noise(gauss_denoiser, (n, 2), integrator=name, steps=200, sigma_max=20.0,
+    out, info = sample_from_noise(gauss_denoiser, (n, 2), integrator=get_integrator(name), steps=200, sigma_max=20.0,
                                   sigma_min=0.01, generator=g)
     se_mean = math.sqrt(TAU / n)
     torch.testing.assert_close(out.mean(0), MU, atol=5 * se_mean, rtol=0)

@@ -23,8 +23,9 @@ import pytest
 import torch
 
 from dmcmc_edu.core.contract import CountingDenoiser
-from dmcmc_edu.core.integrators import get_integrator, kar1, sample_from_noise
+from dmcmc_edu.core.integrators import kar1, sample_from_noise
 from dmcmc_edu.core.schedules import karras_sigmas
+from dmcmc_edu.registry import get_integrator
 from dmcmc_edu.solvers import MODERN_SOLVERS, dpmpp_2m, dpmpp_2m_sde, restart, unipc
 from dmcmc_edu.targets import GaussianMixture, ring
 
@@ -142,7 +143,8 @@ def diffusers_unipc(mix, x0, sig, order, variant, corrector=True):
 def test_unipc_matches_diffusers(mix_fn, order, variant, steps):
     mix = mix_fn()
     x0 = start(mix.d)
-    ours, info = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, steps, order=order, variant=variant)
+    ours, info = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, steps, order=order, variant=variant,
+                       lower_order_final="diffusers")
     ref = diffusers_unipc(mix, x0, grid(steps), order, variant)
     assert (ours - ref).abs().max().item() <= 1e-10
     assert info.nfe == steps
@@ -151,10 +153,10 @@ def test_unipc_matches_diffusers(mix_fn, order, variant, steps):
 def test_unip_alone_matches_diffusers_without_corrector():
     mix = ring()
     x0 = start(2)
-    ours, _ = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, 10, order=3, corrector=False)
+    ours, _ = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, 10, order=3, corrector=False, lower_order_final="diffusers")
     ref = diffusers_unipc(mix, x0, grid(10), 3, "bh2", corrector=False)
     assert (ours - ref).abs().max().item() <= 1e-10
-    with_c, _ = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, 10, order=3)
+    with_c, _ = unipc(mix, x0, SIGMA_MAX, SIGMA_MIN, 10, order=3, lower_order_final="diffusers")
     assert (with_c - ours).abs().max().item() > 1e-3  # the corrector does something
 
 
@@ -203,7 +205,7 @@ def test_restart_matches_the_transcribed_algorithm(mix_fn, steps, restarts):
     """Same schedule, same noise: agreement to 1e-12 (float64 rounding of the level formulas only)."""
     mix = mix_fn()
     x0 = start(mix.d)
-    ours, info = restart(mix, x0, SIGMA_MAX, SIGMA_MIN, steps, restarts=restarts,
+    ours, info = restart(mix, x0, SIGMA_MAX, SIGMA_MIN, steps, restarts=restarts, s_noise=1.0,
                          generator=torch.Generator().manual_seed(3))
     ref = restart_transcribed(mix, x0, SIGMA_MAX, SIGMA_MIN, steps, restarts, torch.Generator().manual_seed(3))
     assert (ours - ref).abs().max().item() <= 1e-12
@@ -263,7 +265,8 @@ def test_reported_nfe_equals_the_counted_calls(name):
         assert counter.nfe == pytest.approx(11 + 0.8 * 8)
     else:
         assert counter.nfe == 6 and counter.calls == 6
-    _, info = sample_from_noise(mix, (10, 2), integrator=name, steps=6, sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN,
+    _, info = sample_from_noise(mix, (10, 2), integrator=get_integrator(name), steps=6, sigma_max=SIGMA_MAX,
+                                sigma_min=SIGMA_MIN,
                                 generator=torch.Generator().manual_seed(0), **SOLVER_OPTIONS[name])
     assert info.extra["final_tweedie"] is False  # they end at 0: no extra evaluation
 

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from dmcmc_edu.core.integrators import INTEGRATORS, PAPER_INTEGRATORS, get_integrator, sample_from_noise
+from dmcmc_edu.core.integrators import INTEGRATORS, PAPER_INTEGRATORS, sample_from_noise
+from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.solvers import euler_maruyama_score_sde, predictor_corrector
 from dmcmc_edu.targets import ring
 
@@ -42,11 +43,12 @@ def test_em_score_sde_per_sample_start_equals_single_runs_and_no_tweedie():
         one, _ = euler_maruyama_score_sde(mix, x[b:b + 1] * starts[b], starts[b:b + 1], 0.01, 7,
                                           generator=[torch.Generator().manual_seed(10 + b)])
         torch.testing.assert_close(one[0], batch[b], rtol=1e-12, atol=1e-12)
-    _, info = sample_from_noise(mix, (20, 2), integrator="em_score_sde", steps=9, sigma_max=80.0, sigma_min=0.01,
+    _, info = sample_from_noise(mix, (20, 2), integrator=euler_maruyama_score_sde, steps=9, sigma_max=80.0,
+                                sigma_min=0.01,
                                 generator=torch.Generator().manual_seed(3))
     assert info.nfe == 9 and info.extra["final_tweedie"] is False  # the last mean is the output: no +1
 
 
 def test_registry_holds_the_paper_six_then_the_solvers():
-    assert tuple(INTEGRATORS)[:6] == PAPER_INTEGRATORS
+    assert tuple(INTEGRATORS)[:6] == PAPER_INTEGRATORS and tuple(integrator_table())[:6] == PAPER_INTEGRATORS
     assert get_integrator("pc") is predictor_corrector and get_integrator("em_score_sde") is euler_maruyama_score_sde

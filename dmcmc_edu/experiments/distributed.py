@@ -51,6 +51,7 @@ from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.diffusers_adapters import load_diffusers_ve, load_diffusers_vp
 from dmcmc_edu.models.score_sde import load_score_sde, resolve_config
 from dmcmc_edu.paper import PRESETS
+from dmcmc_edu.registry import use_solvers
 from dmcmc_edu.runs import (
     RunDirectory,
     atomic_write,
@@ -313,6 +314,7 @@ def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, ch
     classifier = _load_classifier(classifier_path, config, env.device)
     _check_sigma_update(config, info, classifier)
     seed = derive_seed(config.seed, env.rank)
+    use_solvers()  # the config may name a solver of dmcmc_edu.solvers
     sampler = DMCMCSampler(model, dataclasses.replace(config, seed=seed), data_shape=data_shape,
                            classifier=classifier, device=env.device, dtype=dtype or info["dtype"])
     shard = out / f"rank_{env.rank}"

@@ -50,6 +50,7 @@ from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, loa
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.unet import load_score_model
 from dmcmc_edu.plotting import nfe_axes
+from dmcmc_edu.registry import get_integrator, use_solvers
 
 __all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models", "vanilla_samples",
            "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
@@ -100,8 +101,9 @@ def vanilla_samples(model, n: int, *, integrator: str = "kar1", steps: int = 10,
     for k, s in enumerate(range(0, n, batch_size)):
         b = min(batch_size, n - s)
         g = torch.Generator().manual_seed(seed * 1_000_003 + k)
-        x, info = sample_from_noise(model, (b, 1, 28, 28), integrator=integrator, steps=steps, sigma_max=sigma_max,
-                                    sigma_min=sigma_min, generator=g, dtype=dtype, device=device, **options)
+        x, info = sample_from_noise(model, (b, 1, 28, 28), integrator=get_integrator(integrator), steps=steps,
+                                    sigma_max=sigma_max, sigma_min=sigma_min, generator=g, dtype=dtype, device=device,
+                                    **options)
         outs.append(x.float().clamp(0, 1).cpu())
         nfe += info.nfe * b
     return torch.cat(outs), {"integrator": integrator, "steps": steps, "nfe": nfe / n, "n": n,
@@ -150,6 +152,7 @@ def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = T
     sigma trace, ledger); ``info`` has the per-output NFE of the paper's and
     the full accounting and the ledger's parts.
     """
+    use_solvers()  # the config may name a solver of dmcmc_edu.solvers
     classifier.reset_counts()
     if integrator_options:  # the config's own mechanism; the caller's config is left as it is
         config = dataclasses.replace(config, integrator_options={**config.integrator_options, **integrator_options})

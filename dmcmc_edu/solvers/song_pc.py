@@ -38,15 +38,15 @@ def langevin_corrector(model, x, sigma, n_steps=1, *, snr=0.16, generator=None):
     return x
 
 
-def predictor_corrector(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None,
-                        corrector_steps=1, snr=0.16):
+def predictor_corrector(model, x, sigma_start=None, sigma_min=None, steps=None, *, sigmas=None, generator=None,
+                        callback=None, corrector_steps=1, snr=0.16):
     """Song et al. (2021) PC sampler: reverse-diffusion predictor + Langevin corrector (score_sde's default)."""
 
     def corrector(D, x, sigma):
         return langevin_corrector(D, x, sigma, corrector_steps, snr=snr, generator=generator)
 
-    x, info = reverse_diffusion(model, x, sigma_start, sigma_min, steps, generator=generator, callback=callback,
-                                corrector=corrector if corrector_steps else None)
+    x, info = reverse_diffusion(model, x, sigma_start, sigma_min, steps, sigmas=sigmas, generator=generator,
+                                callback=callback, corrector=corrector if corrector_steps else None)
     info.name = "pc"
     if corrector_steps:
         info.extra.update(corrector_steps=corrector_steps, snr=snr)

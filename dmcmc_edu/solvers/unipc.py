@@ -21,10 +21,22 @@ The coefficients solve ``R a = phi / B(h)`` with ``R[j, k] = r_k^(j-1)`` and ``p
 ``a^c_1 = 1/2`` (the limits of the exact values as h -> 0; the order is unchanged).  ``variant`` picks
 ``B(h) = -h`` ("bh1") or ``B(h) = e^{-h} - 1`` ("bh2"), the paper's B_1 and B_2 written for data prediction.
 
-Orders: step i uses ``p_i = min(order, i + 1, N - i)`` (warm-up, and the lower final orders of the authors'
-``lower_order_final``); the corrector after step i has the order of that step's predictor.  The last step
-goes from sigma_min to 0 and is ``x = m_{N-1}`` (the Tweedie step; the correction at the last level is then not
-used, as in the reference implementations).  NFE = ``steps``; ends at 0.
+Levels: ``sigmas`` ``[B, N + 1]`` or, by default, ``steps`` Karras levels then 0.  A last step to 0 is
+``x = m_{N-1}`` (the Tweedie step; the correction at the last level is then not used, as in the reference
+implementations); on levels that end above 0 the last step is a predictor step and the Tweedie step follows.
+
+Orders (``lower_order_final``), with M the number of steps between nonzero levels (N - 1 when the levels end at
+0, else N): step i uses
+
+* ``"authors"`` (default): ``p_i = min(order, i + 1, M - i)``, as the authors' code (github.com/wl-zhao/UniPC,
+  ``UniPC.sample`` with ``lower_order_final=True`` and, for the step to 0, ``denoise_to_zero=True``) runs its M
+  steps: the step that lands on sigma_min has order 1;
+* ``"diffusers"``: ``p_i = min(order, i + 1, N - i)``, as diffusers' ``UniPCMultistepScheduler`` with
+  ``final_sigmas_type="zero"``, which counts the step to 0 among its N (one order more on the last M steps);
+* ``"none"`` (or False): ``p_i = min(order, i + 1)`` (the warm-up only).
+
+The two differ only on levels that end at 0.  The corrector after step i has the order of that step's predictor.
+NFE = N; ends at 0 by default.
 """
 
 from __future__ import annotations
@@ -32,12 +44,12 @@ from __future__ import annotations
 import torch
 
 from dmcmc_edu.core.contract import per_sample
-from dmcmc_edu.core.integrators import IntegratorInfo, _after_step, _prepare
-from dmcmc_edu.core.schedules import karras_sigmas
+from dmcmc_edu.core.integrators import IntegratorInfo, _after_step, _karras, _prepare
 
 __all__ = ["unipc"]
 
 _VARIANTS = ("bh1", "bh2")
+_FINAL_ORDERS = {"authors": "authors", True: "authors", "diffusers": "diffusers", "none": "none", False: "none"}
 
 
 def _coefficients(h, rks, variant: str, size: int):
@@ -106,34 +118,43 @@ def _unic(x_prev, ms, m_new, lam, sig, i: int, p: int, variant: str):
     return out - per_sample(B, x_prev) * res
 
 
-def unipc(model, x, sigma_start, sigma_min, steps, *, generator=None, callback=None, rho=7.0, order=3,
-          variant="bh2", corrector=True, lower_order_final=True):
+def unipc(model, x, sigma_start=None, sigma_min=None, steps=None, *, sigmas=None, generator=None, callback=None,
+          rho=7.0, order=3, variant="bh2", corrector=True, lower_order_final="authors"):
     """UniPC-p (UniP-p + UniC-p, data prediction, ``variant`` bh1 | bh2) on Karras levels; see the module.
 
     Defaults: ``order=3`` (the paper's choice for unconditional sampling), ``variant="bh2"`` (diffusers' default;
-    the paper found B_1 better for unconditional sampling at very few steps), the corrector on every step.
-    ``corrector=False`` gives UniP alone.  NFE = ``steps``; ends at 0.  ``generator`` is unused.
+    the paper found B_1 better for unconditional sampling at very few steps), the corrector on every step, the
+    authors' lower final orders.  ``corrector=False`` gives UniP alone.  NFE = N; ends at 0 by default.
+    ``generator`` is unused.
     """
     if variant not in _VARIANTS:
         raise ValueError(f"unipc: variant must be one of {', '.join(_VARIANTS)}, got {variant!r}")
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 4:
         raise ValueError(f"unipc: order must be an integer from 1 to 4, got {order!r}")
-    sigma_start, D = _prepare(model, x, sigma_start, sigma_min, steps)
-    sig = karras_sigmas(sigma_start, sigma_min, steps, rho=rho).to(x.dtype)
-    lam = -torch.log(sig[:, :steps])  # lambda of the nonzero levels
-    ms, x_prev, p_prev = {}, None, None
-    for i in range(steps):
+    if not isinstance(lower_order_final, (str, bool)) or lower_order_final not in _FINAL_ORDERS:
+        raise ValueError(f"unipc: lower_order_final must be 'authors', 'diffusers' or 'none', "
+                         f"got {lower_order_final!r}")
+    final = _FINAL_ORDERS[lower_order_final]
+    sig, D = _prepare("unipc", model, x, sigma_start, sigma_min, steps, sigmas, _karras(rho))
+    n, end = sig.shape[1] - 1, float(sig[0, -1])
+    last = n - 1 if end == 0 else n  # steps between nonzero levels
+    lam = -torch.log(sig[:, :n] if end == 0 else sig)  # lambda of the nonzero levels
+    ms, x_prev, p_prev, orders = {}, None, None, []
+    for i in range(n):
         m = D(x, sig[:, i])
         if corrector and x_prev is not None:
             x = _unic(x_prev, ms, m, lam, sig, i, p_prev, variant)
         ms[i] = m
         ms.pop(i - order, None)  # keep the last `order` evaluations
-        if i == steps - 1:
+        if i == last:
             x = m  # the step from sigma_min to 0: the data prediction (Tweedie)
         else:
-            p = min(order, i + 1, steps - i) if lower_order_final else min(order, i + 1)
+            cap = {"authors": last - i, "diffusers": n - i, "none": order}[final]
+            p = min(order, i + 1, cap)
             x_prev, p_prev = x, p
             x = _unip(x, ms, lam, sig, i, p, variant)
+            orders.append(p)
         _after_step("unipc", i, x, sig[:, i + 1], m, callback)
-    return x, IntegratorInfo("unipc", D.nfe, steps, 0.0, {"rho": rho, "order": order, "variant": variant,
-                                                          "corrector": corrector})
+    return x, IntegratorInfo("unipc", D.nfe, n, end, {"rho": rho, "order": order, "variant": variant,
+                                                      "corrector": corrector, "lower_order_final": final,
+                                                      "orders": orders})

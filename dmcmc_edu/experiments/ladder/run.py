@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from dmcmc_edu.core.contract import CountingDenoiser
-from dmcmc_edu.core.integrators import get_integrator, kar1, sample_from_noise
+from dmcmc_edu.core.integrators import kar1, sample_from_noise
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
@@ -29,6 +29,7 @@ from dmcmc_edu.evaluation.calibration import kl_to_exact
 from dmcmc_edu.experiments.ladder.plan import build_plan, paper_eta, point_id, point_seed
 from dmcmc_edu.experiments.ladder.report import analyse, findings_markdown, plot_ladder, write_csv
 from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
+from dmcmc_edu.registry import get_integrator, use_solvers
 from dmcmc_edu.runs import RunDirectory, RunRefused, atomic_write, fingerprint, target_sha256, versions, write_json
 from dmcmc_edu.targets import SpectralMixture, load_target
 from dmcmc_edu.training.classifier import train_noise_level_classifier
@@ -190,6 +191,7 @@ def run_point(ctx: LadderContext, settings: dict) -> dict:
     A point whose sampler fails, or whose outputs the metrics refuse (NaN or inf rows: a broken sample set has
     no score), is recorded with ``error`` (the reason) and without metrics; :mod:`.report` lists it as failed.
     """
+    use_solvers()  # a point may name a solver of dmcmc_edu.solvers (also in a worker process)
     pid = point_id(settings)
     seed = point_seed(ctx.seed, pid)
     t0 = time.perf_counter()
