@@ -48,9 +48,7 @@ import torch
 from tqdm import tqdm
 
 from dmcmc_edu.core.contract import nonfinite_rows
-from dmcmc_edu.core.dlg import dlg_init
-from dmcmc_edu.core.ledger import NFELedger
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCResult, DMCMCSampler
+from dmcmc_edu.core.sampler import STATE_FORMAT, DMCMCConfig, DMCMCResult, DMCMCSampler
 
 __all__ = ["atomic_write", "write_json", "save_npy", "save_once", "write_once", "settings_diff", "versions",
            "load_parts", "run_chunks", "run_to_directory", "sampler_checkpoint", "restore_sampler", "RUN_FORMAT",
@@ -557,7 +555,7 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
 
 # ----------------------------------------------------------------------------- a DMCMC sampler's run directory
 
-CHECKPOINT_FORMAT = "dmcmc_edu.dmcmc_checkpoint/1"
+CHECKPOINT_FORMAT = STATE_FORMAT  # a checkpoint is the sampler's own state_dict
 
 
 def _config_diff(saved: dict, now: dict) -> list[str]:
@@ -565,39 +563,14 @@ def _config_diff(saved: dict, now: dict) -> list[str]:
 
 
 def sampler_checkpoint(sampler: DMCMCSampler) -> dict:
-    """Everything needed to continue a sampler: chain state, generator state, ledger, sigma trace."""
-    state = sampler.state
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": sampler.config.to_dict(),
-        "rounds_done": sampler.rounds_done,
-        "burn_in_done": sampler.burn_in_done,
-        "x": None if state is None else state.x.cpu(),
-        "index": None if state is None else state.index.cpu(),
-        "step": 0 if state is None else state.step,
-        "generator": sampler.generator.get_state(),
-        "ledger": sampler.ledger.to_dict(),
-        "trace": torch.stack(sampler.trace) if sampler.trace else None,
-    }
+    """Everything needed to continue a sampler: :meth:`DMCMCSampler.state_dict`."""
+    return sampler.state_dict()
 
 
 def restore_sampler(sampler: DMCMCSampler, d: dict) -> None:
-    """Continue ``sampler`` from :func:`sampler_checkpoint`'s dict; other settings are refused."""
-    if d.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"not a DMCMC checkpoint (format {d.get('format')!r})")
-    diff = _config_diff(d["config"], sampler.config.to_dict())
-    if diff:
-        raise ValueError("checkpoint was made with different settings: " + "; ".join(diff))
-    sampler.rounds_done = int(d["rounds_done"])
-    # checkpoints written before the burn-in was checkpointed hold chains whose burn-in is complete
-    sampler.burn_in_done = int(d.get("burn_in_done", sum(int(n) for n, _ in sampler.config.burn_in)))
-    if d["x"] is not None:
-        sampler.state = dlg_init(d["x"].to(sampler.device, sampler.dtype), d["index"].to(sampler.device),
-                                 sampler.grid)
-        sampler.state.step = int(d["step"])
-    sampler.generator.set_state(d["generator"])
-    sampler.ledger = NFELedger.from_dict(d["ledger"])
-    sampler.trace = list(d["trace"]) if d.get("trace") is not None else []
+    """Continue ``sampler`` from :func:`sampler_checkpoint`'s dict (:meth:`DMCMCSampler.load_state_dict`); other
+    settings are refused."""
+    sampler.load_state_dict(d)
 
 
 DLG_OUTPUTS = ("samples.npy", "ledger.json", "checkpoint.pt")
@@ -703,6 +676,6 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
         write_once(out / "ledger.json", json.dumps(ledger, indent=2).encode())
         if own_record:
             run.finish()
-    trace = torch.stack(sampler.trace) if sampler.trace else None
+    trace = torch.stack(sampler.trace).cpu() if sampler.trace else None
     return DMCMCResult(torch.from_numpy(samples), torch.from_numpy(sig), torch.arange(C).repeat(total)[:kept],
                        sampler.ledger, trace)

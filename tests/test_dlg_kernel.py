@@ -1,9 +1,10 @@
-"""DLG as a kernel built once (issue 21, item 2).
+"""DLG as a kernel built once, and a sampler that owns its state (issue 21, items 2 and 3).
 
 Every check is at a fixed seed on the analytic ring mixture, whose denoiser, score and log-density are exact.
 """
 
 import dataclasses
+import io
 import math
 
 import pytest
@@ -12,8 +13,10 @@ import torch
 from dmcmc_edu.core.dlg import DivergenceMonitor, dlg_init, dlg_kernel, dlg_step
 from dmcmc_edu.core.langevin import StepSize, step_size
 from dmcmc_edu.core.random import normal, uniform
+from dmcmc_edu.core.sampler import BurnInPhase, DMCMCConfig, DMCMCSampler, chain_seed
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.core.sigma_updates import make_sigma_update
+from dmcmc_edu.runs import sampler_fingerprint
 from dmcmc_edu.targets import ring
 
 MIX = ring()
@@ -134,3 +137,84 @@ def test_kernel_init_snaps_float_sigmas_to_the_nearest_level():
     kernel = dlg_kernel(MIX, UPDATE, GRID, eta=0.1)
     sig = GRID[[5, 17, 40]] * torch.tensor([1.01, 0.99, 1.0], dtype=torch.float64)
     assert kernel.init(torch.zeros(3, 2, dtype=torch.float64), sig).index.tolist() == [5, 17, 40]
+
+
+# ----------------------------------------------------------------------------- the sampler's own state
+
+def _config(**kw):
+    base = dict(sigma_min=0.01, sigma_max=80.0, n_levels=100, eta=0.01, n_chains=8, outputs_per_chain=4,
+                init_steps=4, burn_in=[[3, 0.02], [2, None]], n_skip=2, steps=3, seed=3)
+    return DMCMCConfig(**{**base, **kw})
+
+
+def _through_bytes(d: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(d, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(per_chain_seeds=True, x_update="mala", eta_rel=0.2)])
+@pytest.mark.parametrize("stop", ["burn-in", "rounds"])
+def test_state_dict_round_trip_continues_a_run_identically(kw, stop):
+    cfg = _config(**kw)
+    whole = DMCMCSampler(MIX, cfg, data_shape=(2,)).run()
+    first = DMCMCSampler(MIX, cfg, data_shape=(2,))
+    if stop == "burn-in":
+        assert not first.burn_in(max_steps=2)
+        done = []
+    else:
+        done = [first.next_round()[0] for _ in range(2)]
+    second = DMCMCSampler(MIX, cfg, data_shape=(2,))
+    second.load_state_dict(_through_bytes(first.state_dict()))
+    assert second.state.step == first.state.step and second.burn_in_done == first.burn_in_done
+    rest = second.run(rounds=cfg.outputs_per_chain - len(done))
+    assert torch.equal(torch.cat([*done, rest.samples]), whole.samples)
+    assert torch.equal(rest.sigma_trace, whole.sigma_trace)
+    assert second.ledger.per_output() == whole.ledger.per_output()
+
+
+def test_load_state_dict_refuses_other_settings_and_other_things():
+    saved = DMCMCSampler(MIX, _config(), data_shape=(2,)).state_dict()
+    with pytest.raises(ValueError, match=r"different settings: eta: 0\.01 \(saved\) vs 0\.02 \(now\)$"):
+        DMCMCSampler(MIX, _config(eta=0.02), data_shape=(2,)).load_state_dict(saved)
+    with pytest.raises(ValueError, match=r"per_chain_seeds: None \(saved\) vs True \(now\)"):
+        DMCMCSampler(MIX, _config(per_chain_seeds=True), data_shape=(2,)).load_state_dict(saved)
+    with pytest.raises(ValueError, match="not a DMCMC checkpoint"):
+        DMCMCSampler(MIX, _config(), data_shape=(2,)).load_state_dict({"format": "something else"})
+
+
+def test_per_chain_generators_make_a_chain_independent_of_the_number_of_chains():
+    """Chain k's outputs, chosen sigmas and sigma trace with 4 chains equal those with 8 (same seed); with the
+    shared generator they differ (so the check can fail)."""
+    def run(n, per_chain):
+        cfg = _config(n_chains=n, per_chain_seeds=per_chain, outputs_per_chain=3, integrator="euler_maruyama",
+                      steps_per_decade=3.0)  # a stochastic integrator, run in groups of chains by number of steps
+        r = DMCMCSampler(MIX, cfg, data_shape=(2,)).run()
+        return r.samples.reshape(3, n, 2)[:, :4], r.chosen_sigma.reshape(3, n)[:, :4], r.sigma_trace[:, :4]
+
+    four, eight = run(4, True), run(8, True)
+    for a, b in zip(four, eight):
+        assert torch.equal(a, b)
+    assert not torch.equal(run(4, False)[0], run(8, False)[0])
+    assert len({chain_seed(3, k) for k in range(1000)} | {chain_seed(4, 0)}) == 1001
+
+
+def test_burn_in_phases_are_typed_and_stored_as_pairs():
+    cfg = _config(burn_in=[[3, 0.02], (2, None)])
+    assert cfg.burn_in == [BurnInPhase(3, 0.02), BurnInPhase(2)]
+    assert cfg.to_dict()["burn_in"] == [[3, 0.02], [2, None]]
+    assert cfg.burn_in_etas() == [0.02, 0.02, 0.02, 0.01, 0.01]
+    assert cfg == _config(burn_in=[BurnInPhase(3, 0.02), BurnInPhase(2, None)])
+    assert [(n, eta) for n, eta in cfg.burn_in] == [(3, 0.02), (2, None)]
+    for bad in ([[2.5, None]], [[2, -1.0]], [[1, 2, 3]], [[True, None]], "10:"):
+        with pytest.raises(ValueError, match="burn_in"):
+            _config(burn_in=bad).validate()
+
+
+def test_fingerprints_of_earlier_runs_are_unchanged():
+    """The new option appears in a config's dict only when set, so a run folder made before it still resumes."""
+    s = DMCMCSampler(MIX, _config(), data_shape=(2,))
+    assert "per_chain_seeds" not in s.config.to_dict() and "per_chain_seeds" not in sampler_fingerprint(s)["settings"]
+    t = DMCMCSampler(MIX, _config(per_chain_seeds=True), data_shape=(2,))
+    assert sampler_fingerprint(t)["settings"]["per_chain_seeds"] is True
