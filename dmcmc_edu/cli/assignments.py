@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from dmcmc_edu.cli.common import CommandError, add_command
-from dmcmc_edu.grading.course import RUN_SECONDS, CourseError, feedback, grade, release
+from dmcmc_edu.cli.choices import GRADING_RUN_SECONDS as RUN_SECONDS
+from dmcmc_edu.cli.common import CommandError, HelpFormatter, add_command, plain
+
+# the grading code (dmcmc_edu.grading.course) is imported by the handlers, so that --help stays fast
 
 __all__ = ["add_parsers", "cmd_release", "cmd_grade", "cmd_feedback"]
 
 COURSE_DEFAULT = "notebooks/assignments"
+
+
+def _check_course(args) -> None:
+    """Refuse a missing ``--course`` with the command that makes one (the default is relative to the folder run in)."""
+    if not Path(args.course).exists():
+        raise CommandError(f"--course {args.course}: no such folder. Make the course with: python -m dmcmc_edu "
+                           "course init DIR, then run this command in DIR (or pass --course DIR/notebooks/assignments)")
 
 
 def _names(text: str | None):
@@ -38,6 +48,8 @@ def cmd_release(args) -> int:
     hand release/ to the class. An earlier release is replaced (it is generated from source/). Needs the extra
     'assignments' (pip install dmcmc_edu[assignments]).
     """
+    from dmcmc_edu.grading.course import release
+
     return _each_path(release, args, "released")
 
 
@@ -56,6 +68,9 @@ def cmd_grade(args) -> int:
     source notebook changed since its release is refused. Per-cell scores stay in <course>/gradebook.db, the executed
     notebooks in <course>/autograded/. Needs the extra 'assignments' (pip install dmcmc_edu[assignments]).
     """
+    from dmcmc_edu.grading.course import CourseError, grade
+
+    _check_course(args)
     if not args.time_limit > 0:
         raise CommandError(f"--time-limit: expected a positive number of seconds, got {args.time_limit:g}")
     try:
@@ -92,11 +107,16 @@ def cmd_feedback(args) -> int:
     graded, every check's message (the hidden cases' too), each cell's score and the comments given in the
     formgrader. Run it again after manual grading: the files are generated from the gradebook and replaced.
     """
+    from dmcmc_edu.grading.course import feedback
+
     return _each_path(feedback, args, "wrote")
 
 
 def _each_path(action, args, verb: str) -> int:
     """Run a course ``action(course, names, verbose=)`` that returns paths; print each; a CourseError in one line."""
+    from dmcmc_edu.grading.course import CourseError
+
+    _check_course(args)
     try:
         paths = action(args.course, _names(args.assignments), verbose=args.verbose)
     except CourseError as err:
@@ -108,7 +128,8 @@ def _each_path(action, args, verb: str) -> int:
 
 def _course_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--course", default=COURSE_DEFAULT,
-                   help=f"the nbgrader course folder, with nbgrader_config.py and source/ (default {COURSE_DEFAULT})")
+                   help="the nbgrader course folder, with nbgrader_config.py and source/ (python -m dmcmc_edu "
+                        "course init DIR makes one in DIR/notebooks/assignments)")
     p.add_argument("--verbose", action="store_true", help="show nbgrader's log")
 
 
@@ -116,14 +137,15 @@ def add_parsers(sub) -> None:
     """Add the command group ``assignments`` (``release``, ``grade``, ``feedback``) to the sub-command parsers."""
     group = sub.add_parser("assignments",
                            help="the course's graded assignments with nbgrader: release | grade | feedback",
-                           description=__doc__.split("\n\n")[1] if __doc__ else None,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           description=plain(__doc__.split("\n\n")[1]), formatter_class=HelpFormatter)
+    group.epilog = f"example:\n  {group.prog} release --course notebooks/assignments"
+    group.set_defaults(uses_integrators=False)
     inner = group.add_subparsers(dest="assignments_command", required=True, metavar="{release,grade,feedback}")
-    p = add_command(inner, "release", cmd_release)
+    p = add_command(inner, "release", cmd_release, example="--course notebooks/assignments")
     _course_argument(p)
     p.add_argument("--assignments", default=None,
                    help="comma list of assignment names (default: every folder of <course>/source/)")
-    p = add_command(inner, "grade", cmd_grade)
+    p = add_command(inner, "grade", cmd_grade, example="--submissions returned/ --out grades.csv")
     _course_argument(p)
     p.add_argument("--submissions", required=True,
                    help="folder of returned notebooks, laid out <student_id>/<assignment>/<assignment>.ipynb")
@@ -131,9 +153,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists (its earlier version is kept beside it, the time in its name)")
     p.add_argument("--time-limit", type=float, default=RUN_SECONDS, metavar="SECONDS",
-                   help=f"wall-clock limit of the whole run (default {RUN_SECONDS:g}); the submissions not graded "
-                        "by then are named and left out of --out")
-    p = add_command(inner, "feedback", cmd_feedback)
+                   help="wall-clock limit of the whole run; the submissions not graded by then are named and "
+                        "left out of --out")
+    p = add_command(inner, "feedback", cmd_feedback, example="--assignments a1_noise_and_denoising")
     _course_argument(p)
     p.add_argument("--assignments", default=None,
                    help="comma list of assignment names (default: every assignment with graded submissions)")

@@ -15,30 +15,32 @@
   and thread count of a command, the seed of a chunk of a resumable vanilla
   run, the settings record of a run, files that must not be overwritten.
   JSON files are written with :func:`dmcmc_edu.runs.write_json`.
+* **Help** (:func:`add_command`, :class:`HelpFormatter`, :func:`prog_name`): every command's ``--help`` shows the
+  defaults and one example, and names the program as it was started.
+
+This module and the parsers of every command import neither torch nor numpy: ``--help`` must be fast, so the
+heavy imports happen inside the handlers (``tests/test_cli_help.py`` checks it).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import inspect
 import math
 import os
 import pickle
 import sys
+import textwrap
 from pathlib import Path
-
-import numpy as np
-import torch
-
-from dmcmc_edu.models.files import check_torch_file
-from dmcmc_edu.targets import load_target as _load_target
 
 __all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "run_handler", "one_line",
            "positive_int", "nonnegative_int", "int_at_least", "seed", "seed_list", "finite_float", "positive_float",
            "nonnegative_float", "probability", "decay", "positive_int_list", "value_range", "name_list",
            "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
-           "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command"]
+           "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command", "HelpFormatter",
+           "prog_name", "is_rank_zero", "parse_args_once", "plain"]
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
 
@@ -283,14 +285,18 @@ def check_torch_files(folder, names) -> None:
     For files that code outside this package's loaders reads with ``torch.load`` (a run's checkpoint, weights
     read by the evaluation code), so that the error names the file instead of being a bare ``EOFError``.
     """
+    from dmcmc_edu.models.files import check_torch_file
+
     for name in names:
         path = Path(folder) / name
         if path.is_file():
             check_torch_file(path)
 
 
-def read_npy(path) -> np.ndarray:
+def read_npy(path):
     """``np.load(path)`` of an array file; an empty, truncated or foreign file raises a ValueError naming it."""
+    import numpy as np
+
     try:
         if os.path.getsize(path) == 0:
             raise ValueError("it has 0 bytes")
@@ -302,6 +308,8 @@ def read_npy(path) -> np.ndarray:
 
 def load_target(spec: str):
     """The mixture target ``spec`` names; an unknown name or a malformed file becomes one ``error: --target`` line."""
+    from dmcmc_edu.targets import load_target as _load_target
+
     try:
         return _load_target(spec)
     except (OSError, ValueError) as e:
@@ -318,8 +326,11 @@ def sigma_range(args, mix) -> tuple[float, float]:
     return smin, smax
 
 
-def device(name: str) -> torch.device:
-    """The device of ``--device``: ``auto`` picks CUDA when present, else the CPU; CUDA without CUDA is an error."""
+def device(name: str):
+    """The ``torch.device`` of ``--device``: ``auto`` picks CUDA when present, else the CPU; CUDA without CUDA is an
+    error."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -333,6 +344,8 @@ def device(name: str) -> torch.device:
 def set_threads(args) -> None:
     """Apply ``--threads`` (0 leaves torch's default)."""
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
 
 
@@ -350,15 +363,92 @@ def settings(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("func", "debug")}
 
 
-def add_command(sub, name: str, handler):
+# ----------------------------------------------------------------------------- help
+
+
+HELP_WIDTH = 100
+"""The width descriptions are wrapped to."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default (unless it is None or False) and keeps the description's and the
+    example's lines (descriptions are wrapped by :func:`add_command`)."""
+
+    def _format_action(self, action):
+        if action.help is None and action.option_strings and action.default not in (None, False, True,
+                                                                                     argparse.SUPPRESS):
+            action = copy.copy(action)  # an option without help still shows its default
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) \
+                or not action.option_strings:
+            return text  # the help says what the default is, or there is none to show
+        if action.default is True or isinstance(action, argparse._HelpAction):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def plain(text: str) -> str:
+    """``text`` without reST markup (double backquotes, ``:func:`` roles), for a help screen."""
+    import re
+
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
+    return text.replace("``", "")
+
+
+def prog_name(argv0: str | None = None) -> str:
+    """The program as it was started: ``python -m dmcmc_edu`` under ``-m``, else the script's name (``dmcmc-edu``).
+
+    ``argv0`` defaults to ``sys.argv[0]``, which is the path of ``dmcmc_edu/__main__.py`` under ``python -m`` and
+    the console script's path when run as ``dmcmc-edu``.
+    """
+    argv0 = sys.argv[0] if argv0 is None else argv0
+    path = Path(argv0 or "dmcmc-edu")
+    if path.name == "__main__.py":
+        package = path.parent.name
+        if package == "cli" and path.parent.parent.name == "dmcmc_edu":
+            return "python -m dmcmc_edu.cli"
+        return f"python -m {package}"
+    if path.name in ("", "-c"):
+        return "dmcmc-edu"
+    return path.name
+
+
+def is_rank_zero() -> bool:
+    """False in a process that torchrun started with ``RANK`` (or else ``LOCAL_RANK``) other than 0."""
+    for var in ("RANK", "LOCAL_RANK"):
+        value = os.environ.get(var)
+        if value is not None:
+            return value.strip() in ("", "0")
+    return True
+
+
+def parse_args_once(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``; in a rank other than 0 of torchrun (:func:`is_rank_zero`) ``--help`` and
+    ``--version`` print nothing, so a help screen is printed once, by rank 0 (errors still print in every rank)."""
+    if is_rank_zero():
+        return parser.parse_args(argv)
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        return parser.parse_args(argv)
+
+
+def add_command(sub, name: str, handler, example: str | None = None):
     """Add the sub-command ``name`` run by ``handler``; its docstring gives the help line and the description.
 
     The first paragraph of the docstring is the one-line help of ``--help``'s command list; the rest (if any)
-    is the description of ``<name> --help``.  Returns the new parser for its arguments.
+    is the description of ``<name> --help``; ``example`` (the arguments after the command's name) makes its
+    epilog, one example command line.  Returns the new parser for its arguments.
     """
     doc = inspect.cleandoc(handler.__doc__ or "")
     help_line, _, description = doc.partition("\n\n")
-    parser = sub.add_parser(name, help=" ".join(help_line.split()), description=" ".join(description.split()) or None)
+    paragraphs = [textwrap.fill(plain(" ".join(par.split())), HELP_WIDTH) for par in description.split("\n\n")]
+    parser = sub.add_parser(name, help=plain(" ".join(help_line.split())),
+                            description="\n\n".join(filter(None, paragraphs)) or None, formatter_class=HelpFormatter)
+    if example is not None:
+        parser.epilog = f"example:\n  {parser.prog} {example}"
     parser.set_defaults(func=handler)
     # also after the command name; SUPPRESS keeps a --debug given before it
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -13,11 +13,7 @@ import json
 import math
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
-from torchvision.datasets import CIFAR10
+from typing import TYPE_CHECKING
 
 from dmcmc_edu.cli.common import (
     CommandError,
@@ -34,13 +30,13 @@ from dmcmc_edu.cli.common import (
     seed,
     value_range,
 )
-from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.evaluation.images import save_images
-from dmcmc_edu.evaluation.inception_fid import compute_fid, save_fid_stats
-from dmcmc_edu.experiments.distributed import load_distributed_samples
-from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
-from dmcmc_edu.runs import fingerprint, saved_output, sha256_tensors
-from dmcmc_edu.training.classifier import train_noise_level_classifier
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+# torch, torchvision, PIL and the library are imported by the handlers, so that --help stays fast
 
 __all__ = ["add_parsers", "GRIDS", "load_image_dataset", "EpochSampler", "cmd_train_image_classifier", "cmd_fid",
            "cmd_save_images"]
@@ -56,6 +52,10 @@ _IMAGE_EXT = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
 
 def _cifar10_uint8(root) -> torch.Tensor:
     """The CIFAR10 training images as ``[N, 3, 32, 32]`` uint8; a missing data set is an error with instructions."""
+    import numpy as np
+    import torch
+    from torchvision.datasets import CIFAR10
+
     try:
         ds = CIFAR10(root=str(root), train=True, download=False)
     except RuntimeError as err:
@@ -70,6 +70,8 @@ def _cifar10_uint8(root) -> torch.Tensor:
 
 def _square(img: Image.Image, size: int) -> Image.Image:
     """Resize the short side to ``size`` (bicubic), then crop the centre ``size x size``."""
+    from PIL import Image
+
     if img.size == (size, size):
         return img
     w, h = img.size
@@ -82,6 +84,10 @@ def _square(img: Image.Image, size: int) -> Image.Image:
 
 def _folder_uint8(root, image_size: int, max_images: int | None) -> torch.Tensor:
     """Every image file under ``root`` (recursively, sorted), as RGB ``[N, 3, S, S]`` uint8."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
     root = Path(root)
     if not root.is_dir():
         raise CommandError(f"--root {root} is not a folder")
@@ -124,11 +130,15 @@ class EpochSampler:
     """
 
     def __init__(self, images_uint8: torch.Tensor):
+        import torch
+
         self.images = images_uint8
         self.perm = torch.empty(0, dtype=torch.long)
         self.pos = 0
 
     def __call__(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
         idx = []
         while n > 0:
             if self.pos >= self.perm.numel():
@@ -165,6 +175,14 @@ def cmd_train_image_classifier(args) -> int:
     Images in [0, 1].  An existing --out file is never replaced: the same call again (same settings, same
     images by content) reports it, another call is refused.
     """
+    import numpy as np
+    import torch
+
+    from dmcmc_edu.core.schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier, SimpleCNN, SimpleCNN256
+    from dmcmc_edu.runs import fingerprint, saved_output, sha256_tensors
+    from dmcmc_edu.training.classifier import train_noise_level_classifier
+
     size = args.image_size
     smin, smax = _image_grid_range(args)
     images = load_image_dataset(args.dataset, args.root, size, args.max_images)
@@ -209,6 +227,8 @@ def cmd_train_image_classifier(args) -> int:
 
 def _load_samples(path) -> np.ndarray:
     """Samples from a ``.npy``, a run folder (``samples.npy``) or a distributed run folder (``manifest.json``)."""
+    from dmcmc_edu.experiments.distributed import load_distributed_samples
+
     path = Path(path)
     if path.is_dir():
         if (path / "manifest.json").is_file():
@@ -227,6 +247,10 @@ def cmd_save_images(args) -> int:
     Clamp to [0, 1], uint8 by truncation (as the paper), then PNG (lossless, the default) or JPEG (the paper's
     files, PIL quality 75). Names {index:06d}.png/.jpg.
     """
+    import torch
+
+    from dmcmc_edu.evaluation.images import save_images
+
     x = torch.from_numpy(_load_samples(args.samples))
     if x.ndim != 4:
         raise CommandError(f"{args.samples}: samples have shape {tuple(x.shape)}; images need [N, C, H, W]")
@@ -252,6 +276,8 @@ def cmd_fid(args) -> int:
     (pt_inception-2015-12-05-6726825d.pth) are downloaded once into torch.hub's checkpoints folder; offline, put
     the file there or pass --inception-weights PATH.
     """
+    from dmcmc_edu.evaluation.inception_fid import compute_fid, save_fid_stats
+
     if args.inception_weights is not None:  # read by pytorch-fid's loader: refuse a damaged file by its name
         check_torch_files(Path(args.inception_weights).parent, [Path(args.inception_weights).name])
     dev = str(device(args.device or "auto"))
@@ -270,7 +296,8 @@ def cmd_fid(args) -> int:
 
 
 def _add_train_image_classifier(sub) -> None:
-    t = add_command(sub, "train-image-classifier", cmd_train_image_classifier)
+    t = add_command(sub, "train-image-classifier", cmd_train_image_classifier,
+                    example="--dataset cifar10 --root data/cifar10 --out runs/cifar10_classifier.pt --device cuda")
     t.add_argument("--dataset", required=True, choices=["cifar10", "folder"])
     t.add_argument("--root", required=True, help="CIFAR10: the folder holding cifar-10-batches-py; folder: images")
     t.add_argument("--out", required=True, help="output classifier file (.pt); must not exist yet")
@@ -289,7 +316,7 @@ def _add_train_image_classifier(sub) -> None:
 
 
 def _add_save_images(sub) -> None:
-    s = add_command(sub, "save-images", cmd_save_images)
+    s = add_command(sub, "save-images", cmd_save_images, example="runs/dist runs/dist_png")
     s.add_argument("samples", help="a samples .npy, a run folder (samples.npy) or a distributed run folder")
     s.add_argument("folder", help="output image folder (existing images are never overwritten)")
     s.add_argument("--format", default="png", choices=["png", "jpeg"])
@@ -300,7 +327,8 @@ def _add_save_images(sub) -> None:
 
 
 def _add_fid(sub) -> None:
-    f = add_command(sub, "fid", cmd_fid)
+    f = add_command(sub, "fid", cmd_fid,
+                    example="runs/images_a runs/images_b --inception-weights pt_inception-2015-12-05-6726825d.pth")
     f.add_argument("path_a", help="image folder")
     f.add_argument("path_b", help="image folder or .npz statistics (with --save-stats: the .npz to write)")
     f.add_argument("--inception-weights", default=None, help="the FID Inception weights file (offline use)")

@@ -9,9 +9,8 @@ import json
 import shlex
 from pathlib import Path
 
+from dmcmc_edu.cli.choices import INTEGRATORS
 from dmcmc_edu.cli.common import CommandError, add_command, name_list, positive_int, seed
-from dmcmc_edu.core.integrators import INTEGRATORS
-from dmcmc_edu.experiments.ladder import run_ladder, target_stem
 
 __all__ = ["add_parsers", "cmd_ladder", "ladder_command"]
 
@@ -54,6 +53,8 @@ def cmd_ladder(args) -> int:
     target name plus _learned / _fast.  Re-running the same command resumes (points already in the JSON are
     skipped).  The noise-level classifier (and with --learned the denoiser) is trained once and cached in OUT.
     """
+    from dmcmc_edu.experiments.ladder import run_ladder, target_stem
+
     _check_ladder(args)
     doc = run_ladder(args.target, args.out, fast=args.fast, learned=args.learned, n=args.n, seed=args.seed,
                      progress=not args.quiet, plot=not args.no_plot, command=ladder_command(args),
@@ -69,7 +70,7 @@ def cmd_ladder(args) -> int:
 
 def add_parsers(sub) -> None:
     """Add ``ladder`` to the sub-command parsers."""
-    p = add_command(sub, "ladder", cmd_ladder)
+    p = add_command(sub, "ladder", cmd_ladder, example="--target ring --fast --out runs/ladder")
     p.add_argument("--target", default="ring", help=_TARGET_HELP)
     p.add_argument("--out", default="runs/ladder")
     p.add_argument("--fast", action="store_true", help="a small sweep (500 outputs per point; < 60 s on the ring)")
@@ -79,7 +80,8 @@ def add_parsers(sub) -> None:
                    help=f"outputs per point, a multiple of {N_MULTIPLE} (default 2000; --fast: 500)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--integrators", type=name_list(INTEGRATORS, "integrator"), default=None,
-                   help=f"comma-separated subset of {', '.join(INTEGRATORS)}, e.g. kar1,kar2")
+                   help=f"comma-separated subset of {', '.join(INTEGRATORS)}, e.g. kar1,kar2 "
+                        "(default: the paper's six)")
     p.add_argument("--workers", type=positive_int, default=1,
                    help="processes running points in parallel (one thread each)")
     p.add_argument("--no-plot", action="store_true")

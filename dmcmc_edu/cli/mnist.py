@@ -17,12 +17,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from matplotlib.image import imsave
-from torchvision.utils import save_image
-
+from dmcmc_edu.cli.choices import (
+    FEATURE_NET_NAME,
+    INTEGRATORS,
+    REFERENCE_NAME,
+    SIGMA_UPDATES,
+)
+from dmcmc_edu.cli.choices import MNIST_SIGMA_MAX as SIGMA_MAX
+from dmcmc_edu.cli.choices import MNIST_SIGMA_MIN as SIGMA_MIN
 from dmcmc_edu.cli.common import (
     CommandError,
     add_command,
@@ -40,48 +44,11 @@ from dmcmc_edu.cli.common import (
     set_threads,
     settings,
 )
-from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
-from dmcmc_edu.core.sampler import DMCMCSampler
-from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
-from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir, load_mnist
-from dmcmc_edu.evaluation.calibration import calibration
-from dmcmc_edu.evaluation.mnist_fid import (
-    FEATURE_NET_NAME,
-    REFERENCE_NAME,
-    accuracy,
-    load_feature_net,
-    load_reference,
-    mnist_fid,
-    real_data_fid,
-    reference_stats,
-    save_feature_net,
-    train_feature_net,
-)
-from dmcmc_edu.experiments.mnist import (
-    SIGMA_MAX,
-    SIGMA_MIN,
-    dlg_config,
-    image_grid,
-    load_shipped_models,
-    vanilla_samples,
-)
-from dmcmc_edu.models.classifier import NoiseLevelClassifier
-from dmcmc_edu.models.unet import UNetConfig, load_score_model
-from dmcmc_edu.runs import (
-    DLG_OUTPUTS,
-    RunDirectory,
-    atomic_write,
-    fingerprint,
-    run_chunks,
-    run_to_directory,
-    sampler_fingerprint,
-    save_once,
-    sha256_tensors,
-    versions,
-    write_json,
-    write_once,
-)
-from dmcmc_edu.training.score import WEIGHTS_NAME, ScoreTrainingConfig, train_mnist_noise_classifier, train_score_model
+
+if TYPE_CHECKING:
+    import torch
+
+# torch, torchvision, matplotlib and the library are imported by the handlers, so that --help stays fast
 
 __all__ = ["add_parsers", "CLASSIFIER_NAME", "cmd_train_score", "cmd_train_classifier", "cmd_train_features",
            "cmd_sample_mnist"]
@@ -91,6 +58,8 @@ CLASSIFIER_NAME = "mnist_noise_classifier.pt"
 
 def _load(root: str, train: bool, labels: bool = False):
     """MNIST from ``--data-root`` (missing files raise FileNotFoundError: one ``error:`` line of the command)."""
+    from dmcmc_edu.datasets import load_mnist
+
     return load_mnist(root, train=train, return_labels=labels)
 
 
@@ -104,6 +73,9 @@ def cmd_train_score(args) -> int:
     weights + config), OUT/train_log.json, and OUT/samples.png.  Re-running on the same OUT resumes (same
     settings; --steps may be raised).
     """
+    from dmcmc_edu.models.unet import UNetConfig
+    from dmcmc_edu.training.score import WEIGHTS_NAME, ScoreTrainingConfig, train_score_model
+
     check_sigma_order(args.sigma_min, args.sigma_max)
     check_torch_files(args.out, ["checkpoint.pt"])  # the checkpoint of a run to resume
     set_threads(args)
@@ -127,6 +99,13 @@ def cmd_train_score(args) -> int:
 
 def _sample_grid(weights: Path, png: Path, dev, sigma_min: float, sigma_max: float, seed: int) -> str:
     """64 KAR1 samples (18 steps, 35 NFE) of the saved EMA model, as a PNG grid."""
+    import torch
+    from torchvision.utils import save_image
+
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.models.unet import load_score_model
+    from dmcmc_edu.runs import atomic_write
+
     model = load_score_model(weights).to(dev)
     with torch.no_grad():
         x, _ = sample_from_noise(model, (64, 1, 28, 28), integrator="kar1", steps=18, sigma_max=sigma_max,
@@ -145,6 +124,13 @@ def cmd_train_classifier(args) -> int:
     Writes OUT/mnist_noise_classifier.pt (NoiseLevelClassifier.save) and a .json with the training log and a
     test-set calibration.
     """
+    import torch
+
+    from dmcmc_edu.evaluation.calibration import calibration
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+    from dmcmc_edu.runs import RunDirectory, fingerprint, sha256_tensors, versions, write_json
+    from dmcmc_edu.training.score import train_mnist_noise_classifier
+
     check_sigma_order(args.sigma_min, args.sigma_max)
     set_threads(args)
     dev = device(args.device)
@@ -192,6 +178,17 @@ def cmd_train_features(args) -> int:
     Writes OUT/mnist_feature_net.pt + .json (test accuracy) and OUT/mnist_fid_ref_test.pt (feature
     mean/covariance of the 10,000 test images); existing ones are replaced only with --overwrite.
     """
+    from dmcmc_edu.evaluation.mnist_fid import (
+        accuracy,
+        load_feature_net,
+        load_reference,
+        real_data_fid,
+        reference_stats,
+        save_feature_net,
+        train_feature_net,
+    )
+    from dmcmc_edu.runs import RunDirectory, fingerprint, sha256_tensors, versions, write_json
+
     set_threads(args)
     dev = device(args.device)
     x, y = _load(args.data_root, train=True, labels=True)
@@ -236,6 +233,11 @@ def cmd_train_features(args) -> int:
 
 def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.Tensor, dict]:
     """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
+    import torch
+
+    from dmcmc_edu.experiments.mnist import vanilla_samples
+    from dmcmc_edu.runs import run_chunks
+
 
     def make_chunk(k: int, rows: int):
         """Chunk k: ``rows`` digits and their NFE per image."""
@@ -248,8 +250,11 @@ def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.T
     return torch.from_numpy(x), {"nfe_per_sample": nfe}
 
 
-def _dlg_sampler(args, models: dict, dev, options: dict) -> DMCMCSampler:
+def _dlg_sampler(args, models: dict, dev, options: dict):
     """The DLG sampler of ``sample-mnist --dlg``: :func:`dlg_config` with the options given."""
+    from dmcmc_edu.core.sampler import DMCMCSampler
+    from dmcmc_edu.experiments.mnist import dlg_config
+
     cfg = dlg_config(args.n, outputs_per_chain=args.outputs_per_chain, integrator=args.integrator,
                      steps=args.steps, sigma_update=args.sigma_update, seed=args.seed, integrator_options=options,
                      **{k: v for k, v in (("eta", args.eta), ("n_skip", args.n_skip)) if v is not None})
@@ -257,12 +262,14 @@ def _dlg_sampler(args, models: dict, dev, options: dict) -> DMCMCSampler:
                         device=dev, keep_trace=False)
 
 
-def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> tuple[torch.Tensor, dict]:
+def _sample_dlg(args, sampler, run, record: dict) -> tuple[torch.Tensor, dict]:
     """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds.
 
     ``ceil(n / outputs-per-chain)`` chains; the first ``--n`` outputs are kept (in OUT/samples.npy too) and the
     number of the last round's outputs discarded is recorded.
     """
+    from dmcmc_edu.runs import run_to_directory
+
     cfg = sampler.config
     res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
                            run_info=record, run=run, n_outputs=args.n)
@@ -277,6 +284,8 @@ def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> tuple[torch.T
 
 def _mnist_fid(x: torch.Tensor, models: dict) -> dict:
     """The MNIST-FID of the images, with a note on its small-sample bias."""
+    from dmcmc_edu.evaluation.mnist_fid import mnist_fid
+
     note = "MNIST-FID (not Inception FID); biased upwards at small n, compare only at equal n"
     if x.shape[0] < 256:
         note += "; with n < 256 (twice the 128 features) it is dominated by that bias"
@@ -285,6 +294,8 @@ def _mnist_fid(x: torch.Tensor, models: dict) -> dict:
 
 def _check_sample_mnist(args) -> None:
     """The rules between ``sample-mnist``'s options (each option's own range is checked by its argparse type)."""
+    from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
+
     dlg_only = [flag for flag, v in (("--eta", args.eta), ("--n-skip", args.n_skip)) if v is not None]
     if dlg_only and not args.dlg:
         verb, them = ("sets", "it") if len(dlg_only) == 1 else ("set", "them")
@@ -302,6 +313,8 @@ _MNIST_SETTINGS = ("integrator", "steps", "n", "seed", "batch", "fid")
 
 def _weight_files(folder: Path, args) -> dict:
     """The weight files a ``sample-mnist`` call reads, by name (their sha256 go into the fingerprint)."""
+    from dmcmc_edu.datasets import WEIGHT_FILES
+
     files = {"score_weights": folder / WEIGHT_FILES["score"],
              "score_config": (folder / WEIGHT_FILES["score"]).with_suffix(".json")}
     if args.fid:
@@ -309,8 +322,11 @@ def _weight_files(folder: Path, args) -> dict:
     return files
 
 
-def _mnist_run(args, dev, options: dict, sampler) -> RunDirectory:
+def _mnist_run(args, dev, options: dict, sampler):
     """The run folder ``--out`` with the fingerprint of this call (settings, device type, the weights' hashes)."""
+    from dmcmc_edu.datasets import default_weights_dir
+    from dmcmc_edu.runs import DLG_OUTPUTS, RunDirectory, fingerprint, sampler_fingerprint
+
     folder = Path(args.weights) if args.weights is not None else default_weights_dir()
     files = _weight_files(folder, args)
     labels = {"score_weights": str(files["score_weights"])}
@@ -326,6 +342,10 @@ def _mnist_run(args, dev, options: dict, sampler) -> RunDirectory:
 
 def _png_bytes(x: torch.Tensor) -> bytes:
     """The PNG of the first 64 images as a grid (made in memory, so it can be written once)."""
+    from matplotlib.image import imsave
+
+    from dmcmc_edu.experiments.mnist import image_grid
+
     buf = io.BytesIO()
     imsave(buf, image_grid(x[:64], nrow=8), cmap="gray", vmin=0, vmax=1, format="png")
     return buf.getvalue()
@@ -339,6 +359,11 @@ def cmd_sample_mnist(args) -> int:
     chunks and DLG runs checkpoint every round: re-running the same command on the same OUT resumes (a finished
     run is reported, nothing written); other settings or other weight files are refused.
     """
+    import numpy as np
+
+    from dmcmc_edu.experiments.mnist import load_shipped_models
+    from dmcmc_edu.runs import save_once, write_json, write_once
+
     _check_sample_mnist(args)
     set_threads(args)
     dev = device(args.device)
@@ -392,7 +417,8 @@ def _common(p, budget_default=None) -> None:
 
 
 def _add_train_score(sub) -> None:
-    s = add_command(sub, "train-score", cmd_train_score)
+    s = add_command(sub, "train-score", cmd_train_score,
+                    example="--dataset mnist --out runs/mnist_score --device cuda --max-minutes 5")
     s.add_argument("--dataset", default="mnist", choices=["mnist"])
     _common(s)
     s.add_argument("--steps", type=positive_int, default=20000)
@@ -414,7 +440,8 @@ def _add_train_score(sub) -> None:
 
 
 def _add_train_classifier(sub) -> None:
-    c = add_command(sub, "train-mnist-classifier", cmd_train_classifier)
+    c = add_command(sub, "train-mnist-classifier", cmd_train_classifier,
+                    example="--out runs/mnist_classifier --device cuda --max-minutes 10")
     _common(c)
     c.add_argument("--steps", type=positive_int, default=20000)
     c.add_argument("--batch", type=positive_int, default=100, help="paper: 100")
@@ -429,7 +456,7 @@ def _add_train_classifier(sub) -> None:
 
 
 def _add_train_features(sub) -> None:
-    f = add_command(sub, "train-mnist-features", cmd_train_features)
+    f = add_command(sub, "train-mnist-features", cmd_train_features, example="--out runs/mnist_features")
     _common(f)
     f.add_argument("--epochs", type=positive_float, default=2.0)
     f.add_argument("--batch", type=positive_int, default=128)
@@ -439,11 +466,11 @@ def _add_train_features(sub) -> None:
 
 
 def _add_sample(sub) -> None:
-    m = add_command(sub, "sample-mnist", cmd_sample_mnist)
+    m = add_command(sub, "sample-mnist", cmd_sample_mnist, example="--dlg --n 256 --fid --out runs/mnist_dlg")
     _common(m)
     m.add_argument("--weights", default=None, help="folder with the weights (default: the shipped dmcmc_edu/weights)")
     m.add_argument("--n", type=positive_int, default=64, help="number of images")
-    m.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS),
+    m.add_argument("--integrator", default="kar1", choices=INTEGRATORS,
                    help="the integrator (vanilla: the whole run from sigma_max; DLG: each output's denoising run)")
     m.add_argument("--steps", type=positive_int, default=8,
                    help="integrator steps (vanilla: from sigma_max; DLG: from the chain's sigma)")

@@ -13,9 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
+from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
     TARGET_HELP,
     CommandError,
@@ -33,29 +31,8 @@ from dmcmc_edu.cli.common import (
     settings,
     sigma_range,
 )
-from dmcmc_edu.core.integrators import INTEGRATORS, sample_from_noise
-from dmcmc_edu.core.langevin import X_UPDATES
-from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
-from dmcmc_edu.core.schedules import noise_level_grid
-from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
-from dmcmc_edu.evaluation import metrics
-from dmcmc_edu.evaluation.calibration import kl_to_exact
-from dmcmc_edu.experiments.demo import run_demo
-from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
-from dmcmc_edu.models.score_sde import format_inspection, inspect_checkpoint
-from dmcmc_edu.runs import (
-    DLG_OUTPUTS,
-    RunDirectory,
-    fingerprint,
-    run_chunks,
-    run_to_directory,
-    sampler_fingerprint,
-    save_once,
-    saved_output,
-    target_sha256,
-    versions,
-)
-from dmcmc_edu.training.classifier import train_noise_level_classifier
+
+# torch and the library are imported by the handlers, so that --help stays fast (dmcmc_edu.cli.common)
 
 __all__ = ["add_parsers", "cmd_demo", "cmd_sample", "cmd_train_classifier", "cmd_inspect_checkpoint"]
 
@@ -85,6 +62,8 @@ def dlg_shape(n: int, chains: int | None = None, outputs_per_chain: int | None =
 
 def cmd_demo(args) -> int:
     """the 2D demo: figures and a results table into runs/demo"""
+    from dmcmc_edu.experiments.demo import run_demo
+
     run_demo(args.out, fast=args.fast, progress=not args.quiet)
     return 0
 
@@ -94,6 +73,12 @@ def cmd_demo(args) -> int:
 
 def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     """Vanilla sampling in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
+    import numpy as np
+    import torch
+
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.runs import run_chunks, save_once
+
 
     def make_chunk(k: int, rows: int):
         """Chunk k: ``rows`` samples from noise and their NFE per sample."""
@@ -115,6 +100,8 @@ _VANILLA_SETTINGS = ("integrator", "steps", "n", "seed", "batch", "extra_tweedie
 
 def _check_classifier_target(args, classifier, mix) -> None:
     """Refuse a classifier trained on another target than ``--target`` (by content); warn if it records none."""
+    from dmcmc_edu.runs import target_sha256
+
     trained_on = classifier.config.get("target_sha256")
     if trained_on is None:
         print(f"warning: the classifier {args.classifier} does not record the target it was trained on; "
@@ -126,8 +113,10 @@ def _check_classifier_target(args, classifier, mix) -> None:
                            "with: python -m dmcmc_edu train-classifier --target ... --out PATH")
 
 
-def _run_directory(args, mix, smin: float, smax: float, sampler) -> RunDirectory:
+def _run_directory(args, mix, smin: float, smax: float, sampler):
     """The run folder ``--out`` with the fingerprint of this call (vanilla: its settings; DLG: its sampler's)."""
+    from dmcmc_edu.runs import DLG_OUTPUTS, RunDirectory, fingerprint, sampler_fingerprint
+
     labels = {"target": args.target, "classifier": args.classifier}
     if sampler is not None:
         fp = sampler_fingerprint(sampler, "sample-dlg", settings={"n": args.n})
@@ -139,6 +128,11 @@ def _run_directory(args, mix, smin: float, smax: float, sampler) -> RunDirectory
 
 def _print_summary(args, mix, out: Path, result: dict) -> None:
     """The printed summary of a run: the samples' shape, the result and the metrics against the target."""
+    import numpy as np
+    import torch
+
+    from dmcmc_edu.evaluation import metrics
+
     if args.quiet:
         return
     samples = np.load(out / "samples.npy")
@@ -149,6 +143,11 @@ def _print_summary(args, mix, out: Path, result: dict) -> None:
 
 def _load_classifier(args, smin: float, smax: float):
     """The ``--classifier`` of a classifier sigma-update, checked against the run's noise-level grid."""
+    import torch
+
+    from dmcmc_edu.core.schedules import noise_level_grid
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+
     if not args.classifier:
         raise CommandError(f"--sigma-update {args.sigma_update} needs --classifier PATH "
                            "(train one with: python -m dmcmc_edu train-classifier --target ... --out PATH)")
@@ -196,8 +195,10 @@ def _check_sample(args, smin: float, smax: float) -> None:
                            "(then it is ceil(n / chains))")
 
 
-def _dlg_sampler(args, mix, smin, smax) -> DMCMCSampler:
+def _dlg_sampler(args, mix, smin, smax):
     """The DLG sampler of ``sample --dlg`` (its classifier checked against the grid and the target)."""
+    from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+
     classifier = _load_classifier(args, smin, smax) if args.sigma_update.startswith("classifier") else None
     if classifier is not None:
         _check_classifier_target(args, classifier, mix)
@@ -212,12 +213,14 @@ def _dlg_sampler(args, mix, smin, smax) -> DMCMCSampler:
     return DMCMCSampler(mix, cfg, data_shape=(mix.d,), classifier=classifier)
 
 
-def _sample_dlg(args, sampler, run: RunDirectory, record: dict) -> dict:
+def _sample_dlg(args, sampler, run, record: dict) -> dict:
     """DLG chains into ``--out`` with :func:`dmcmc_edu.runs.run_to_directory` (checkpointed, resumable).
 
     The first ``--n`` outputs are kept; the number of the last round's outputs discarded is recorded (the NFE per
     output are the ledger's, over every output made).
     """
+    from dmcmc_edu.runs import run_to_directory
+
     res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
                            run_info=record, run=run, n_outputs=args.n)
     led = res.ledger.per_output()
@@ -232,10 +235,13 @@ def cmd_sample(args) -> int:
     """sample a mixture target with an integrator, or with DLG (--dlg)
 
     Writes OUT/samples.npy (float64, [n, d]) and OUT/run.json (every setting and the counted NFE); with --dlg
-    also OUT/ledger.json (DLG keeps the first n outputs of its rounds; run.json records how many it discarded).  Re-running the same command resumes an interrupted run and reports a finished one
-    without writing anything; a call with other settings (or target, classifier, version) is refused with the
-    list of differences, and existing outputs are never overwritten.
+    also OUT/ledger.json (DLG keeps the first n outputs of its rounds; run.json records how many it discarded).
+    Re-running the same command resumes an interrupted run and reports a finished one without writing anything; a
+    call with other settings (or target, classifier, version) is refused with the list of differences, and
+    existing outputs are never overwritten.
     """
+    from dmcmc_edu.runs import versions
+
     mix = load_target(args.target)
     smin, smax = sigma_range(args, mix)
     _check_sample(args, smin, smax)
@@ -271,6 +277,14 @@ def cmd_train_classifier(args) -> int:
     hash, checked by sample --dlg) and the fingerprint of the call.  An existing file is never replaced: the
     same call again reports it, another call is refused.
     """
+    import torch
+
+    from dmcmc_edu.core.schedules import noise_level_grid
+    from dmcmc_edu.evaluation.calibration import kl_to_exact
+    from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
+    from dmcmc_edu.runs import fingerprint, saved_output
+    from dmcmc_edu.training.classifier import train_noise_level_classifier
+
     check_sigma_order(args.sigma_min, args.sigma_max)
     mix = load_target(args.target)
     smin, smax = sigma_range(args, mix)
@@ -307,6 +321,8 @@ def cmd_inspect_checkpoint(args) -> int:
 
     Exit status 0 when the checkpoint fits the --config network, 1 when the report says "compatible: NO".
     """
+    from dmcmc_edu.models.score_sde import format_inspection, inspect_checkpoint
+
     info = inspect_checkpoint(args.path, args.config)
     print(format_inspection(info))
     return 1 if info.get("compatible") is False else 0
@@ -316,9 +332,10 @@ def cmd_inspect_checkpoint(args) -> int:
 
 
 def _add_sample(sub) -> None:
-    s = add_command(sub, "sample", cmd_sample)
+    s = add_command(sub, "sample", cmd_sample,
+                    example="--target ring --integrator kar2 --steps 19 --n 2000 --seed 0 --out runs/kar2")
     s.add_argument("--target", default="ring", help=TARGET_HELP)
-    s.add_argument("--integrator", default="kar1", choices=list(INTEGRATORS))
+    s.add_argument("--integrator", default="kar1", choices=INTEGRATORS)
     s.add_argument("--steps", type=positive_int, default=18,
                    help="integrator steps (KAR: 2*steps-1 NFE; others: steps)")
     s.add_argument("--n", type=positive_int, default=1000, help="number of samples (outputs)")
@@ -335,7 +352,7 @@ def _add_sample(sub) -> None:
     s.add_argument("--quiet", action="store_true")
     g = s.add_argument_group("DLG (with --dlg)")
     g.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs chains instead of sampling from noise")
-    g.add_argument("--sigma-update", default="exact", choices=list(SIGMA_UPDATES))
+    g.add_argument("--sigma-update", default="exact", choices=SIGMA_UPDATES)
     g.add_argument("--classifier", default=None, help="a saved noise-level classifier (train-classifier)")
     g.add_argument("--eta", type=positive_float, default=0.005, help="absolute Langevin step size")
     g.add_argument("--eta-rel", type=nonnegative_float, default=1.0,
@@ -347,12 +364,13 @@ def _add_sample(sub) -> None:
     g.add_argument("--outputs-per-chain", type=positive_int, default=None, help="default: ceil(n / chains)")
     g.add_argument("--n-levels", type=int_at_least(2), default=None,
                    help=f"size of the noise-level grid (default {N_LEVELS}; with --classifier: its own)")
-    g.add_argument("--x-update", default="ula", choices=list(X_UPDATES))
+    g.add_argument("--x-update", default="ula", choices=X_UPDATES)
     g.add_argument("--checkpoint-every", type=positive_int, default=1, help="checkpoint every K output rounds")
 
 
 def _add_train_classifier(sub) -> None:
-    t = add_command(sub, "train-classifier", cmd_train_classifier)
+    t = add_command(sub, "train-classifier", cmd_train_classifier,
+                    example="--target ring --out runs/ring_classifier.pt")
     t.add_argument("--target", default="ring", help=TARGET_HELP)
     t.add_argument("--out", required=True, help="output file (.pt); must not exist yet")
     t.add_argument("--steps", type=positive_int, default=3000)
@@ -367,13 +385,14 @@ def _add_train_classifier(sub) -> None:
 
 def add_parsers(sub) -> None:
     """Add ``demo``, ``sample``, ``train-classifier`` and ``inspect-checkpoint`` to the sub-command parsers."""
-    d = add_command(sub, "demo", cmd_demo)
+    d = add_command(sub, "demo", cmd_demo, example="--fast --out runs/demo_fast")
     d.add_argument("--out", default="runs/demo")
     d.add_argument("--fast", action="store_true", help="fewer samples (for CI)")
     d.add_argument("--quiet", action="store_true")
     _add_sample(sub)
     _add_train_classifier(sub)
-    c = add_command(sub, "inspect-checkpoint", cmd_inspect_checkpoint)
+    c = add_command(sub, "inspect-checkpoint", cmd_inspect_checkpoint,
+                    example="checkpoint_24.pth --config cifar10_ncsnpp_continuous")
     c.add_argument("path")
     c.add_argument("--config", required=True,
                    help="cifar10_ncsnpp_continuous | celebahq_256_ncsnpp_continuous | PATH to a config.json")

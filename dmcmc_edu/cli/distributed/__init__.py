@@ -15,35 +15,29 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
+from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
     CommandError,
+    HelpFormatter,
     add_command,
     check_sigma_order,
     errors_as_exit,
     int_at_least,
     nonnegative_int,
+    parse_args_once,
     positive_float,
     positive_int,
     run_handler,
     seed,
 )
-from dmcmc_edu.core.integrators import INTEGRATORS
-from dmcmc_edu.core.langevin import X_UPDATES
-from dmcmc_edu.core.sampler import DMCMCConfig
-from dmcmc_edu.core.sigma_updates import SIGMA_UPDATES
-from dmcmc_edu.experiments import distributed as dist_sampling
-from dmcmc_edu.experiments.distributed import (
-    build_config,
-    classifier_sigma_range,
-    model_sigma_info,
-    sample_distributed,
-    setup,
-)
-from dmcmc_edu.models.classifier import NoiseLevelClassifier
-from dmcmc_edu.paper import PRESETS
+from dmcmc_edu.paper import PRESETS  # plain data, no torch
+
+if TYPE_CHECKING:
+    from dmcmc_edu.core.sampler import DMCMCConfig
+
+# torch and the library are imported by the handlers, so that --help stays fast (dmcmc_edu.cli.common)
 
 __all__ = ["add_parsers", "add_arguments", "model_spec", "run_config", "cmd_sample_distributed", "main"]
 
@@ -87,11 +81,11 @@ def _add_dlg_arguments(p: argparse.ArgumentParser) -> None:
                    help="noise-level grid size (a classifier's own by default)")
     s.add_argument("--eta", type=positive_float, default=None, help="absolute Langevin step size")
     s.add_argument("--n-skip", type=positive_int, default=None, help="Gibbs steps per output")
-    s.add_argument("--integrator", default=None, choices=list(INTEGRATORS), help="denoising integrator")
+    s.add_argument("--integrator", default=None, choices=INTEGRATORS, help="denoising integrator")
     s.add_argument("--steps", type=positive_int, default=None, help="denoising integrator steps")
-    s.add_argument("--sigma-update", default=None, choices=list(SIGMA_UPDATES))
+    s.add_argument("--sigma-update", default=None, choices=SIGMA_UPDATES)
     s.add_argument("--classifier", default=None, help="a saved noise-level classifier (train-image-classifier)")
-    s.add_argument("--x-update", default=None, choices=list(X_UPDATES))
+    s.add_argument("--x-update", default=None, choices=X_UPDATES)
     s.add_argument("--chains", type=positive_int, default=None, help="chains PER RANK")
     s.add_argument("--outputs-per-chain", type=positive_int, default=None)
     s.add_argument("--init-steps", type=nonnegative_int, default=None, help="KAR2 steps of the chains' initialisation")
@@ -134,6 +128,9 @@ def _grid_settings(args, spec: dict) -> tuple[float | None, float | None, int | 
 
     With a ``--preset`` the missing values stay None (the preset fills them in).
     """
+    from dmcmc_edu.experiments.distributed import classifier_sigma_range, model_sigma_info
+    from dmcmc_edu.models.classifier import NoiseLevelClassifier
+
     n_levels = args.n_levels
     smin, smax = args.sigma_min, args.sigma_max
     if args.classifier and n_levels is None:
@@ -154,6 +151,8 @@ def _grid_settings(args, spec: dict) -> tuple[float | None, float | None, int | 
 
 def run_config(args, spec: dict) -> DMCMCConfig:
     """The per-rank DLG settings: the preset (if any), then every option given, then the model's defaults."""
+    from dmcmc_edu.experiments.distributed import build_config
+
     smin, smax, n_levels = _grid_settings(args, spec)
     sigma_update = args.sigma_update
     if sigma_update is None and args.preset is None:
@@ -180,6 +179,10 @@ def cmd_sample_distributed(args) -> int:
     (--chains per rank) with seed derive_seed(seed, rank) into OUT/rank_{r} (resumable); rank 0 writes
     OUT/manifest.json at the end.
     """
+    import torch
+
+    from dmcmc_edu.experiments.distributed import sample_distributed, setup
+
     _check(args)
     spec = model_spec(args)
     env = setup(args.device, args.backend)
@@ -200,16 +203,27 @@ def cmd_sample_distributed(args) -> int:
 
 def add_parsers(sub) -> None:
     """Add ``sample-distributed`` to the sub-command parsers."""
-    d = add_command(sub, "sample-distributed", cmd_sample_distributed)
+    d = add_command(sub, "sample-distributed", cmd_sample_distributed, example=EXAMPLE)
     add_arguments(d)
+
+
+DESCRIPTION = """DLG across processes: one resumable shard of chains per rank, and a manifest.
+
+Each rank runs its own chains (--chains per rank) with seed derive_seed(seed, rank) into OUT/rank_{r}
+(resumable); rank 0 writes OUT/manifest.json at the end.  The sampling is
+dmcmc_edu.experiments.distributed.sample_distributed."""
+
+EXAMPLE = "--target ring --chains 256 --outputs-per-chain 4 --out runs/dist"
+"""The example of the help screens (after the command's name)."""
 
 
 def main(argv=None) -> int:
     """``torchrun ... -m dmcmc_edu.cli.distributed ...``: the same options as ``sample-distributed``."""
-    p = argparse.ArgumentParser(prog="torchrun ... -m dmcmc_edu.cli.distributed", description=dist_sampling.__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog = "torchrun --nproc_per_node N -m dmcmc_edu.cli.distributed"
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter,
+                                epilog=f"example:\n  {prog} {EXAMPLE}")
     add_arguments(p)
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of a failure instead of the one-line error message")
     p.set_defaults(func=cmd_sample_distributed)
-    return run_handler(p.parse_args(argv))
+    return run_handler(parse_args_once(p, argv))
