@@ -110,11 +110,67 @@ def test_an_absurd_step_is_flagged_per_chain_without_raising():
         strict.step(strict.init(x, index), torch.Generator().manual_seed(0))
 
 
+def _count_host_reads(fn):
+    """How often ``fn()`` reads a tensor's value on the host (bool/int/float/item/tolist/nonzero): on a GPU each
+    of these waits for the device."""
+    names = ["__bool__", "__int__", "__float__", "__index__", "item", "tolist", "nonzero"]
+    orig, n = {k: getattr(torch.Tensor, k) for k in names}, [0]
+
+    def counting(k):
+        def f(self, *a, **kw):
+            n[0] += 1
+            return orig[k](self, *a, **kw)
+        return f
+
+    try:
+        for k in names:
+            setattr(torch.Tensor, k, counting(k))
+        fn()
+    finally:
+        for k in names:
+            setattr(torch.Tensor, k, orig[k])
+    return n[0]
+
+
+def test_a_kernel_step_reads_nothing_back_from_the_device_and_dlg_step_does():
+    x, index = _start(6)
+    model = lambda x, s: 0.5 * x  # noqa: E731  (plain tensor arithmetic: any host read is the kernel's own)
+    to_level_7 = lambda x, grid, gen: torch.full((x.shape[0],), 7, dtype=torch.long)  # noqa: E731
+    kernel = dlg_kernel(model, to_level_7, GRID, eta=0.05)
+    state = kernel.init(x, index)
+    assert _count_host_reads(lambda: kernel.step(state, torch.Generator().manual_seed(0))) == 0
+    assert _count_host_reads(lambda: dlg_step(model, state, to_level_7, eta=0.05)) > 0  # the check can fail
+
+
 def test_a_non_finite_state_is_flagged():
     x, index = _start(4)
     nan_at_2 = lambda x, s: torch.where(torch.arange(4)[:, None] == 2, float("nan"), MIX(x, s))  # noqa: E731
     _, info = dlg_kernel(nan_at_2, UPDATE, GRID, eta=0.01).step(dlg_init(x, index, GRID))
     assert torch.equal(info.diverged, torch.tensor([False, False, True, False]))
+
+
+def test_the_divergence_bound_is_100_sigma_max_in_rms_and_the_monitor_names_the_first_step():
+    x, index = _start(4)
+    sigma_max = GRID[0].item()
+    rms = torch.tensor([99.0, 101.0, 50.0, 99.9], dtype=torch.float64) * sigma_max
+    calls = []
+
+    def jump(model, x, sigma, eta, generator=None):  # step 0: rows at the given RMS; step 1: row 2 becomes inf
+        calls.append(1)
+        out = rms[:, None] * torch.ones(4, 2, dtype=torch.float64)
+        return (out if len(calls) == 1 else torch.where(torch.arange(4)[:, None] == 2, math.inf, out)), None
+
+    kernel = dlg_kernel(MIX, UPDATE, GRID, eta=0.01, x_update=jump)
+    state, monitor = kernel.init(x, index), DivergenceMonitor()
+    flags = []
+    for _ in range(2):
+        new, info = kernel.step(state)
+        monitor.update(state, info)
+        flags.append(info.diverged.tolist())
+        state = new
+    assert flags == [[False, True, False, False], [False, True, True, False]]
+    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[1\] at Gibbs step 0 diverged"):
+        monitor.check()
 
 
 def test_the_kernel_checks_its_settings_once_with_one_line_errors():
@@ -152,6 +208,18 @@ def _through_bytes(d: dict) -> dict:
     torch.save(d, buf)
     buf.seek(0)
     return torch.load(buf, weights_only=True)
+
+
+def test_each_burn_in_phase_steps_with_its_own_eta():
+    """The sampler's burn-in equals dlg_step replayed with the phases' etas (0.3, 0.3, then the main 0.01)."""
+    cfg = _config(burn_in=[[2, 0.3], [1, None]], eta_rel=0.1)
+    sampler = DMCMCSampler(MIX, cfg, data_shape=(2,))
+    sampler.init_chains()
+    state, g = sampler.state, torch.Generator().set_state(sampler.generator.get_state())
+    sampler.burn_in()
+    for eta in (0.3, 0.3, 0.01):
+        state, _ = dlg_step(MIX, state, sampler.sigma_update, eta=step_size(eta, 0.1, state.sigma), generator=g)
+    assert torch.equal(sampler.state.x, state.x) and torch.equal(sampler.state.index, state.index)
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(per_chain_seeds=True, x_update="mala", eta_rel=0.2)])
