@@ -145,6 +145,8 @@ def test_levels_to_zero_where_the_method_cannot_end_there_and_mixed_forms_are_re
     with pytest.raises(ValueError, match="kar1: give sigmas=, or"):
         get_integrator("kar1")(ring(), x)
     assert check_sigmas(sig, 2).shape == (2, 3)  # a shared row is broadcast
+    with pytest.raises(ValueError, match="sample_from_noise: sigmas must be strictly decreasing"):
+        sample_from_noise(ring(), (3, 2), sigmas=torch.tensor([1.0, 2.0, 0.0]))
 
 
 # ----------------------------------------------------------------------------- float64 references of the churn

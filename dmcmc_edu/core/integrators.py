@@ -294,7 +294,7 @@ def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80
         x = normal(shape, generator, dtype, device) * sigma_max
         x, info = fn(counter, x, sigma_max, sigma_min, steps, generator=generator, callback=callback, **options)
     else:
-        sigmas = check_sigmas(torch.as_tensor(sigmas).to(device=device, dtype=dtype), shape[0])
+        sigmas = check_sigmas(torch.as_tensor(sigmas).to(device=device, dtype=dtype), shape[0], "sample_from_noise")
         x = normal(shape, generator, dtype, device) * sigmas[:, 0].reshape(-1, *[1] * (len(shape) - 1))
         x, info = fn(counter, x, sigmas=sigmas, generator=generator, callback=callback, **options)
         sigma_min = info.sigma_end or float(sigmas[0, -2])
