@@ -2,7 +2,9 @@
 
 ``check_notebook(path, declared)`` reads the stored ``.ipynb`` (it executes nothing), takes every number that a
 markdown cell states and returns one :class:`Finding` (notebook, cell index, number, surrounding words) for each
-that no output of the same notebook shows and nothing declares.  The rules:
+that no output of the same notebook shows and nothing declares.  A notebook stored without outputs (an assignment's
+source: nbgrader releases it cleared) is checked against an executed copy: :func:`executed_cells` runs it, model
+answers included, in a scratch folder and returns its cells with their outputs.  The rules:
 
 **A stated number** is a decimal numeral in the prose: ``37``, ``0.065``, ``50,000``, ``1e-3``, ``12 %`` (also
 read as 0.12), ``50k`` (50000).  Its sign is ignored (a "drop of 0.5" may print as -0.5).  Spelled-out numbers
@@ -35,6 +37,11 @@ text, ``text/plain`` or ``text/markdown`` results) equals it *at the prose's pre
   is not shown by a table's 15.29);
 * a percentage also matches its fraction (12 % and 0.12), and an output percentage its fraction.
 
+**Derived** -- arithmetic the prose writes out on its own numbers, ``(95.3 / 12.0)``, ``2 × 19 − 1`` (numbers
+joined by ``/``, ``×``, ``*``, ``·``, or by ``x``, ``+``, ``-``, ``−`` between spaces), shows its result: a stated
+number equal to it at the prose's precision (integers too: "about 8 times (95.3 / 12.0)") passes.  The operands are
+stated numbers themselves, checked like any other, so a derived number rests on shown ones.
+
 **Declared** -- (a) a numeric constant that the notebook's *settings cell* assigns (the code cell after a
 "Settings" heading, or one whose first line is a ``# Settings`` comment; read with ``ast``, so comments do not
 count): the cell shows it, and a sentence that restates it fails once the setting changes; (b) a number of
@@ -49,9 +56,12 @@ is how typed numbers drift.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,6 +95,10 @@ _ARXIV = re.compile(r"\b\d{4}\.\d{4,5}(?:v\d+)?\b")
 _TIME_LINE = re.compile(r"\*\*Time[:.]\*\*.*?(?=\*\*|\n\s*\n|\Z)", re.S)
 _TRY_THIS = re.compile(r"^#+\s*Try this", re.I | re.M)
 _YEAR = re.compile(r"(?:et al\.?|[A-Z][a-z]+|[A-Z]{2,}|&)[\s,]*\(?\s*(?:19|20)\d\d\b\)?")
+# arithmetic written out in the prose: numerals joined by / × * · (spaces optional) or by x + - − (between spaces)
+_NUMERAL = r"(?<![\w.])\d+(?:\.\d+)?(?!\w|\.\d|\s?%)"
+_OP = r"(?:\s*[/×*·]\s*|\s+[x+\-−]\s+)"
+_ARITHMETIC = re.compile(rf"{_NUMERAL}(?:{_OP}{_NUMERAL})+")
 
 
 @dataclass(frozen=True)
@@ -163,6 +177,19 @@ def prose(markdown: str) -> str:
     text = _LIST_MARKER.sub(lambda m: m.group(1) + " " * (len(m.group(0)) - len(m.group(1))), text)
     text = _HEADING_NUMBER.sub(lambda m: m.group(1) + " " * (len(m.group(0)) - len(m.group(1))), text)
     return text
+
+
+def derived_values(markdown: str) -> list[float]:
+    """The results of the arithmetic the markdown writes out on its numbers (``95.3 / 12.0``, ``2 × 19 − 1``)."""
+    values = []
+    for m in _ARITHMETIC.finditer(prose(markdown)):
+        expr = re.sub(r"\s+", " ", m.group(0))
+        expr = re.sub(r" ?[×·x] ?", "*", expr.replace("−", "-"))
+        try:
+            values.append(float(eval(expr, {"__builtins__": {}}, {})))  # digits, dots, + - * / only (the regex)
+        except ZeroDivisionError:
+            continue
+    return values
 
 
 def stated_numbers(markdown: str) -> list[tuple[_Number, str]]:
@@ -248,17 +275,23 @@ def _matches(n: _Number, values: list[float]) -> bool:
     return any(abs(abs(v) - t) <= h * (1 + 1e-9) + 1e-12 for t, h in zip(targets, scale) for v in values)
 
 
+def _derived_match(n: _Number, values: list[float]) -> bool:
+    """A derived value is rounded by the prose: it matches at the prose's precision, integers included."""
+    return any(abs(abs(v) - abs(n.value)) <= n.half_unit * (1 + 1e-9) for v in values)
+
+
 def check_cells(name: str, cells: list[dict], declared: dict[str, str] | None = None) -> list[Finding]:
     """The findings of one notebook given as its list of cells (see the module docstring for the rules)."""
     declared_values = [float(k.replace(",", "")) for k in (declared or {})]
     shown = output_values(cells)
     known = settings_values(cells) + paper_values()
+    derived = [v for c in cells if c["cell_type"] == "markdown" for v in derived_values(_text(c["source"]))]
     findings = []
     for i, cell in enumerate(cells):
         if cell["cell_type"] != "markdown":
             continue
         for n, context in stated_numbers(_text(cell["source"])):
-            if _matches(n, shown) or _matches(n, known):
+            if _matches(n, shown) or _matches(n, known) or _derived_match(n, derived):
                 continue
             if any(math.isclose(abs(n.value), d) for d in declared_values):
                 continue
@@ -268,3 +301,26 @@ def check_cells(name: str, cells: list[dict], declared: dict[str, str] | None = 
 
 def check_notebook(path: Path, declared: dict[str, str] | None = None) -> list[Finding]:
     return check_cells(Path(path).name, json.loads(Path(path).read_text())["cells"], declared)
+
+
+def executed_cells(path: Path, timeout: int = 600) -> list[dict]:
+    """The cells of the notebook at ``path`` after running it top to bottom (nbclient, the ``python3`` kernel) in a
+    scratch copy of its folder, so that nothing it writes lands beside the source; the stored file is not changed.
+    A cell that raises stops the run with nbclient's error naming the cell.  One run per notebook and process (the
+    prose check and tests/test_course_kit.py read the same run of A6)."""
+    return json.loads(_executed(str(Path(path).resolve()), timeout))["cells"]
+
+
+@functools.lru_cache(maxsize=None)
+def _executed(path: str, timeout: int) -> str:
+    import nbclient
+    import nbformat
+
+    source = Path(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(shutil.copytree(source.parent, Path(tmp) / source.parent.name,
+                                      ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")))
+        nb = nbformat.read(folder / source.name, as_version=4)
+        nbclient.NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(folder)}}).execute()
+    return nbformat.writes(nb)

@@ -2,15 +2,17 @@
 
 Every number a markdown cell of a checked notebook states is shown by an output of the same notebook, or declared:
 a constant of its settings cell, a number of ``dmcmc_edu.paper``, or an entry of :data:`DECLARED` below.  The rules
-(what is read, what is skipped, how numbers are compared) are in ``tests/prose_numbers.py``.  Reads the stored
-notebooks; executes nothing.
+(what is read, what is skipped, how numbers are compared) are in ``tests/prose_numbers.py``.  The walkthroughs are
+read as stored (with their outputs); the assignments' sources are stored without outputs (nbgrader releases them
+cleared), so each is run here with its model answers (:func:`prose_numbers.executed_cells`, about 10 s each) and its
+prose, the model answer of a hand-graded cell included, is checked against that run's outputs.
 """
 
 import json
 from pathlib import Path
 
 import pytest
-from prose_numbers import check_cells, check_notebook, stated_numbers
+from prose_numbers import check_cells, check_notebook, executed_cells, stated_numbers
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -26,10 +28,8 @@ CHECKED = [
     "08_explorers.ipynb",
 ]
 
-# Not checked yet: the assignments' sources are stored without outputs (nbgrader releases them cleared), so a
-# number in their prose can only be shown by their settings cell, the paper or DECLARED; checking them against an
-# executed copy (as tests/test_course_kit.py does for A6's model answer) is the next step.
-NOT_YET_CHECKED = [
+# checked against a run of the source notebook (model answers in place)
+ASSIGNMENTS = [
     *(f"assignments/source/{a}/{a}.ipynb" for a in (
         "a1_noise_and_denoising", "a2_integrators", "a3_posterior_and_langevin", "a4_denoising_langevin_gibbs",
         "a5_noise_level_classifier", "a6_research_question")),
@@ -45,26 +45,39 @@ DECLARED = {
         "2048": "the dimension of Inception's pool3 features, which the FID is defined on",
         "75": "PIL's default JPEG quality, which the authors' code wrote its images with",
     },
+    "assignments/source/a6_research_question/a6_research_question.ipynb": {
+        "1.5": "the points of parts 2 and 3 of the hand-graded answer (tests/test_course_kit.py adds them up)",
+    },
 }
 
 
-def test_every_notebook_is_checked_or_listed_as_not_yet():
+def test_every_notebook_is_checked():
     found = {str(p.relative_to(NB_DIR)) for p in NB_DIR.glob("[0-9][0-9]_*.ipynb")}
     found |= {str(p.relative_to(NB_DIR)) for p in (NB_DIR / "assignments" / "source").glob("*/*.ipynb")}
-    assert found == set(CHECKED) | set(NOT_YET_CHECKED), found ^ (set(CHECKED) | set(NOT_YET_CHECKED))
-    assert not set(CHECKED) & set(NOT_YET_CHECKED)
-    assert set(DECLARED) <= set(CHECKED)
+    assert found == set(CHECKED) | set(ASSIGNMENTS), found ^ (set(CHECKED) | set(ASSIGNMENTS))
+    assert not set(CHECKED) & set(ASSIGNMENTS)
+    assert set(DECLARED) <= set(CHECKED) | set(ASSIGNMENTS)
+
+
+def _fail_message(name, findings):
+    return (f"{len(findings)} number(s) in the prose of {name} that no output shows and nothing declares (print "
+            "them from code, point at the output, or declare a definition in tests/test_prose_numbers.py):\n"
+            + "\n".join(map(str, findings)))
 
 
 @pytest.mark.parametrize("name", CHECKED)
 def test_numbers_in_prose_are_in_outputs(name):
     findings = check_notebook(NB_DIR / name, DECLARED.get(name))
-    assert not findings, (f"{len(findings)} number(s) in the prose of {name} that no output shows and nothing "
-                          "declares (print them from code, point at the output, or declare a definition in "
-                          "tests/test_prose_numbers.py):\n" + "\n".join(map(str, findings)))
+    assert not findings, _fail_message(name, findings)
 
 
-@pytest.mark.parametrize("name", CHECKED)
+@pytest.mark.parametrize("name", ASSIGNMENTS)
+def test_numbers_in_assignment_prose_are_in_the_outputs_of_its_model_answers(name):
+    findings = check_cells(Path(name).name, executed_cells(NB_DIR / name), DECLARED.get(name))
+    assert not findings, _fail_message(name, findings)
+
+
+@pytest.mark.parametrize("name", CHECKED + ASSIGNMENTS)
 def test_declared_numbers_are_used(name):
     """A declared number that the prose no longer states is removed from the list (it stays short)."""
     stated = {n.value for c in json.loads((NB_DIR / name).read_text())["cells"]
@@ -135,3 +148,30 @@ def test_declared_numbers_settings_and_the_paper_pass():
              _md("With 800 samples, a 2-dimensional ring, 1234 rows and the paper's FID 3.86 at 10 NFE.")]
     assert _numbers(check_cells("toy.ipynb", cells)) == ["2", "1234"]
     assert check_cells("toy.ipynb", cells, {"2": "the ring is 2-dimensional", "1234": "a test"}) == []
+
+
+def test_arithmetic_written_out_shows_its_result_at_the_prose_precision():
+    cells = [_md("DLG costs about 8 times the control (95.3 / 12.0); 19 steps cost 2 × 19 − 1 = 37 NFE; "
+                 "about 14 NFE per output (`init=5700` / 400)."),
+             _code(stdout="control 12.0, dlg 95.3; init=5700 rows, 400 outputs, 19 steps\n")]
+    assert check_cells("toy.ipynb", cells, {"2": "Heun: two evaluations", "1": "the last step"}) == []
+    wrong = [_md("DLG costs about 7 times the control (95.3 / 12.0)."), _code(stdout="12.0 95.3\n")]
+    assert _numbers(check_cells("toy.ipynb", wrong)) == ["7"]
+    unshown = [_md("DLG costs about 8 times the control (95.3 / 12.0)."), _code(stdout="12.0\n")]
+    assert _numbers(check_cells("toy.ipynb", unshown)) == ["95.3"], "an operand is checked like any number"
+
+
+def test_an_executed_copy_has_the_outputs_and_leaves_the_source_alone(tmp_path):
+    nb = {"cells": [_md("Half of 0.7391 is shown below."), {**_code("print(0.7391 / 2)"), "outputs": [],
+                                                         "execution_count": None}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    for i, cell in enumerate(nb["cells"]):
+        cell.update(id=f"c{i}", metadata={})
+    path = tmp_path / "toy.ipynb"
+    path.write_text(json.dumps(nb))
+    before = path.read_bytes()
+    cells = executed_cells(path)
+    assert "".join(cells[1]["outputs"][0]["text"]) == "0.36955\n" and path.read_bytes() == before
+    assert _numbers(check_cells("toy.ipynb", cells)) == ["0.7391"]
+    assert check_cells("toy.ipynb", [_md("Half of it: 0.3696."), cells[1]]) == []

@@ -439,7 +439,8 @@ def measure_orders(exact_flow, pf_euler, kar1, convergence_order, step_counts=(8
 
     16 samples start at the levels ``sigma_start`` (repeated); pf_euler runs to sigma_min = 0.01 and is compared
     with the flow at 0.01, kar1 runs to 0 (sigma_min = 0.001) and is compared with the flow at 0.  The error is the
-    mean Euclidean distance.  Prints the orders and returns ``{name: (steps, errors, order)}``.
+    mean Euclidean distance.  Prints the setting, the orders beside the theory's (1 for Euler, 2 for Heun) and
+    returns ``{name: (steps, errors, order)}``.
     """
     target = gaussian_target(tau)
     mean = target.means[0]
@@ -447,14 +448,16 @@ def measure_orders(exact_flow, pf_euler, kar1, convergence_order, step_counts=(8
     s0 = torch.tensor(list(sigma_start), dtype=torch.float64).repeat(16 // len(sigma_start) or 1)
     x = mean + torch.randn(s0.shape[0], 2, generator=g, dtype=torch.float64) * (tau + s0[:, None] ** 2).sqrt()
     steps = torch.tensor(step_counts, dtype=torch.float64)
+    print(f"{s0.shape[0]} samples of N(({mean[0]:g}, {mean[1]:g}), {tau:g} I) noised at starting levels from "
+          f"{s0.min():g} to {s0.max():g}, N = {', '.join(str(int(n)) for n in step_counts)} steps")
     out = {}
-    runs = (("probability-flow Euler", pf_euler, 0.01, 0.01), ("KAR1 (Heun)", kar1, 1e-3, 0.0))
-    for name, fn, sigma_min, end in runs:
+    runs = (("probability-flow Euler", pf_euler, 0.01, 0.01, 1), ("KAR1 (Heun)", kar1, 1e-3, 0.0, 2))
+    for name, fn, sigma_min, end, theory in runs:
         exact = exact_flow(x.clone(), s0.clone(), torch.full_like(s0, end), mean.clone(), tau)
         errors = torch.tensor([float((fn(target, x.clone(), s0.clone(), sigma_min, int(n))[0] - exact)
                                      .norm(dim=1).mean()) for n in step_counts], dtype=torch.float64)
         order = float(convergence_order(steps.clone(), errors.clone()))
-        print(f"{name}: measured order {order:.2f}")
+        print(f"{name}: measured order {order:.2f} (the theory's: {theory})")
         out[name] = (steps, errors, order)
     return out
 
