@@ -180,6 +180,15 @@ def _unpack(result, name: str) -> tuple:
     return result[0], result[1]
 
 
+def _run_integrator(student_fn, name: str, case) -> tuple:
+    """The student's integrator on ``case`` with a recording denoiser: ``(recorder, x returned, nfe returned)``."""
+    rec = RecordingDenoiser(case.mixture, case.x.shape[0])
+    with observing_counters(rec):
+        result = call_student(student_fn, name, rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
+                              case.steps)
+    return (rec, *_unpack(result, name))
+
+
 def _levels(s: torch.Tensor) -> str:
     return "[" + ", ".join(f"{v:.3g}" for v in s.tolist()) + "]"
 
@@ -325,11 +334,7 @@ def check_pf_euler(pf_euler, hidden: bool = False) -> str:
     for case in _cases(hidden):
         where = f"pf_euler from sigma_start = {_levels(case.sigma_start)} to sigma_min = {case.sigma_min} " \
                 f"in {case.steps} step(s)"
-        rec = RecordingDenoiser(case.mixture, case.x.shape[0])
-        with observing_counters(rec):
-            result = call_student(pf_euler, "pf_euler", rec, case.x.clone(), case.sigma_start.clone(),
-                                  case.sigma_min, case.steps)
-        x_out, nfe = _unpack(result, "pf_euler")
+        rec, x_out, nfe = _run_integrator(pf_euler, "pf_euler", case)
         levels = geometric_sigmas(case.sigma_start, case.sigma_min, case.steps)
         _check_calls(rec, case, "pf_euler", where, levels)
         want, _ = reference_pf_euler(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)
@@ -361,11 +366,7 @@ def check_kar1(kar1, hidden: bool = False) -> str:
     for case in _cases(hidden):
         where = f"kar1 from sigma_start = {_levels(case.sigma_start)} (sigma_min = {case.sigma_min}) " \
                 f"in {case.steps} step(s)"
-        rec = RecordingDenoiser(case.mixture, case.x.shape[0])
-        with observing_counters(rec):
-            result = call_student(kar1, "kar1", rec, case.x.clone(), case.sigma_start.clone(), case.sigma_min,
-                                  case.steps)
-        x_out, nfe = _unpack(result, "kar1")
+        rec, x_out, nfe = _run_integrator(kar1, "kar1", case)
         levels = karras_sigmas(case.sigma_start, case.sigma_min, case.steps)
         _check_calls(rec, case, "kar1", where, levels, heun_last=True)
         want, _ = reference_kar1(case.mixture, case.x, case.sigma_start, case.sigma_min, case.steps)

@@ -62,26 +62,6 @@ def check_full_nfe_per_output(student_fn, hidden: bool = False) -> str:
 # ----------------------------------------------------------------------------- ESS
 
 
-def reference_ess(rho, n_total: int) -> float:
-    """Geyer's initial-positive-sequence ESS from the autocorrelation ``rho`` (lags 0, 1, ...), at most n_total."""
-    s = 0.0
-    for m in range(0, len(rho) - 1, 2):
-        pair = rho[m] + rho[m + 1]
-        if pair <= 0:
-            break
-        s += pair
-    return float(min(n_total, n_total / max(2 * s - 1, 1.0 / n_total)))
-
-
-def _ar1(seed: int, phi: float, T: int, C: int) -> np.ndarray:
-    g = np.random.default_rng(seed)
-    x = np.zeros((T, C))
-    x[0] = g.standard_normal(C) / math.sqrt(1 - phi**2)
-    for t in range(1, T):
-        x[t] = phi * x[t - 1] + g.standard_normal(C)
-    return x
-
-
 def _geyer_sum(rho, stop_at_zero: bool = True) -> float:
     """Geyer's sum s of the pairs rho_2m + rho_2m+1 while they are positive (or, ``stop_at_zero=False``, while
     they are not negative: the strict ``pair < 0`` test)."""
@@ -92,6 +72,25 @@ def _geyer_sum(rho, stop_at_zero: bool = True) -> float:
             break
         s += pair
     return s
+
+
+def reference_ess(rho, n_total: int) -> float:
+    """Geyer's initial-positive-sequence ESS from the autocorrelation ``rho`` (lags 0, 1, ...), at most n_total.
+
+    Written apart from :func:`dmcmc_edu.evaluation.diagnostics.effective_sample_size` on purpose: the check asserts
+    that the two agree on every AR(1) case, so a fault in the library's estimate stops the check instead of becoming
+    the answer students are graded against (``tests/test_grading_a6.py`` compares them too).
+    """
+    return float(min(n_total, n_total / max(2 * _geyer_sum(rho) - 1, 1.0 / n_total)))
+
+
+def _ar1(seed: int, phi: float, T: int, C: int) -> np.ndarray:
+    g = np.random.default_rng(seed)
+    x = np.zeros((T, C))
+    x[0] = g.standard_normal(C) / math.sqrt(1 - phi**2)
+    for t in range(1, T):
+        x[t] = phi * x[t - 1] + g.standard_normal(C)
+    return x
 
 
 def _compare_ess(student_fn, rho: np.ndarray, n: int, want: float, where: str) -> None:
