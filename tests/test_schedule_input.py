@@ -76,6 +76,21 @@ def test_methods_that_end_at_zero_also_run_on_levels_that_end_above_it(name):
     assert info.extra["final_tweedie"] is True  # it ended above 0: the Tweedie step follows
 
 
+# rk45 has one error control for the batch, pc's corrector a step size averaged over the batch (as documented)
+@pytest.mark.parametrize("name", [n for n in integrator_table() if n not in ("rk45", "pc")])
+def test_each_row_runs_on_its_own_levels(name):
+    """A batch whose rows have different levels (schedules, starts) equals each row run alone (per-row seeds)."""
+    mix, n = ring(), 5
+    s0 = starts(b=4, seed=5)
+    sig = torch.cat([make_sigmas(k, s0[i:i + 1], SIGMA_MIN, n, to_zero=name in TO_ZERO)
+                     for i, k in enumerate(sorted(SCHEDULES))])
+    x, fn = noisy(mix, s0), get_integrator(name)
+    batch, _ = fn(mix, x, sigmas=sig, generator=[torch.Generator().manual_seed(30 + b) for b in range(4)])
+    for b in range(4):
+        one, _ = fn(mix, x[b:b + 1], sigmas=sig[b:b + 1], generator=[torch.Generator().manual_seed(30 + b)])
+        torch.testing.assert_close(one[0], batch[b], rtol=1e-12, atol=1e-12)
+
+
 DEFAULT_LEVELS = {  # each method's levels of the short form (sigma_start, sigma_min, steps)
     **dict.fromkeys(["kar1", "kar2", "dpmpp_2m", "dpmpp_2m_sde", "unipc", "restart"], "karras"),
     **dict.fromkeys(["pf_euler", "reverse_diffusion", "euler_maruyama", "pc", "rk45", "em_score_sde"], "geometric"),
