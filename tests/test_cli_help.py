@@ -3,6 +3,7 @@ was started, prints once under torchrun, and imports neither torch nor numpy (ti
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,8 @@ def test_help_of_every_command(screens, command):
 def test_help_shows_defaults(screens):
     text = screens["screens"]["sample"][1]
     assert "(default: 18)" in text and "default: kar1" in text and "(default: 4096)" in text
+    assert "Gibbs steps per output (default: 1)" in text and re.search(r"--seed SEED\s+default: 0\n", text)
+    assert "--quiet\n" in text  # a flag (default False) shows none
 
 
 def test_root_help_in_a_subprocess_and_version():

@@ -374,21 +374,24 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Help that shows every option's default (unless it is None or False) and keeps the description's and the
     example's lines (descriptions are wrapped by :func:`add_command`)."""
 
+    @staticmethod
+    def _shows_default(action) -> bool:
+        """An option whose default is worth printing: not None, True, False or SUPPRESS (by identity: 0 and 1
+        are defaults to print)."""
+        return bool(action.option_strings) and not any(action.default is v for v in (None, False, True,
+                                                                                       argparse.SUPPRESS))
+
     def _format_action(self, action):
-        if action.help is None and action.option_strings and action.default not in (None, False, True,
-                                                                                     argparse.SUPPRESS):
+        if action.help is None and self._shows_default(action):
             action = copy.copy(action)  # an option without help still shows its default
             action.help = "default: %(default)s"
         return super()._format_action(action)
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) \
-                or not action.option_strings:
+        if "default" in text.lower() or not self._shows_default(action):
             return text  # the help says what the default is, or there is none to show
-        if action.default is True or isinstance(action, argparse._HelpAction):
-            return text
-        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+        return f"{text} (default: %(default)s)"
 
 
 def plain(text: str) -> str:
