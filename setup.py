@@ -7,6 +7,7 @@ Everything else is in pyproject.toml.
 """
 
 import importlib.util
+import subprocess
 from pathlib import Path
 
 from setuptools import setup
@@ -16,11 +17,18 @@ HERE = Path(__file__).resolve().parent
 
 
 def _course_files():
+    """The course's files; in a git clone only those git tracks (not the results of a bench still running)."""
     # loaded by path: the list is plain data, and importing dmcmc_edu would need its dependencies at build time
     spec = importlib.util.spec_from_file_location("course_files", HERE / "dmcmc_edu" / "cli" / "course_files.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.course_files(HERE)
+    files = module.course_files(HERE)
+    if (HERE / ".git").exists():
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=HERE, capture_output=True)
+        if listed.returncode == 0:
+            tracked = set(listed.stdout.decode().split("\0"))
+            files = [f for f in files if f in tracked]
+    return files
 
 
 class BuildWithCourse(build_py):
