@@ -95,9 +95,13 @@ def test_wheel_ships_the_mnist_weights_byte_for_byte(wheel):
         assert set(expected) <= names, f"missing from the wheel: {sorted(set(expected) - names)}"
         for name, digest in expected.items():
             assert hashlib.sha256(z.read(name)).hexdigest() == digest, name
-    # package data only: no tests or benchmark scripts; the course lies inside the package (dmcmc_edu/course/)
+    # package data only: no tests or benchmark scripts; the course lies inside the package (dmcmc_edu/course/),
+    # with notebook 07's CPU checkpoint as its only file from tests/
     assert all(n.startswith(("dmcmc_edu/", "dmcmc_edu-")) for n in names), sorted(names)[:5]
-    assert not any(n.startswith("dmcmc_edu/course/tests/") or n.endswith(".png") for n in names)
+    assert not any(n.endswith((".png", ".py")) and n.startswith("dmcmc_edu/course/tests/") for n in names)
+    assert {n for n in names if n.startswith("dmcmc_edu/course/tests/")} == {
+        f"dmcmc_edu/course/tests/fixtures/score_sde/tiny_cifar10_ncsnpp_continuous/{f}"
+        for f in ("checkpoint.pth", "config.json")}
 
 
 def test_wheel_ships_the_course_the_data_and_the_license(wheel, course_list):
@@ -118,7 +122,8 @@ def test_wheel_ships_the_course_the_data_and_the_license(wheel, course_list):
                  "notebooks/assignments/nbgrader_config.py", "notebooks/assignments/README.md",
                  "notebooks/assignments/source/a1_noise_and_denoising/a1_noise_and_denoising.ipynb",
                  "data/MNIST/raw/train-images-idx3-ubyte.gz", "data/MNIST/raw/t10k-labels-idx1-ubyte.gz",
-                 "bench/results/toy/ring.json", "bench/results/toy/ring_classifier.pt"):
+                 "bench/results/toy/ring.json", "bench/results/toy/ring_classifier.pt",
+                 "tests/fixtures/score_sde/tiny_cifar10_ncsnpp_continuous/checkpoint.pth"):
         assert part in shipped, part
     size_mb = wheel.stat().st_size / 1e6
     print(f"wheel {wheel.name}: {size_mb:.1f} MB")

@@ -50,9 +50,10 @@ def cmd_init(args) -> int:
 
     Makes DIR (which must be new or empty) with the repository's layout: DIR/notebooks/*.ipynb (the walkthroughs),
     DIR/notebooks/assignments (the nbgrader course: source/, nbgrader_config.py, README.md, example rosters),
-    DIR/data/MNIST/raw (the MNIST idx files, gzipped) and DIR/bench/results (the stored measurements the
-    walkthroughs read).  Then, in DIR: jupyter lab notebooks, python -m dmcmc_edu assignments release, python -m
-    dmcmc_edu train-score --out runs/score (--data-root data is the default).  Nothing is overwritten.
+    DIR/data/MNIST/raw (the MNIST idx files, gzipped), DIR/bench/results (the stored measurements the
+    walkthroughs read) and DIR/tests/fixtures (the tiny checkpoint notebook 07 runs on a CPU).  Then, in DIR:
+    jupyter lab notebooks, python -m dmcmc_edu assignments release, python -m dmcmc_edu train-score --out
+    runs/score (--data-root data is the default).  Nothing is overwritten.
     """
     source = course_source()
     target = Path(args.dir)
@@ -71,7 +72,7 @@ def cmd_init(args) -> int:
         size += dest.stat().st_size
     counts = {what: sum(f.startswith(prefix) for f in files) for what, prefix in
               (("walkthroughs", "notebooks/0"), ("assignment files", "notebooks/assignments/"),
-               ("data files", "data/"), ("stored results", "bench/results/"))}
+               ("data files", "data/"), ("stored results", "bench/results/"), ("checkpoint files", "tests/"))}
     print(f"wrote {len(files)} files ({size / 1e6:.1f} MB) into {target}: "
           + ", ".join(f"{n} {what}" for what, n in counts.items()))
     print(f"next: cd {target} && jupyter lab notebooks   (start with 00_overview.ipynb);\n"

@@ -8,7 +8,8 @@ is read by ``course init`` in a clone, so a wheel and a clone give the same fold
   and the example rosters (nothing nbgrader generates: no release/, gradebook.db, students.csv, ...);
 * the MNIST data ``data/MNIST/raw/*.gz`` (the original idx files);
 * the stored measurements the walkthroughs read, ``bench/results`` (JSON, CSV, Markdown and the toy sweep's
-  trained ring/low-rank networks; no figures).
+  trained ring/low-rank networks; no figures);
+* the tiny CIFAR10 NCSN++ checkpoint that notebook 07 (the GPU lab) runs on a CPU, from ``tests/fixtures``.
 
 Paths are relative to the repository root, with ``/`` separators; the folder made by ``course init`` has the
 repository's layout, so the notebooks find ``../data`` and ``../bench/results`` as in a clone.
@@ -34,6 +35,8 @@ PATTERNS = (
     "bench/results/**/*.md",
     "bench/results/**/*.txt",
     "bench/results/toy/*.pt",
+    "tests/fixtures/score_sde/tiny_cifar10_ncsnpp_continuous/checkpoint.pth",
+    "tests/fixtures/score_sde/tiny_cifar10_ncsnpp_continuous/config.json",
 )
 """Glob patterns (relative to the root) of the course's files."""
 
