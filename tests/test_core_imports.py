@@ -126,3 +126,29 @@ def test_an_unknown_name_lists_every_known_one_in_one_line():
     with pytest.raises(ValueError, match="unknown integrator 'heun'; known: kar1, .*, restart$"):
         get_integrator("heun")
     assert len(integrator_table()) == 12
+
+
+def test_the_sampler_takes_an_integrator_table_instead_of_a_registration():
+    """A solver name reaches the sampler through an explicit table; the core's own table stays the six."""
+    import subprocess
+    import sys
+    code = (
+        "import torch\n"
+        "from dmcmc_edu.core.integrators import INTEGRATORS\n"
+        "from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler\n"
+        "from dmcmc_edu.registry import integrator_table\n"
+        "from dmcmc_edu.targets import ring\n"
+        "mix = ring()\n"
+        "cfg = DMCMCConfig(integrator='dpmpp_2m', sigma_update='exact', n_chains=4, outputs_per_chain=1, steps=2,\n"
+        "                  init_steps=2, burn_in=[], n_levels=20, sigma_max=20.0)\n"
+        "try:\n"
+        "    DMCMCSampler(mix, cfg, data_shape=(2,))\n"
+        "    raise SystemExit('a solver name resolved without a table')\n"
+        "except ValueError as e:\n"
+        "    assert 'unknown integrator' in str(e), e\n"
+        "s = DMCMCSampler(mix, cfg, data_shape=(2,), integrators=integrator_table())\n"
+        "out = s.run()\n"
+        "assert out.samples.shape == (4, 2) and 'dpmpp_2m' not in INTEGRATORS\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]

@@ -110,8 +110,9 @@ class DMCMCConfig:
         if isinstance(self.burn_in, (list, tuple)):
             self.burn_in = [_phase(v) for v in self.burn_in]
 
-    def validate(self) -> "DMCMCConfig":
-        """Check every setting's type, finiteness, range and name; a ``ValueError`` names the first bad one."""
+    def validate(self, integrators=None) -> "DMCMCConfig":
+        """Check every setting's type, finiteness, range and name (the integrator's in ``integrators`` when given,
+        else in the core's table); a ``ValueError`` names the first bad one."""
         for name, lo in (("n_skip", 1), ("n_chains", 1), ("outputs_per_chain", 1), ("steps", 1), ("init_steps", 0),
                          ("n_levels", 2), ("seed", 0)):
             v = getattr(self, name)
@@ -127,7 +128,7 @@ class DMCMCConfig:
         _need(self.tweedie_sigma is None or (_finite(self.tweedie_sigma) and self.tweedie_sigma > 0),
               f"tweedie_sigma must be None or a finite number > 0, got {self.tweedie_sigma!r}")
         for name, known in (("sigma_update", SIGMA_UPDATES), ("x_update", X_UPDATES), ("pick", PICK_RULES),
-                            ("final_tweedie", FINAL_TWEEDIE), ("integrator", INTEGRATORS)):
+                            ("final_tweedie", FINAL_TWEEDIE), ("integrator", integrators or INTEGRATORS)):
             value = getattr(self, name)
             _need(value in known, f"unknown {name.replace('_', '-')} {value!r}; known: {', '.join(known)}")
         _need(isinstance(self.integrator_options, dict),
@@ -181,11 +182,14 @@ class DMCMCSampler:
     """Persistent DLG chains that stream denoised outputs (see the module docstring).
 
     ``generator`` is the sampler's ``torch.Generator``, or with ``per_chain_seeds`` a list of one per chain.
+    ``integrators``: the table in which ``config.integrator`` is looked up (default: the core's six); pass
+    ``dmcmc_edu.registry.integrator_table()`` to name the solvers of :mod:`dmcmc_edu.solvers` without registering
+    anything.
     """
 
     def __init__(self, model, config: DMCMCConfig, *, data_shape, classifier=None, sigma_update=None,
-                 log_prior=None, device="cpu", dtype=torch.float64, keep_trace=True):
-        self.config = cfg = config.validate()
+                 log_prior=None, device="cpu", dtype=torch.float64, keep_trace=True, integrators=None):
+        self.config = cfg = config.validate(integrators)
         self.model = model
         self.data_shape = tuple(data_shape)
         self.device, self.dtype = torch.device(device), dtype
@@ -196,7 +200,9 @@ class DMCMCSampler:
                                               classifier=classifier, log_prior=log_prior)
         if classifier is not None:
             check_classifier_fits(classifier, self.grid, self.data_shape)
-        self.integrator = get_integrator(config.integrator)
+        # names resolve in ``integrators`` when given (e.g. dmcmc_edu.registry.integrator_table(), which adds the
+        # solvers), else in the core's table
+        self.integrator = integrators[config.integrator] if integrators else get_integrator(config.integrator)
         # the Gibbs steps: one kernel, built here, evaluating the model through one counter of its rows
         self._chains = CountingDenoiser(model, n_samples=cfg.n_chains)
         self.kernel = DLGKernel(self._chains, self.sigma_update, self.grid, step_size=StepSize(cfg.eta, cfg.eta_rel),
