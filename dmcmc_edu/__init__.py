@@ -21,17 +21,18 @@ __version__ = "0.1.0"
 _CORE = "dmcmc_edu.core."
 _EXPORTS = {
     "CountingDenoiser": _CORE + "contract",
-    **dict.fromkeys(("DLGInfo", "DLGState", "dlg_init", "dlg_step"), _CORE + "dlg"),
+    **dict.fromkeys(("DLGInfo", "DLGState", "DLGKernel", "DivergenceMonitor", "dlg_kernel", "dlg_init", "dlg_step"),
+                    _CORE + "dlg"),
     **dict.fromkeys(("PAPER_INTEGRATORS", "euler_maruyama", "kar1", "kar2", "pf_euler", "reverse_diffusion", "rk45",
                      "sample_from_noise"), _CORE + "integrators"),
-    **dict.fromkeys(("mala_step", "ula_step"), _CORE + "langevin"),
+    **dict.fromkeys(("mala_step", "ula_step", "StepSize"), _CORE + "langevin"),
     "NFELedger": _CORE + "ledger",
-    **dict.fromkeys(("DMCMCConfig", "DMCMCResult", "DMCMCSampler"), _CORE + "sampler"),
+    **dict.fromkeys(("DMCMCConfig", "DMCMCResult", "DMCMCSampler", "BurnInPhase"), _CORE + "sampler"),
     **dict.fromkeys(("SIGMA_UPDATES", "make_sigma_update"), _CORE + "sigma_updates"),
     "tweedie": _CORE + "tweedie",
     "PRESETS": "dmcmc_edu.paper",
     **dict.fromkeys(("GaussianMixture", "dlg_config", "grid", "load_target", "lowrank", "ring"), "dmcmc_edu.targets"),
-    "get_integrator": "dmcmc_edu.registry",
+    **dict.fromkeys(("get_integrator", "integrator_table"), "dmcmc_edu.registry"),
 }
 
 __all__ = [*_EXPORTS, "INTEGRATORS"]
