@@ -221,3 +221,207 @@ def test_euler_maruyama_step_has_its_closed_form_gaussian_law(s, s_next):
     v = 2 * h * s**2
     torch.testing.assert_close(mean, x0 + 2 * h * s**2 / (TAU + s**2) * (MU - x0), rtol=0, atol=5 * math.sqrt(v / n))
     torch.testing.assert_close(var, torch.full((2,), v, dtype=F64), rtol=5 * math.sqrt(2 / n), atol=0)
+
+
+# ----------------------------------------------------------------------------- what the integrators report
+
+
+@pytest.mark.parametrize("name", ["kar1", "pf_euler", "reverse_diffusion", "euler_maruyama"])
+def test_integrator_callback_reports_each_step_in_order(name):
+    """callback gets i = 0..N-1, the level reached (the schedule's next one) and D(x, level left) at the state
+    the step started from."""
+    from dmcmc_edu.core.integrators import get_integrator
+    from dmcmc_edu.core.schedules import geometric_sigmas, karras_sigmas
+
+    g = torch.Generator().manual_seed(3)
+    x = MU + torch.randn(4, 2, generator=g, dtype=F64) * 2.0
+    s0 = torch.tensor([3.0, 1.0, 2.0, 0.5], dtype=F64)
+    steps = 5
+    levels = (karras_sigmas(s0, 0.02, steps) if name == "kar1" else geometric_sigmas(s0, 0.02, steps))
+    seen = []
+    out, info = get_integrator(name)(ONE_GAUSSIAN, x, s0, 0.02, steps, generator=g,
+                                     callback=lambda d: seen.append({k: v for k, v in d.items()}))
+    assert [d["i"] for d in seen] == list(range(steps))
+    prev = x
+    for i, d in enumerate(seen):
+        torch.testing.assert_close(d["sigma"], levels[:, i + 1], rtol=1e-12, atol=0)
+        torch.testing.assert_close(d["denoised"], ONE_GAUSSIAN(prev, levels[:, i]), rtol=1e-10, atol=1e-12)
+        prev = d["x"]
+    assert torch.equal(seen[-1]["x"], out)
+
+
+def test_sample_from_noise_defaults_are_the_documented_ones():
+    """Defaults: KAR1, 18 steps from sigma_max = 80 down to sigma_min = 0.002 (then 0): NFE 35, no Tweedie."""
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.core.schedules import karras_sigmas
+
+    first = []
+    x, info = sample_from_noise(ONE_GAUSSIAN, (3, 2), generator=torch.Generator().manual_seed(0),
+                                callback=lambda d: first.append(d["sigma"]) if d["i"] == 0 else None)
+    assert info.name == "kar1" and info.steps == 18 and info.nfe == 35 and info.extra["final_tweedie"] is False
+    torch.testing.assert_close(first[0], karras_sigmas(torch.full((3,), 80.0, dtype=F64), 0.002, 18)[:, 1],
+                               rtol=1e-12, atol=0)
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ref, _ = kar1(ONE_GAUSSIAN, 80.0 * z, 80.0, 0.002, 18)
+    torch.testing.assert_close(x, ref, rtol=1e-12, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- the contract's checks and adapters
+
+
+def test_check_x_accepts_a_finite_float_batch_and_names_what_is_wrong():
+    from dmcmc_edu.core.contract import check_x, nonfinite_rows
+
+    x = torch.zeros(3, 2, dtype=F64)
+    assert check_x(x) is x and check_x(torch.zeros(1, 1, dtype=torch.float32)).shape == (1, 1)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+        check_x([[0.0]])
+    with pytest.raises(ValueError, match=r"shape \[B, ...\] with at least 2 dimensions, got shape \(3,\)"):
+        check_x(torch.zeros(3))
+    with pytest.raises(TypeError, match="floating dtype, got torch.int64"):
+        check_x(torch.zeros(3, 2, dtype=torch.long))
+    bad = torch.zeros(14, 2, 2, dtype=F64)
+    bad[[1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 1, 0] = float("nan")
+    bad[13, 0, 1] = -float("inf")
+    assert nonfinite_rows(bad).tolist() == [1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    with pytest.raises(ValueError, match=r"in sample\(s\) \[1, 3, 4, 5, 6, 7, 8, 9, 10, 11\] \.\.\.$"):
+        check_x(bad, "x0")
+    ten = bad[[0, 1, 2, 0, 0, 0, 0, 0, 0, 13]]  # ten rows, rows 1 and 9 bad: no " ..."
+    with pytest.raises(ValueError, match=r"^z has non-finite values \(NaN or inf\) in sample\(s\) \[1, 9\]$"):
+        check_x(ten, "z")
+    with pytest.raises(ValueError, match=r"\[1, 3, 4, 5, 6, 7, 8, 9, 10, 11\]$"):  # exactly ten bad rows
+        check_x(bad[:12], "z")
+
+
+def test_check_sigma_and_as_sigma_batch():
+    from dmcmc_edu.core.contract import as_sigma_batch, check_sigma
+
+    x = torch.zeros(3, 2, dtype=torch.float32)
+    for value in (2, 2.0, torch.tensor(2.0, dtype=F64), torch.full((3,), 2.0, dtype=F64), [2.0, 2.0, 2.0]):
+        s = as_sigma_batch(value, x)
+        assert s.shape == (3,) and s.dtype == torch.float32 and torch.equal(s, torch.full((3,), 2.0))
+    assert torch.equal(check_sigma(torch.tensor([0.0, 1.0]), 2, allow_zero=True), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"must be > 0 for every sample, got min 0"):
+        check_sigma(torch.tensor([0.0, 1.0]), 2)
+    with pytest.raises(ValueError, match=r"must be >= 0 for every sample, got min -1"):
+        check_sigma(torch.tensor([-1.0, 1.0]), 2, allow_zero=True)
+    with pytest.raises(ValueError, match=r"shape \[B\] = \[3\] \(one level per sample\), got \(2,\)"):
+        check_sigma(torch.ones(2), 3)
+    with pytest.raises(ValueError, match=r"sigma has non-finite values: \[inf\]"):
+        check_sigma(torch.tensor([1.0, float("inf")]), 2)
+    with pytest.raises(TypeError, match=r"must be a torch.Tensor of shape \[2\], got float"):
+        check_sigma(1.0, 2)
+    with pytest.raises(ValueError, match="sigma_start must be > 0"):
+        as_sigma_batch(-1.0, x, "sigma_start")
+
+
+def test_score_and_denoiser_adapters_are_inverse_through_tweedie():
+    from dmcmc_edu.core.contract import denoiser_from_score, per_sample, score_from_denoiser
+
+    g = torch.Generator().manual_seed(8)
+    x = torch.randn(5, 2, generator=g, dtype=F64)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 2.0, 7.0], dtype=F64)
+    score = score_from_denoiser(ONE_GAUSSIAN)
+    exact = (MU - x) / (TAU + sigma[:, None] ** 2)  # the score of N(mu, (tau + s^2) I)
+    torch.testing.assert_close(score(x, sigma), exact, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(denoiser_from_score(score)(x, sigma), ONE_GAUSSIAN(x, sigma), rtol=1e-12, atol=1e-12)
+    assert per_sample(sigma, torch.zeros(5, 3, 4, 2)).shape == (5, 1, 1, 1)
+
+
+def test_counting_denoiser_refuses_a_sigma_of_the_wrong_shape_and_forwards_attributes():
+    counter = CountingDenoiser(ONE_GAUSSIAN, n_samples=2)
+    with pytest.raises(ValueError, match=r"sigma of shape \(3,\) for x of shape \(2, 2\)"):
+        counter(torch.zeros(2, 2, dtype=F64), torch.ones(3, dtype=F64))
+    with pytest.raises(ValueError, match=r"sigma of shape \(\) for x"):
+        counter(torch.zeros(2, 2, dtype=F64), torch.tensor(1.0, dtype=F64))
+    assert counter.calls == 0 and counter.rows == 0
+    assert counter.d == 2  # a plain attribute of the model
+    counter.log_prob(torch.zeros(4, 2, dtype=F64), 0.5)
+    assert counter.oracle_calls == {"sigma_log_posterior": 0, "log_prob": 1}
+    assert counter.oracle_rows == {"sigma_log_posterior": 0, "log_prob": 4}
+    with pytest.raises(AttributeError):
+        getattr(CountingDenoiser(lambda x, s: x), "log_prob")  # noqa: B009 (the forwarding under test)
+
+
+@pytest.mark.parametrize("mode,sigma_end,applied", [("auto", 0.0, False), ("auto", 0.01, True),
+                                                    ("always", 0.0, True), ("never", 0.01, False)])
+def test_finish_with_tweedie_modes(mode, sigma_end, applied):
+    from dmcmc_edu.core.tweedie import finish_with_tweedie
+
+    x = torch.tensor([[3.0, 1.0], [0.0, -2.0]], dtype=F64)
+    counter = CountingDenoiser(ONE_GAUSSIAN, n_samples=2)
+    out, did = finish_with_tweedie(counter, x, sigma_end, 0.3, mode)
+    assert did is applied and counter.nfe == int(applied)
+    expected = ONE_GAUSSIAN(x, torch.full((2,), 0.3, dtype=F64)) if applied else x
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="final_tweedie must be one of auto, always, never, got 'sometimes'"):
+        finish_with_tweedie(counter, x, sigma_end, 0.3, "sometimes")
+
+
+# ----------------------------------------------------------------------------- the ledger, MALA's probability
+
+
+def test_ledger_per_output_divides_by_the_outputs_and_summary_prints_it():
+    from dmcmc_edu.core.ledger import NFELedger
+
+    led = NFELedger(n_chains=2, n_outputs=4, init=6, gibbs=8, denoise=12, tweedie=4, classifier=2)
+    p = led.per_output()
+    assert p["parts"] == {"gibbs": 2.0, "denoise": 3.0, "tweedie": 1.0, "init_amortised": 1.5, "classifier": 0.5,
+                          "classifier_init_amortised": 0.0}
+    assert (p["paper"], p["score_evals"], p["full"]) == (6.0, 7.5, 8.0)
+    assert led.summary() == ("NFE per output: paper 6.00, full 8.00 (gibbs 2.00, denoise 3.00, tweedie 1.00, "
+                             "init_amortised 1.50, classifier 0.50, classifier_init_amortised 0.00)")
+    one = NFELedger(n_outputs=1, gibbs=3, denoise=5, tweedie=1).per_output()
+    assert (one["parts"]["gibbs"], one["paper"]) == (3.0, 9.0)
+    assert NFELedger(n_outputs=0, gibbs=3).per_output()["paper"] == 3.0  # no outputs yet: the totals
+
+
+def _gauss_log_prob(x, sigma):
+    v = TAU + sigma[:, None] ** 2
+    return (-0.5 * ((x - MU) ** 2 / v + torch.log(2 * math.pi * v))).sum(1)
+
+
+def test_mala_acceptance_probability_is_the_metropolis_hastings_ratio():
+    """Where the proposal was accepted, move.x is the proposal, so min(1, MH ratio) can be computed by hand from the
+    closed-form Gaussian; over all chains the mean probability equals the acceptance rate (5 s.e., seed 6)."""
+    from dmcmc_edu.core.langevin import mala_move
+
+    n, s, eta = 20_000, 0.5, 1.5
+    g = torch.Generator().manual_seed(6)
+    sigma = torch.full((n,), s, dtype=F64)
+    e = torch.full((n,), eta, dtype=F64)
+    x = MU + torch.randn(n, 2, generator=g, dtype=F64) * math.sqrt(TAU + s**2)
+    move = mala_move(ONE_GAUSSIAN, x, sigma, e, g)
+    acc = move.accepted
+    assert 0.2 < acc.double().mean() < 0.95
+    assert torch.equal(move.x[~acc], x[~acc])
+    xa, xp, sa = x[acc], move.x[acc], sigma[acc]
+
+    def score(y):
+        return (MU - y) / (TAU + s**2)
+
+    def log_q(to, frm):
+        return -((to - frm - 0.5 * eta * score(frm)) ** 2).sum(1) / (2 * eta)
+
+    log_alpha = _gauss_log_prob(xp, sa) - _gauss_log_prob(xa, sa) + log_q(xa, xp) - log_q(xp, xa)
+    torch.testing.assert_close(move.acceptance[acc], log_alpha.clamp(max=0).exp(), rtol=1e-9, atol=1e-12)
+    p = move.acceptance
+    assert ((p >= 0) & (p <= 1)).all()
+    assert abs(acc.double().mean() - p.mean()) < 5 * math.sqrt(0.25 / n)
+
+
+def test_mala_with_a_nan_density_rejects_with_probability_zero():
+    from dmcmc_edu.core.langevin import mala_move
+
+    class NanDensity:
+        def __call__(self, x, sigma):
+            return ONE_GAUSSIAN(x, sigma)
+
+        def log_prob(self, x, sigma):
+            return torch.full((x.shape[0],), float("nan"), dtype=F64)
+
+    x = torch.zeros(5, 2, dtype=F64)
+    move = mala_move(NanDensity(), x, torch.ones(5, dtype=F64), torch.full((5,), 0.1, dtype=F64),
+                     torch.Generator().manual_seed(0))
+    assert not move.accepted.any() and torch.equal(move.x, x)
+    assert torch.equal(move.acceptance, torch.zeros(5, dtype=F64))
