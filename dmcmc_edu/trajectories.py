@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dmcmc_edu.core.dlg import DLGState, dlg_step
-from dmcmc_edu.core.langevin import step_size
+from dmcmc_edu.core.dlg import DLGState, DivergenceMonitor, dlg_kernel
 from dmcmc_edu.registry import get_integrator
 
 __all__ = ["integrate_with_path", "run_chain"]
@@ -31,12 +30,18 @@ def run_chain(model, state: DLGState, sigma_update, n_steps: int, *, eta, eta_re
               x_update="ula"):
     """Run ``n_steps`` Gibbs steps and record them: returns ``(state, xs [T+1, C, ...], sigmas [T+1, C])``.
 
-    The step of each chain is ``eta + eta_rel * sigma^2`` (:func:`~dmcmc_edu.core.langevin.step_size`).
+    The step of each chain is ``eta + eta_rel * sigma^2``; the kernel is built once
+    (:func:`~dmcmc_edu.core.dlg.dlg_kernel`) and a chain that diverges raises ``FloatingPointError`` after the run,
+    naming the first step at which it did.
     """
+    kernel = dlg_kernel(model, sigma_update, state.grid, eta=eta, eta_rel=eta_rel, x_update=x_update)
+    monitor = DivergenceMonitor()
     xs, sig = [state.x.detach().clone()], [state.sigma.detach().clone()]
     for _ in range(n_steps):
-        state, _ = dlg_step(model, state, sigma_update, eta=step_size(eta, eta_rel, state.sigma), generator=generator,
-                            x_update=x_update)
+        before = state
+        state, info = kernel.step(state, generator)
+        monitor.update(before, info)
         xs.append(state.x.detach().clone())
         sig.append(state.sigma.detach().clone())
+    monitor.check()
     return state, torch.stack(xs), torch.stack(sig)

@@ -51,7 +51,7 @@ from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.diffusers_adapters import load_diffusers_ve, load_diffusers_vp
 from dmcmc_edu.models.score_sde import load_score_sde, resolve_config
 from dmcmc_edu.paper import PRESETS
-from dmcmc_edu.registry import use_solvers
+from dmcmc_edu.registry import integrator_table
 from dmcmc_edu.runs import (
     RunDirectory,
     atomic_write,
@@ -298,7 +298,7 @@ def _write_manifest(env: DistEnv, out: Path, summaries: list, config: DMCMCConfi
 
 
 def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, checkpoint_every, progress):
-    config = config.validate()
+    config = config.validate(integrator_table())
     t0 = time.time()
     run = _distributed_run(env, out, config, model_spec, classifier_path, dtype)
     state = run.check()  # every rank checks before rank 0 writes anything
@@ -314,9 +314,9 @@ def _run(env: DistEnv, model_spec, config, out: Path, classifier_path, dtype, ch
     classifier = _load_classifier(classifier_path, config, env.device)
     _check_sigma_update(config, info, classifier)
     seed = derive_seed(config.seed, env.rank)
-    use_solvers()  # the config may name a solver of dmcmc_edu.solvers
     sampler = DMCMCSampler(model, dataclasses.replace(config, seed=seed), data_shape=data_shape,
-                           classifier=classifier, device=env.device, dtype=dtype or info["dtype"])
+                           classifier=classifier, device=env.device, dtype=dtype or info["dtype"],
+                           integrators=integrator_table())
     shard = out / f"rank_{env.rank}"
     with torch.no_grad():
         res = run_to_directory(sampler, shard, checkpoint_every=checkpoint_every, progress=progress and env.rank == 0,

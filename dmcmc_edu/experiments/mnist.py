@@ -50,7 +50,7 @@ from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, loa
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.unet import load_score_model
 from dmcmc_edu.plotting import nfe_axes
-from dmcmc_edu.registry import get_integrator, use_solvers
+from dmcmc_edu.registry import get_integrator, integrator_table
 
 __all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models", "vanilla_samples",
            "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
@@ -152,11 +152,11 @@ def dlg_samples(model, classifier, config, *, device="cpu", keep_trace: bool = T
     sigma trace, ledger); ``info`` has the per-output NFE of the paper's and
     the full accounting and the ledger's parts.
     """
-    use_solvers()  # the config may name a solver of dmcmc_edu.solvers
     classifier.reset_counts()
     if integrator_options:  # the config's own mechanism; the caller's config is left as it is
         config = dataclasses.replace(config, integrator_options={**config.integrator_options, **integrator_options})
     sampler = DMCMCSampler(model, config, data_shape=(1, 28, 28), classifier=classifier, device=device,
+                           integrators=integrator_table(),
                            keep_trace=keep_trace)
     res = sampler.run(progress=tqdm if progress else None)
     led = res.ledger.per_output()

@@ -29,7 +29,7 @@ from dmcmc_edu.evaluation.calibration import kl_to_exact
 from dmcmc_edu.experiments.ladder.plan import build_plan, paper_eta, point_id, point_seed
 from dmcmc_edu.experiments.ladder.report import analyse, findings_markdown, plot_ladder, write_csv
 from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
-from dmcmc_edu.registry import get_integrator, use_solvers
+from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.runs import RunDirectory, RunRefused, atomic_write, fingerprint, target_sha256, versions, write_json
 from dmcmc_edu.targets import SpectralMixture, load_target
 from dmcmc_edu.training.classifier import train_noise_level_classifier
@@ -98,7 +98,7 @@ class LadderContext:
 def _run_noise(ctx, s, gen):
     """Vanilla sampling from sigma_max (optionally with the paper's extra Tweedie step)."""
     ft = {"auto": None, "always": True}[s.get("final_tweedie", "auto")]
-    x, info = sample_from_noise(ctx.model, (ctx.n, ctx.d), integrator=s["integrator"], steps=s["steps"],
+    x, info = sample_from_noise(ctx.model, (ctx.n, ctx.d), integrator=get_integrator(s["integrator"]), steps=s["steps"],
                                 sigma_max=ctx.sigma_max, sigma_min=ctx.sigma_min, generator=gen, final_tweedie=ft,
                                 tweedie_sigma=ctx.sigma_min, **s.get("options", {}))
     return x, {"full": info.nfe, "paper": info.nfe, "parts": {"integrator_and_tweedie": info.nfe}}, None
@@ -165,7 +165,8 @@ def _run_dlg(ctx, s, seed):
     model, clf = _dlg_model_and_classifier(ctx, cfg)
     beta = float(s.get("prior_tilt", 0.0))
     log_prior = -beta * torch.log(cfg.grid()) if beta else None
-    res = DMCMCSampler(model, cfg, data_shape=(ctx.d,), classifier=clf, log_prior=log_prior, keep_trace=False).run()
+    res = DMCMCSampler(model, cfg, data_shape=(ctx.d,), classifier=clf, log_prior=log_prior, keep_trace=False,
+                       integrators=integrator_table()).run()
     led = res.ledger.per_output()
     ledger = {"full": led["full"], "paper": led["paper"], "score_evals": led["score_evals"], "parts": led["parts"],
               "totals_in_rows": res.ledger.to_dict()["totals_in_rows"]}
@@ -191,7 +192,6 @@ def run_point(ctx: LadderContext, settings: dict) -> dict:
     A point whose sampler fails, or whose outputs the metrics refuse (NaN or inf rows: a broken sample set has
     no score), is recorded with ``error`` (the reason) and without metrics; :mod:`.report` lists it as failed.
     """
-    use_solvers()  # a point may name a solver of dmcmc_edu.solvers (also in a worker process)
     pid = point_id(settings)
     seed = point_seed(ctx.seed, pid)
     t0 = time.perf_counter()
