@@ -520,6 +520,21 @@ def load_parts(paths, rows, *, trailing=None, remedy: str = "the run's files are
     return arrays
 
 
+def _read_nfe(path: Path) -> dict:
+    """The ``{chunk: NFE per row}`` record of :func:`run_chunks`; anything else is refused by name (ValueError)."""
+    remedy = "delete it and the chunk files beside it, or choose another --out"
+    try:
+        nfe = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: cannot be read as the chunks' NFE record ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())}); {remedy}") from None
+    if not isinstance(nfe, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                            and np.isfinite(v) for v in nfe.values()):
+        raise ValueError(f"{path}: is not the chunks' NFE record (expected an object of chunk number: NFE per row, "
+                         f"found a {type(nfe).__name__}); {remedy}")
+    return nfe
+
+
 def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tuple[np.ndarray, float]], *,
                desc: str = "chunks", progress: bool = True) -> tuple[np.ndarray, float]:
     """Produce ``n`` rows in chunks of ``batch`` rows, resuming from the chunks already in ``folder``.
@@ -537,7 +552,7 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     nfe_file = folder / "nfe.json"
-    nfe = json.loads(nfe_file.read_text()) if nfe_file.exists() else {}
+    nfe = _read_nfe(nfe_file) if nfe_file.exists() else {}
     n_chunks = -(-n // batch)
     rows = [min(batch, n - k * batch) for k in range(n_chunks)]
     for k in tqdm(range(n_chunks), desc=desc, disable=not progress):
@@ -636,7 +651,9 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
         (out / "rounds").mkdir(exist_ok=True)
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
-        restore_sampler(sampler, torch.load(ckpt, weights_only=True))
+        from dmcmc_edu.models.files import read_torch_file
+
+        restore_sampler(sampler, read_torch_file(ckpt))
 
     def save_ckpt():
         if not finished:  # a finished run is only read back

@@ -377,3 +377,137 @@ def test_score_model_loader_names_a_truncated_file(ws):
 def test_config_loader_names_a_broken_json_file(ws):
     with pytest.raises(ValueError, match="broken_config.json: not valid JSON"):
         resolve_config(f"{ws['ws']}/broken_config.json")
+
+
+# ----------------------------------------------------------------------------- issue 22: the API as strict as the CLI
+
+
+class _NotATensor:
+    """A class a pickled weight file may carry: torch's weights_only loader refuses it."""
+
+
+def _dlg_grid():
+    from dmcmc_edu.core.schedules import noise_level_grid
+
+    return noise_level_grid(0.01, 10.0, 20)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 0.0, -1.0])
+def test_dlg_init_refuses_a_sigma_that_is_not_a_noise_level(bad):
+    from dmcmc_edu.core.dlg import dlg_init, dlg_kernel
+    from dmcmc_edu.core.sigma_updates import make_sigma_update
+
+    x, grid = torch.zeros(3, 2), _dlg_grid()
+    with pytest.raises(ValueError, match=r"^index_or_sigma: noise levels must be finite and > 0; chain\(s\) \[1\]"):
+        dlg_init(x, torch.tensor([1.0, bad, 2.0]), grid)
+    with pytest.raises(ValueError, match=r"^index_or_sigma: noise levels must be finite and > 0"):
+        dlg_init(x, bad, grid)  # one level for every chain
+    mix = GaussianMixture([1.0], [[0.0, 0.0]], [[[1.0, 0.0], [0.0, 1.0]]])
+    kernel = dlg_kernel(mix, make_sigma_update("exact", model=mix), grid, eta=0.01)
+    with pytest.raises(ValueError, match=r"^sigma_or_index: noise levels must be finite and > 0"):
+        kernel.init(x, torch.tensor([bad, 1.0, 1.0]))
+    assert dlg_init(x, torch.tensor([1.0, 0.01, 10.0]), grid).index.tolist() == [
+        int((grid - 1.0).abs().argmin()), 19, 0]  # finite levels are still snapped
+
+
+def test_run_chunks_names_an_nfe_record_that_holds_a_list(tmp_path):
+    from dmcmc_edu.runs import run_chunks
+
+    folder = tmp_path / "chunks"
+    folder.mkdir()
+    (folder / "nfe.json").write_text("[1, 2, 3]")
+    with pytest.raises(ValueError, match=r"nfe\.json: is not the chunks' NFE record .*found a list") as exc:
+        run_chunks(folder, 4, 2, lambda k, rows: (np.zeros((rows, 2)), 1.0), progress=False)
+    assert str(folder / "nfe.json") in str(exc.value) and "\n" not in str(exc.value)
+    (folder / "nfe.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"nfe\.json: cannot be read"):
+        run_chunks(folder, 4, 2, lambda k, rows: (np.zeros((rows, 2)), 1.0), progress=False)
+
+
+def test_sample_names_a_corrupt_nfe_record(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "chunks").mkdir(parents=True)
+    args = [*VANILLA, "--out", str(out)]
+    with pytest.raises(SystemExit):  # the folder holds files but no record: refused before chunks are read
+        main(args)
+    capsys.readouterr()
+    (out / "chunks").rmdir()
+    main(args)  # a finished run; now damage its NFE record and make the samples again
+    (out / "samples.npy").unlink()
+    (out / "chunks" / "nfe.json").write_text("[]")
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "nfe.json: is not the chunks' NFE record" in err[0], err
+
+
+@pytest.mark.parametrize("content,match", [({"sigma": np.eye(3)}, "has no 'mu'"),
+                                           ({"mu": np.zeros(3)}, "has no 'sigma'"),
+                                           ({"mu": np.zeros(3), "sigma": np.eye(2)}, "shape")])
+def test_fid_statistics_without_mu_are_named(tmp_path, capsys, content, match):
+    stats = tmp_path / "stats.npz"
+    np.savez(stats, **content)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, dtype=np.uint8)).save(imgs / f"{i}.png")
+    from dmcmc_edu.evaluation.inception_fid import compute_fid
+
+    with pytest.raises(ValueError, match=match) as exc:
+        compute_fid(imgs, stats)  # refused before any network is built
+    assert str(exc.value).startswith(str(stats)) and "\n" not in str(exc.value)
+    with pytest.raises(SystemExit) as exit_:
+        main(["fid", str(imgs), str(stats)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1 and err[0].startswith(f"error: {stats}: ") and match in err[0], err
+
+
+@pytest.fixture(scope="module")
+def pickled(tmp_path_factory):
+    """A torch file that holds an object of a class (torch's weights_only loader refuses it)."""
+    path = tmp_path_factory.mktemp("pickled") / "evil.pt"
+    torch.save({"state_dict": {}, "extra": _NotATensor()}, path)
+    return path
+
+
+def _beside(json_text):
+    """A loader that first writes the JSON record its weights need beside them (each loader its own copy)."""
+
+    def wrap(load):
+        def call(path):
+            copy = Path(path).with_name(f"{load.__name__}.pt")
+            shutil.copy(path, copy)
+            copy.with_suffix(".json").write_text(json_text())
+            return load(copy)
+
+        call.copy_name = f"{load.__name__}.pt"
+        return call
+
+    return wrap
+
+
+def _loaders():
+    from dmcmc_edu.evaluation.mnist_fid import load_feature_net, load_reference
+
+    score_json = (default_weights_dir() / Path(WEIGHT_FILES["score"]).with_suffix(".json")).read_text
+    return [NoiseLevelClassifier.load, load_denoiser, safe_load_checkpoint, load_reference,
+            _beside(score_json)(load_score_model), _beside(lambda: json.dumps({"arch_kwargs": {}}))(load_feature_net)]
+
+
+@pytest.mark.parametrize("loader", _loaders(),
+                         ids=["classifier", "denoiser", "score_sde_checkpoint", "reference", "unet", "feature_net"])
+def test_a_refused_pickle_names_the_file_and_never_suggests_weights_only_false(pickled, loader):
+    with pytest.raises(ValueError) as exc:
+        loader(pickled)
+    text = str(exc.value)
+    name = pickled.with_name(getattr(loader, "copy_name", pickled.name))
+    assert text.startswith(str(name)) and "refused" in text and "\n" not in text, text
+    assert "weights_only=False" not in text.replace(" ", "") and "`False`" not in text, text
+
+
+def test_a_refused_pickle_in_the_cli_is_one_line(ws, pickled, capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--dlg", "--sigma-update", "classifier-argmax", "--classifier", str(pickled), "--n", "10",
+              "--chains", "5", "--out", ws["new"]])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {pickled}: refused") and "False" not in err[0], err

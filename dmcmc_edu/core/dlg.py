@@ -67,23 +67,30 @@ def nearest_grid_index(grid: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return (torch.log(grid)[None, :].double() - torch.log(sigma)[:, None].double()).abs().argmin(dim=1)
 
 
-def _state(x: torch.Tensor, index_or_sigma, grid: torch.Tensor) -> DLGState:
+def _state(x: torch.Tensor, index_or_sigma, grid: torch.Tensor, name: str = "index_or_sigma") -> DLGState:
     check_x(x)
     v = torch.as_tensor(index_or_sigma, device=x.device)
     v = v.expand(x.shape[0]) if v.ndim == 0 else v
     if v.shape != (x.shape[0],):
-        raise ValueError(f"need one sigma (or index) per chain: shape [{x.shape[0]}], got {tuple(v.shape)}")
+        raise ValueError(f"{name}: need one sigma (or index) per chain: shape [{x.shape[0]}], got {tuple(v.shape)}")
     if torch.is_floating_point(v):
+        bad = (~torch.isfinite(v) | (v <= 0)).nonzero().flatten()
+        if bad.numel():  # snapping NaN, inf or sigma <= 0 to a grid level would hide the mistake
+            raise ValueError(f"{name}: noise levels must be finite and > 0; chain(s) {bad[:10].tolist()} have "
+                             f"{v[bad[:3]].tolist()}")
         index = nearest_grid_index(grid, v)
     else:
         index = v.long()
         if (index < 0).any() or (index >= grid.numel()).any():
-            raise ValueError(f"sigma indices must lie in [0, {grid.numel() - 1}]")
+            raise ValueError(f"{name}: sigma indices must lie in [0, {grid.numel() - 1}]")
     return DLGState(x=x, index=index, grid=grid)
 
 
 def dlg_init(x: torch.Tensor, index_or_sigma: torch.Tensor, grid: torch.Tensor) -> DLGState:
-    """Create a chain state; pass grid indices (integer tensor) or noise levels (snapped to the grid)."""
+    """Create a chain state; pass grid indices (integer tensor) or noise levels (finite, > 0; snapped to the grid).
+
+    A NaN, infinite or non-positive noise level raises ``ValueError`` naming ``index_or_sigma``.
+    """
     return _state(x, index_or_sigma, check_grid(torch.as_tensor(grid)).to(x.device))
 
 
@@ -124,8 +131,9 @@ class DLGKernel:
         return other
 
     def init(self, x: torch.Tensor, sigma_or_index) -> DLGState:
-        """A chain state on the kernel's grid: integer indices, or noise levels snapped to the nearest level."""
-        return _state(x, sigma_or_index, self.grid.to(x.device))
+        """A chain state on the kernel's grid: integer indices, or noise levels (finite, > 0) snapped to the nearest
+        level; anything else raises ``ValueError`` naming ``sigma_or_index``."""
+        return _state(x, sigma_or_index, self.grid.to(x.device), "sigma_or_index")
 
     def diverged(self, x: torch.Tensor) -> torch.Tensor:
         """Per chain: NaN/inf, or mean square above ``(DIVERGENCE_SCALE sigma_max)^2`` (a device tensor, no sync)."""

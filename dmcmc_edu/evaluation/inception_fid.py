@@ -39,6 +39,7 @@ import torch
 
 from dmcmc_edu.evaluation.checks import checked_frechet, require_finite_stats
 from dmcmc_edu.evaluation.images import list_images
+from dmcmc_edu.models.files import read_torch_file
 from dmcmc_edu.runs import atomic_write
 
 __all__ = [
@@ -98,7 +99,7 @@ def _weights_from_file(path):
                                 "or a state dict of pytorch-fid's FID Inception)")
 
     def load(url, *args, **kwargs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_torch_file(path)  # a damaged or refused file is named (never torch's weights_only advice)
 
     orig = pf.inception.load_state_dict_from_url
     pf.inception.load_state_dict_from_url = load
@@ -137,11 +138,30 @@ def _check_folder(path) -> int:
     if str(path).endswith(".npz"):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such statistics file")
+        _check_stats_file(path)
         return 0
     n = len(list_images(path))
     if n < 2:
         raise ValueError(f"{path} holds {n} image(s); FID needs at least 2 (and thousands for a meaningful value)")
     return n
+
+
+def _check_stats_file(path) -> None:
+    """Refuse (ValueError naming it) a ``.npz`` that cannot be read or lacks a vector ``mu`` and a matrix ``sigma``."""
+    try:
+        with np.load(path, allow_pickle=False) as stats:
+            shapes = {k: stats[k].shape for k in ("mu", "sigma") if k in stats.files}
+            names = list(stats.files)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path}: cannot be read as FID statistics ({' '.join(str(err).split())})") from None
+    missing = [k for k in ("mu", "sigma") if k not in shapes]
+    if missing:
+        raise ValueError(f"{path}: not FID statistics -- it has no {' and no '.join(map(repr, missing))} (it holds "
+                         f"{names or 'nothing'}); make one with save_fid_stats or python -m dmcmc_edu fid --save-stats")
+    mu, sigma = shapes["mu"], shapes["sigma"]
+    if len(mu) != 1 or sigma != (mu[0], mu[0]):
+        raise ValueError(f"{path}: FID statistics need mu of shape [d] and sigma of shape [d, d], got "
+                         f"{list(mu)} and {list(sigma)}")
 
 
 def fid_statistics(path, model, *, batch_size: int = 50, device="cpu", num_workers: int = 0):

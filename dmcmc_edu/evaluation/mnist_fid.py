@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from dmcmc_edu.datasets import default_weights_dir, load_mnist
 from dmcmc_edu.evaluation.checks import checked_frechet, require_finite, require_finite_stats
+from dmcmc_edu.models.files import read_torch_file
 from dmcmc_edu.runs import atomic_write
 
 __all__ = ["frechet_distance", "gaussian_stats", "MNISTFeatureNet", "train_feature_net", "extract_features",
@@ -234,7 +235,7 @@ def load_feature_net(path: str | os.PathLike | None = None, map_location="cpu") 
                                 "train-mnist-features --out DIR")
     meta = json.loads(meta_path.read_text())
     net = MNISTFeatureNet(**meta["arch_kwargs"])
-    net.load_state_dict(torch.load(path, map_location=map_location, weights_only=True))
+    net.load_state_dict(read_torch_file(path, map_location=map_location))
     net.info = meta
     return net.eval()
 
@@ -243,7 +244,10 @@ def load_reference(path: str | os.PathLike | None = None, feature_net_path: str 
     """Load reference statistics and check they were computed with the given (default: shipped) feature network."""
     path = Path(path) if path is not None else default_weights_dir() / REFERENCE_NAME
     net_path = Path(feature_net_path) if feature_net_path is not None else path.parent / FEATURE_NET_NAME
-    ref = torch.load(path, map_location="cpu", weights_only=True)
+    ref = read_torch_file(path)
+    if not isinstance(ref, dict) or not {"mu", "sigma"} <= set(ref):
+        raise ValueError(f"{path}: not MNIST-FID reference statistics (expected a dict with 'mu' and 'sigma'); "
+                         "recompute it with train-mnist-features")
     if ref.get("feature_net_sha256") != _sha256(net_path):
         raise ValueError(f"{path} was computed with another feature network than {net_path} (SHA-256 differs); "
                          "recompute it with train-mnist-features")

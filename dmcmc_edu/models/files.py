@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-__all__ = ["read_torch_file", "read_json_file", "check_torch_file", "damaged_file_error"]
+__all__ = ["read_torch_file", "read_json_file", "check_torch_file", "damaged_file_error", "RefusedFileError",
+           "refused_pickle_error"]
 
 # what torch.load raises when the bytes end early or are not a torch file at all
 _DAMAGED = (EOFError, IndexError, KeyError, struct.error, UnicodeDecodeError, zipfile.BadZipFile)
@@ -35,6 +36,29 @@ def damaged_file_error(path, reason: str) -> ValueError:
     return ValueError(f"{os.fspath(path)}: cannot be read ({reason}) (empty or truncated file)")
 
 
+class RefusedFileError(ValueError, pickle.UnpicklingError):
+    """A torch file that holds objects other than tensors and plain containers: refused, nothing in it was run.
+
+    A ``ValueError`` (one ``error:`` line of the CLI) and a ``pickle.UnpicklingError`` (callers that catch torch's
+    own refusal still do).
+    """
+
+
+def refused_pickle_error(path, err: BaseException) -> RefusedFileError:
+    """The one-line refusal of a file that ``torch.load(weights_only=True)`` would not unpickle.
+
+    Names the file and what it holds (the class torch refused), and never suggests ``weights_only=False`` (which
+    runs whatever code the file carries), unlike torch's own message.
+    """
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    what = f" (it holds a {found.group(1)} object)" if found else ""
+    return RefusedFileError(f"{os.fspath(path)}: refused -- it holds objects other than tensors and plain containers"
+                            f"{what}; nothing in it was run. This toolkit reads only weight files saved as tensors "
+                            "(e.g. torch.save(model.state_dict(), PATH)); re-save it that way from a trusted source")
+
+
 def _first_sentence(text: str) -> str:
     head = " ".join(str(text).split())
     return head.split(". ")[0][:200]
@@ -44,9 +68,10 @@ def read_torch_file(path, map_location: Any = "cpu") -> Any:
     """``torch.load(path, weights_only=True)``; an empty, cut or garbled file raises a ValueError naming ``path``.
 
     A file that is intact but holds objects other than tensors and plain
-    containers still raises torch's ``pickle.UnpicklingError`` (the callers
-    decide how to word that refusal).  A missing file raises
-    ``FileNotFoundError`` (its message holds the path).
+    containers raises :class:`RefusedFileError` (a ValueError and an
+    ``UnpicklingError``) naming the file, without torch's advice to load it
+    with ``weights_only=False``.  A missing file raises ``FileNotFoundError``
+    (its message holds the path).
     """
     if os.path.isfile(path):
         check_torch_file(path)
@@ -55,7 +80,7 @@ def read_torch_file(path, map_location: Any = "cpu") -> Any:
     except pickle.UnpicklingError as err:
         if any(t in str(err) for t in _DAMAGED_TEXT):
             raise damaged_file_error(path, "not in torch's file format") from err
-        raise
+        raise refused_pickle_error(path, err) from None
     except RuntimeError as err:
         if any(t in str(err) for t in _DAMAGED_TEXT):
             raise damaged_file_error(path, _first_sentence(str(err))) from err

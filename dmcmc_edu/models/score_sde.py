@@ -260,10 +260,10 @@ def safe_load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> 
             return read_torch_file(path, map_location=map_location)
         with scoped(NUMPY_SAFE_GLOBALS):
             return read_torch_file(path, map_location=map_location)
-    except pickle.UnpicklingError as err:
+    except pickle.UnpicklingError as err:  # read_torch_file's RefusedFileError (never torch's weights_only advice)
         raise CheckpointError(
-            f"refused to load {os.fspath(path)!r} with weights_only=True: it contains objects other than tensors, "
-            f"plain containers and numpy float64 scalars. Nothing from the file was executed.\n{err}"
+            f"{os.fspath(path)}: refused -- it contains objects other than tensors, plain containers and numpy "
+            "float64 scalars; nothing from the file was executed"
         ) from err
 
 
