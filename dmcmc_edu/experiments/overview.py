@@ -409,6 +409,17 @@ def paper_claims_read(dataset: str = "cifar10") -> list[str]:
 # ``python bench/readme_numbers.py`` rewrites the blocks after new results land.
 
 _TOY_TARGETS = {"ring": "the 2-d ring", "lowrank": "the 64-d mixture"}
+#: targets of the README's verdicts over seeds: the exact ones, and the learned ring once its replicates are stored
+_LEARNED = {"ring_learned": "the 2-d ring with a learned denoiser"}
+
+
+def _or_list(items: list[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _seed_targets(root: Path) -> dict[str, str]:
+    return {**_TOY_TARGETS, **{k: v for k, v in _LEARNED.items() if (root / "seeds" / f"{k}_seeds.json").is_file()}}
 
 
 def _outcome_lists(reach: dict, key: str) -> dict[str, list[str]]:
@@ -432,9 +443,10 @@ def _join(items: list[str]) -> str:
 def readme_blocks(results_dir: str | Path) -> dict[str, str]:
     """The README's measured blocks (``headline``, ``toy``), printed from ``bench/results/seeds``."""
     root = Path(results_dir)
-    reach = {stem: toy_reach_seeds(root / "seeds" / f"{stem}_seeds.json") for stem in _TOY_TARGETS}
+    targets = _seed_targets(root)
+    reach = {stem: toy_reach_seeds(root / "seeds" / f"{stem}_seeds.json") for stem in targets}
     n_seeds = {stem: len(_read_json(root / "seeds" / f"{stem}_seeds.json")["findings"]["seeds"])
-               for stem in _TOY_TARGETS}
+               for stem in targets}
     def unconfirmed(stem: str, name: str, key: str) -> bool:  # the re-run on fresh seeds does not say the same
         path = root / "seeds" / f"{stem}_recheck.json"
         return path.is_file() and any(r["integrator"] == name and r["comparison"] == key and r["status"] != "holds"
@@ -442,20 +454,20 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
 
     def listed(key: str, outcomes: tuple) -> list[str]:
         out = []
-        for stem, title in _TOY_TARGETS.items():
+        for stem, title in targets.items():
             for k, r in reach[stem].items():
                 if r[key]["outcome"] in outcomes:
                     note = ", not confirmed on fresh seeds" if unconfirmed(stem, k, key) else ""
                     out.append(f"{INTEGRATOR_NAMES.get(k, k)} on {title} ({short_verdict(r[key])}{note})")
         return out
 
-    seeds = " and ".join(sorted({f"{n_seeds[s]}" for s in _TOY_TARGETS}))
+    seeds = " and ".join(sorted({f"{n_seeds[s]}" for s in targets}))
     mnist = mnist_verdicts(root / "mnist_seeds" / "mnist_seeds.json")
     cheaper, reaches_alone = listed("dlg_vs_noise", ("a_cheaper",)), listed("dlg_vs_control", ("a_cheaper",
                                                                                                 "only_a"))
     first = (f"DLG is measurably cheaper than sampling from noise for {'; '.join(cheaper)}" if cheaper else
              "DLG is not measurably cheaper than sampling from noise with any of the paper's six integrators, on "
-             "the 2-d ring or on the 64-d mixture")
+             + _or_list(list(targets.values())))
     second = ("Against a simple control without any chain, DLG is cheaper, or reaches the quality where no control "
               f"does, for {'; '.join(reaches_alone)}" if reaches_alone else
               "Nor is it cheaper than a simple control without any chain")
@@ -469,7 +481,7 @@ def readme_blocks(results_dir: str | Path) -> dict[str, str]:
              "evaluation each) and dividing by the measured effective sample size, each verdict is the NFE ratio "
              "DLG / other over the seeds, paired by seed, with its 95% bootstrap interval; a setting counts when "
              "it reaches the integrator's reference quality in at least 7 of 8 seeds.", ""]
-    for stem, title in _TOY_TARGETS.items():
+    for stem, title in targets.items():
         for key, other in (("dlg_vs_noise", "sampling from noise"), ("dlg_vs_control", "the best control")):
             o = _outcome_lists(reach[stem], key)
             cap = title[:1].upper() + title[1:]
