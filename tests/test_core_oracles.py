@@ -187,6 +187,21 @@ def test_dlg_init_snaps_float_sigmas_to_the_nearest_level_in_log_sigma():
     assert dlg_init(x[:2], 0.5, grid).index.tolist() == [int((log_g - math.log(0.5)).abs().argmin())] * 2
 
 
+def test_dlg_init_refuses_bad_states():
+    grid = noise_level_grid(0.01, 50.0, 30)
+    x = torch.zeros(3, 2, dtype=F64)
+    with pytest.raises(ValueError, match="non-finite"):
+        dlg_init(torch.tensor([[0.0, float("nan")], [0.0, 0.0]], dtype=F64), torch.tensor([0, 1]), grid)
+    with pytest.raises(ValueError, match=r"one sigma \(or index\) per chain: shape \[3\], got \(2,\)"):
+        dlg_init(x, torch.tensor([0, 1]), grid)
+    with pytest.raises(ValueError, match=r"sigma indices must lie in \[0, 29\]"):
+        dlg_init(x, torch.tensor([0, 1, 30]), grid)
+    with pytest.raises(ValueError, match=r"sigma indices must lie in \[0, 29\]"):
+        dlg_init(x, torch.tensor([-1, 1, 2]), grid)
+    assert dlg_init(x, torch.tensor([0, 29, 5]), grid).index.tolist() == [0, 29, 5]
+    assert dlg_init(x, torch.tensor(4), grid).index.tolist() == [4, 4, 4]
+
+
 # ----------------------------------------------------------------------------- one reverse-SDE step, closed form
 
 
@@ -341,6 +356,20 @@ def test_counting_denoiser_refuses_a_sigma_of_the_wrong_shape_and_forwards_attri
     assert counter.oracle_rows == {"sigma_log_posterior": 0, "log_prob": 4}
     with pytest.raises(AttributeError):
         getattr(CountingDenoiser(lambda x, s: x), "log_prob")  # noqa: B009 (the forwarding under test)
+
+
+def test_tweedie_is_one_denoiser_call_and_refuses_a_non_finite_state():
+    from dmcmc_edu.core.tweedie import tweedie
+
+    x = torch.tensor([[3.0, 1.0], [0.0, -2.0]], dtype=F64)
+    counter = CountingDenoiser(ONE_GAUSSIAN, n_samples=2)
+    torch.testing.assert_close(tweedie(counter, x, 0.3), ONE_GAUSSIAN(x, torch.full((2,), 0.3, dtype=F64)))
+    torch.testing.assert_close(tweedie(counter, x, torch.tensor([0.3, 2.0], dtype=F64)),
+                               ONE_GAUSSIAN(x, torch.tensor([0.3, 2.0], dtype=F64)))
+    assert counter.nfe == 2
+    with pytest.raises(ValueError, match=r"non-finite values \(NaN or inf\) in sample\(s\) \[1\]"):
+        tweedie(counter, torch.tensor([[0.0, 0.0], [float("inf"), 0.0]], dtype=F64), 0.3)
+    assert counter.calls == 2
 
 
 @pytest.mark.parametrize("mode,sigma_end,applied", [("auto", 0.0, False), ("auto", 0.01, True),
