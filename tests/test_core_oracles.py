@@ -454,3 +454,20 @@ def test_mala_with_a_nan_density_rejects_with_probability_zero():
                      torch.Generator().manual_seed(0))
     assert not move.accepted.any() and torch.equal(move.x, x)
     assert torch.equal(move.acceptance, torch.zeros(5, dtype=F64))
+
+
+def test_check_sigmas_wants_one_end_level_for_the_batch():
+    """Rows may start anywhere but end at one level (all 0, or one sigma_min up to round-off)."""
+    from dmcmc_edu.core.schedules import check_sigmas
+
+    ok = torch.tensor([[3.0, 1.0, 0.01], [2.0, 0.5, 0.01 * (1 + 1e-12)]], dtype=F64)
+    assert torch.equal(check_sigmas(ok, 2), ok)
+    assert check_sigmas(torch.tensor([3.0, 1.0, 0.0], dtype=F64), 4).shape == (4, 3)
+    for bad in ([[3.0, 1.0, 0.01], [2.0, 0.5, 0.02]], [[3.0, 1.0, 0.02], [2.0, 0.5, 0.01]],
+                [[3.0, 1.0, 0.0], [2.0, 0.5, 0.01]]):
+        with pytest.raises(ValueError, match="final column that is all 0 or one sigma_min > 0"):
+            check_sigmas(torch.tensor(bad, dtype=F64), 2)
+    with pytest.raises(ValueError, match="must end above 0"):
+        check_sigmas(torch.tensor([3.0, 1.0, 0.0], dtype=F64), 2, end_zero=False)
+    with pytest.raises(ValueError, match="strictly decreasing along each row; row 1 is not"):
+        check_sigmas(torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.0, 0.0]], dtype=F64), 2)
