@@ -54,7 +54,7 @@ def refused_pickle_error(path, err: BaseException) -> RefusedFileError:
 
     found = re.search(r"GLOBAL ([\w.]+)", str(err))
     what = f" (it holds a {found.group(1)} object)" if found else ""
-    return RefusedFileError(f"{os.fspath(path)}: refused -- it holds objects other than tensors and plain containers"
+    return RefusedFileError(f"{os.fspath(path)}: refused by torch.load(weights_only=True) -- it holds objects other than tensors and plain containers"
                             f"{what}; nothing in it was run. This toolkit reads only weight files saved as tensors "
                             "(e.g. torch.save(model.state_dict(), PATH)); re-save it that way from a trusted source")
 
