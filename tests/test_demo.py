@@ -39,3 +39,83 @@ def test_demo_metric_figure_has_log_axes_and_one_legend():
         assert abs(floor_line.get_ydata()[0] - (4 * 0.01 + 0.012 + 0.02) / 6) < 1e-12
     finally:
         plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- the demo's run folder (issue 22)
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from dmcmc_edu.cli import main  # noqa: E402
+from dmcmc_edu.experiments.demo import DEMO_OUTPUTS, run_demo  # noqa: E402
+from dmcmc_edu.runs import RunRefused  # noqa: E402
+
+SMALL = dict(n=60, steps=[2], dlg_steps=[1], progress=False)
+
+
+def _state(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    rows = run_demo(out, **SMALL)
+    return out, rows
+
+
+def test_demo_writes_a_run_record_with_its_outputs(small_demo):
+    out, rows = small_demo
+    record = json.loads((out / "run.json").read_text())
+    assert record["complete"] is True and record["command"] == "demo"
+    assert record["fingerprint"]["kind"] == "demo" and record["fingerprint"]["settings"]["n"] == 60
+    assert set(record["outputs"]) == set(DEMO_OUTPUTS) and all((out / name).is_file() for name in DEMO_OUTPUTS)
+    assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(rows))
+
+
+def test_a_finished_demo_is_reported_and_nothing_is_written(small_demo):
+    out, rows = small_demo
+    before = _state(out)
+    again = run_demo(out, **SMALL)
+    assert _state(out) == before and json.dumps(again) == json.dumps(json.loads(json.dumps(rows)))
+
+
+def test_a_demo_with_other_settings_is_refused(small_demo):
+    out, _ = small_demo
+    before = _state(out)
+    with pytest.raises(RunRefused, match=r"other settings.*n: 60 vs 70"):
+        run_demo(out, **{**SMALL, "n": 70})
+    assert _state(out) == before
+
+
+def test_demo_refuses_a_users_results_csv(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.csv").write_text("my own table\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--fast", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "results.csv" in err[0] and "no run record" in err[0], err
+    assert (out / "results.csv").read_text() == "my own table\n" and sorted(p.name for p in out.iterdir()) == [
+        "results.csv"]
+
+
+def test_demo_refuses_a_finished_sample_run(tmp_path, capsys):
+    out = tmp_path / "sampled"
+    main(["sample", "--target", "ring", "--steps", "2", "--n", "10", "--quiet", "--out", str(out)])
+    before = _state(out)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--fast", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1 and "holds a 'sample' run, and this is a 'demo' run" in err[0], err
+    assert _state(out) == before
+
+
+def test_demo_settings_are_checked():
+    with pytest.raises(ValueError, match="steps must be a list of integers >= 1"):
+        run_demo("unused", steps=[2.5], progress=False)
+    assert not Path("unused").exists()

@@ -61,7 +61,12 @@ def dlg_shape(n: int, chains: int | None = None, outputs_per_chain: int | None =
 
 
 def cmd_demo(args) -> int:
-    """the 2D demo: figures and a results table into runs/demo"""
+    """the 2D demo: figures and a results table into runs/demo
+
+    Writes OUT/results.csv, .json, .md, samples.png, w2_vs_nfe.png and the run record OUT/run.json.  OUT is a run
+    folder: the same command again reports the finished demo and writes nothing; a folder that holds another
+    command's run, a demo with other settings, or files that are not a run is refused, and no file is replaced.
+    """
     from dmcmc_edu.experiments.demo import run_demo
 
     run_demo(args.out, fast=args.fast, progress=not args.quiet)
