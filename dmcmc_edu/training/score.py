@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from dmcmc_edu.core.schedules import noise_level_grid
@@ -100,15 +101,42 @@ def sample_sigmas(n: int, cfg: ScoreTrainingConfig, sigma_data: float, generator
     return s.to(device)
 
 
-def _ema_update(ema: dict, model: torch.nn.Module, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * weights`` for floating tensors (one fused call); copy the others."""
+class _WarmupEMA:
+    """``multi_avg_fn`` of an :class:`~torch.optim.swa_utils.AveragedModel`: torch's EMA with a warm-up decay.
+
+    Each update applies :func:`torch.optim.swa_utils.get_ema_multi_avg_fn` with
+    ``decay_t = min(decay, (1 + t) / (10 + t))``, ``t`` the number of optimiser
+    steps done before this update (``ema <- decay_t ema + (1 - decay_t) w``).
+    ``t`` is set by the training step (:attr:`step`) rather than read from the
+    averaged model's ``n_averaged`` tensor, which lives on the device (reading it
+    would synchronise the GPU every step).
+    """
+
+    def __init__(self, decay: float, step: int = 0):
+        self.decay, self.step = float(decay), int(step)
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    def __call__(self, ema_params, params, n_averaged) -> None:
+        get_ema_multi_avg_fn(self.decay_at(self.step))(ema_params, params, n_averaged)
+
+
+def _new_ema(model: torch.nn.Module, decay: float, step: int = 0, state: dict | None = None) -> AveragedModel:
+    """An :class:`AveragedModel` holding a copy of ``model`` (or ``state``) as the EMA after ``step`` steps.
+
+    The first ``update_parameters`` of an AveragedModel copies the weights; it
+    is done here, so every training step is an average (``n_averaged = step + 1``).
+    Parameters are averaged; buffers follow the model (``use_buffers=False``;
+    the score U-Net's only buffer is a constant).
+    """
+    ema = AveragedModel(model, multi_avg_fn=_WarmupEMA(decay, step), use_buffers=False)
+    ema.update_parameters(model)
+    if state is not None:
+        ema.module.load_state_dict(state)
     with torch.no_grad():
-        state = model.state_dict()
-        keys = [k for k, v in state.items() if v.dtype.is_floating_point]
-        torch._foreach_lerp_([ema[k] for k in keys], [state[k].detach() for k in keys], 1.0 - decay)
-        for k, v in state.items():
-            if not v.dtype.is_floating_point:
-                ema[k].copy_(v)
+        ema.n_averaged.fill_(step + 1)
+    return ema
 
 
 def _config_mismatch(saved: dict, now: dict, ignore=("steps",)) -> list[str]:
@@ -122,7 +150,7 @@ class _Run:
 
     model: ScoreUNet
     opt: torch.optim.Optimizer
-    ema: dict  # EMA of the model's state dict
+    ema: AveragedModel  # EMA of the model's weights (torch.optim.swa_utils)
     gen_data: torch.Generator  # batch indices (CPU)
     gen_noise: torch.Generator  # sigma and noise (on the device)
     step: int = 0
@@ -153,13 +181,13 @@ def _start_run(cfg: ScoreTrainingConfig, mcfg: UNetConfig, device: torch.device,
         model = ScoreUNet(mcfg)
     model.to(device).train()
     run = _Run(model=model, opt=torch.optim.Adam(model.parameters(), lr=cfg.lr),
-               ema={k: v.detach().clone() for k, v in model.state_dict().items()},
+               ema=_new_ema(model, cfg.ema_decay),
                gen_data=torch.Generator().manual_seed(cfg.seed + 1),
                gen_noise=torch.Generator(device=device).manual_seed(cfg.seed + 2))
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         run.opt.load_state_dict(ckpt["opt"])
-        run.ema = {k: v.to(device) for k, v in ckpt["ema"].items()}
+        run.ema = _new_ema(model, cfg.ema_decay, int(ckpt["step"]), {k: v.to(device) for k, v in ckpt["ema"].items()})
         run.gen_data.set_state(ckpt["gen_data"])
         run.gen_noise.set_state(ckpt["gen_noise"])
         run.step, run.log, run.seconds_before = int(ckpt["step"]), list(ckpt["log"]), float(ckpt["seconds"])
@@ -168,7 +196,7 @@ def _start_run(cfg: ScoreTrainingConfig, mcfg: UNetConfig, device: torch.device,
 
 def _save_checkpoint(path: Path, run: _Run, cfg: ScoreTrainingConfig, mcfg: UNetConfig, seconds: float) -> None:
     """Write the run's state (model, EMA, optimiser, generators, log) to ``path``, atomically."""
-    payload = {"format": _CKPT_FORMAT, "step": run.step, "model": run.model.state_dict(), "ema": run.ema,
+    payload = {"format": _CKPT_FORMAT, "step": run.step, "model": run.model.state_dict(), "ema": run.ema.module.state_dict(),
                "opt": run.opt.state_dict(), "gen_data": run.gen_data.get_state(),
                "gen_noise": run.gen_noise.get_state(), "log": run.log, "seconds": seconds,
                "train_config": asdict(cfg), "model_config": asdict(mcfg)}
@@ -190,7 +218,8 @@ def _training_step(run: _Run, data: torch.Tensor, cfg: ScoreTrainingConfig, sigm
     if cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
     run.opt.step()
-    _ema_update(run.ema, run.model, min(cfg.ema_decay, (1 + run.step) / (10 + run.step)))
+    run.ema.multi_avg_fn.step = run.step
+    run.ema.update_parameters(run.model)
     run.step += 1
     return loss.detach()
 
@@ -241,7 +270,7 @@ def _finish(out: Path, run: _Run, cfg: ScoreTrainingConfig, device: torch.device
         "torch": str(torch.__version__), "train_config": asdict(cfg), **(info or {}),
     }
     ema_model = copy.deepcopy(run.model).cpu()
-    ema_model.load_state_dict({k: v.cpu() for k, v in run.ema.items()})
+    ema_model.load_state_dict({k: v.cpu() for k, v in run.ema.module.state_dict().items()})
     save_score_model(ema_model, out / WEIGHTS_NAME, {"training": summary, "weights": "EMA"})
     log = run.log
     atomic_write(out / "train_log.json", lambda tmp: Path(tmp).write_text(json.dumps({"log": log, **summary},
