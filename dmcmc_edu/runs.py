@@ -54,7 +54,8 @@ __all__ = ["atomic_write", "write_json", "save_npy", "save_once", "write_once", 
            "load_parts", "run_chunks", "run_to_directory", "sampler_checkpoint", "restore_sampler", "RUN_FORMAT",
            "RECORD_NAME", "RunRefused", "RunDirectory", "read_record", "fingerprint", "fingerprint_diff",
            "check_saved_fingerprint", "saved_output", "sampler_fingerprint", "sha256_file", "sha256_json",
-           "sha256_tensors", "target_sha256", "content_sha256", "DLG_OUTPUTS", "refuse_other_settings"]
+           "sha256_tensors", "target_sha256", "content_sha256", "DLG_OUTPUTS", "refuse_other_settings",
+           "BudgetSpent", "deadline_after"]
 
 
 def _umask() -> int:
@@ -520,6 +521,34 @@ def load_parts(paths, rows, *, trailing=None, remedy: str = "the run's files are
     return arrays
 
 
+class BudgetSpent(Exception):
+    """A run stopped at a boundary (a chunk, an output round, a burn-in checkpoint) because its time budget was spent.
+
+    Everything done so far is on disk and checkpointed: the same call again continues from there.  ``done`` and
+    ``total`` count the units (chunks, output rounds; ``stage`` names them) finished and needed.
+    """
+
+    def __init__(self, stage: str, done: int, total: int):
+        self.stage, self.done, self.total = stage, done, total
+        super().__init__(f"time budget spent after {done} of {total} {stage}; the run is saved -- run the same "
+                         "command again to continue")
+
+
+def deadline_after(minutes: float | None, start: float | None = None) -> float | None:
+    """The ``time.monotonic()`` value at which a budget of ``minutes`` (None: no budget) from ``start`` ends."""
+    import time
+
+    if minutes is None:
+        return None
+    return (time.monotonic() if start is None else start) + 60.0 * minutes
+
+
+def _spent(deadline: float | None) -> bool:
+    import time
+
+    return deadline is not None and time.monotonic() >= deadline
+
+
 def _read_nfe(path: Path) -> dict:
     """The ``{chunk: NFE per row}`` record of :func:`run_chunks`; anything else is refused by name (ValueError)."""
     remedy = "delete it and the chunk files beside it, or choose another --out"
@@ -536,7 +565,7 @@ def _read_nfe(path: Path) -> dict:
 
 
 def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tuple[np.ndarray, float]], *,
-               desc: str = "chunks", progress: bool = True) -> tuple[np.ndarray, float]:
+               desc: str = "chunks", progress: bool = True, deadline: float | None = None) -> tuple[np.ndarray, float]:
     """Produce ``n`` rows in chunks of ``batch`` rows, resuming from the chunks already in ``folder``.
 
     ``make_chunk(k, rows)`` returns chunk ``k`` (``rows`` rows) and its NFE
@@ -546,6 +575,9 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
     Returns all rows in order and the mean NFE per row.  A chunk file that is
     unreadable, misshapen or holds NaN / inf rows is refused by name
     (:func:`load_parts`); delete it and call again to make it anew.
+    ``deadline`` (a ``time.monotonic()`` value, :func:`deadline_after`): once
+    it has passed, the next chunk is not started and :class:`BudgetSpent` is
+    raised (the chunks made so far are on disk; calling again continues).
     """
     if batch < 1 or n < 1:
         raise ValueError(f"need n >= 1 and batch >= 1, got n={n}, batch={batch}")
@@ -559,6 +591,8 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
         path = folder / f"chunk_{k:05d}.npy"
         if path.exists() and str(k) in nfe:
             continue
+        if _spent(deadline):
+            raise BudgetSpent("chunks", sum(str(j) in nfe for j in range(n_chunks)), n_chunks)
         arr, chunk_nfe = make_chunk(k, rows[k])
         atomic_write(path, lambda tmp, arr=arr: save_npy(tmp, arr))
         nfe[str(k)] = chunk_nfe
@@ -614,7 +648,8 @@ def sampler_fingerprint(sampler: DMCMCSampler, kind: str = "dlg", settings: dict
 
 def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 1,
                      burn_in_checkpoint_every: int = 10, progress: bool = True, run_info: dict | None = None,
-                     on_round=None, run: RunDirectory | None = None, n_outputs: int | None = None) -> DMCMCResult:
+                     on_round=None, run: RunDirectory | None = None, n_outputs: int | None = None,
+                     deadline: float | None = None) -> DMCMCResult:
     """Run (or resume) a DMCMC sampler into ``out_dir``, checkpointing atomically every ``checkpoint_every`` rounds.
 
     Layout: ``run.json`` (settings), ``checkpoint.pt`` (chain state, RNG state,
@@ -637,6 +672,10 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
 
     ``n_outputs`` keeps only the first ``n_outputs`` outputs (round by round) in ``samples.npy`` and the result: the
     rest of the last round is discarded (its cost stays in the ledger); default: every output.
+
+    ``deadline`` (a ``time.monotonic()`` value, :func:`deadline_after`): once it has passed, the run stops at the
+    next burn-in checkpoint or output round, saves the checkpoint and raises :class:`BudgetSpent`; calling again
+    continues (with the same outputs as an uninterrupted run).
     """
     out = Path(out_dir)
     made = sampler.config.n_chains * sampler.config.outputs_per_chain
@@ -662,8 +701,14 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
     total = sampler.config.outputs_per_chain
     while not sampler.burn_in(max_steps=burn_in_checkpoint_every):  # a kill during a long burn-in loses little
         save_ckpt()
+        if _spent(deadline) and not finished:
+            raise BudgetSpent("output rounds (still in the burn-in)", 0, sampler.config.outputs_per_chain)
     bar = tqdm(total=total, initial=sampler.rounds_done, desc="DLG output rounds", disable=not progress)
     while sampler.rounds_done < total:
+        if _spent(deadline) and not finished:
+            save_ckpt()
+            bar.close()
+            raise BudgetSpent("output rounds", sampler.rounds_done, total)
         r = sampler.rounds_done
         o, s = sampler.next_round()
         save_once(out / "rounds" / f"round_{r:06d}.npy", o.detach().cpu().numpy())

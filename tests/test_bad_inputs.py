@@ -187,6 +187,13 @@ CLI_CASES = [
     ("finished-dlg-checkpoint-cut", [*DLG, "--out", "{ws}/dlg_cut"], "error", "checkpoint.pt: cannot be read"),
     ("finished-dlg-other-eta", [*DLG, "--eta", "0.02", "--out", "{dlg}"], "error", "dlg"),
     ("finished-vanilla-other-n", [*VANILLA[:-1], "--n", "30", "--quiet", "--out", "{run}"], "error", "run"),
+    # a run far beyond the size check (issue 22): refused with the estimate, unless --yes
+    ("n-huge", ["sample", *RING, "--n", "1000000000000", "--out", "{new}"], "error",
+     "samples x 35 NFE x"),
+    ("n-huge-dlg", ["sample", *RING, "--dlg", "--n", "1000000000000", "--out", "{new}"], "error",
+     "pass --yes to run it anyway"),
+    ("steps-huge", ["sample", *RING, "--n", "100000", "--steps", "10000000", "--out", "{new}"], "error",
+     "more than 1 h"),
     # train-classifier
     ("train-classifier-steps-0", ["train-classifier", "--steps", "0", "--out", "{new}/c.pt"], "usage", "--steps"),
     ("train-classifier-n-levels-1", ["train-classifier", "--n-levels", "1", "--out", "{new}/c.pt"], "usage",
@@ -511,3 +518,14 @@ def test_a_refused_pickle_in_the_cli_is_one_line(ws, pickled, capsys):
               "--chains", "5", "--out", ws["new"]])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {pickled}: refused by torch.load(weights_only=True) -- ") and "False" not in err[0], err
+
+
+def test_the_size_check_prints_the_estimate_and_a_confirmed_run_passes():
+    from dmcmc_edu.cli.common import check_run_size
+
+    with pytest.raises(CommandError, match=r"estimated at 450,000 h and 0.001 GB on disk \(how\), more than 1 h;"):
+        check_run_size(450_000 * 3600.0, 1e6, "how", confirmed=False)
+    with pytest.raises(CommandError, match=r"more than 2 GB; lower --n, or pass --yes"):
+        check_run_size(10.0, 3e9, "how", confirmed=False)
+    check_run_size(450_000 * 3600.0, 3e9, "how", confirmed=True)
+    check_run_size(3000.0, 1e9, "how", confirmed=False)  # under both thresholds

@@ -319,3 +319,33 @@ def test_a_classifier_of_another_target_is_refused_and_one_without_a_record_warn
     assert main([*sample, "--classifier", str(bare)]) == 0
     assert "does not record the target it was trained on" in capsys.readouterr().err
     assert np.load(out / "samples.npy").shape == (10, 2)
+
+
+# ----------------------------------------------------------------------------- time budgets (issue 22)
+
+MNIST = ["sample-mnist", "--n", "6", "--batch", "2", "--steps", "1", "--quiet"]
+MNIST_DLG = ["sample-mnist", "--dlg", "--n", "4", "--outputs-per-chain", "2", "--steps", "1", "--n-skip", "1",
+             "--quiet"]
+
+
+@pytest.mark.parametrize("argv,stage", [(MNIST, "chunks"), (MNIST_DLG, "output rounds")], ids=["vanilla", "dlg"])
+def test_sample_mnist_budget_stops_at_a_boundary_and_the_same_command_continues(tmp_path, capsys, argv, stage):
+    """A budget spent before the first chunk / round (0.0001 min = 6 ms, less than loading the model) stops there,
+    says so on stderr and in run.json, exits 0; the same command without the budget ends the run, equal to one
+    made without any budget."""
+    out = tmp_path / "budget"
+    t0 = time.monotonic()
+    assert main([*argv, "--max-minutes", "0.0001", "--out", str(out)]) == 0
+    assert time.monotonic() - t0 < 60
+    err = capsys.readouterr().err
+    assert f"time budget spent after 0 of" in err and stage in err and "run the same command again" in err, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["complete"] is False and record["last_call"]["stopped_by"] == "budget"
+    assert record["last_call"]["done"] == 0 and stage in record["last_call"]["stage"]
+    assert not (out / "images.npy").exists()
+    assert main([*argv, "--max-minutes", "0.0001", "--out", str(out)]) == 0  # still nothing to gain: stops again
+    assert main([*argv, "--out", str(out)]) == 0  # no budget: the run ends
+    whole = tmp_path / "whole"
+    assert main([*argv, "--out", str(whole)]) == 0
+    assert np.array_equal(np.load(out / "images.npy"), np.load(whole / "images.npy"))
+    assert json.loads((out / "run.json").read_text())["complete"] is True

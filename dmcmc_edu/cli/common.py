@@ -40,7 +40,8 @@ __all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "r
            "nonnegative_float", "probability", "decay", "positive_int_list", "value_range", "name_list",
            "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
            "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command", "HelpFormatter",
-           "prog_name", "is_rank_zero", "parse_args_once", "plain"]
+           "prog_name", "is_rank_zero", "parse_args_once", "plain", "LARGE_RUN_HOURS", "LARGE_RUN_GB",
+           "check_run_size", "human_duration"]
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
 
@@ -324,6 +325,35 @@ def sigma_range(args, mix) -> tuple[float, float]:
         raise CommandError(f"need 0 < --sigma-min < --sigma-max, got {smin:g} and {smax:g} (a missing one is the "
                            "target's default)")
     return smin, smax
+
+
+LARGE_RUN_HOURS = 1.0
+"""A run whose estimated time exceeds this many hours is refused unless confirmed (:func:`check_run_size`)."""
+
+LARGE_RUN_GB = 2.0
+"""A run whose estimated disk use exceeds this many GB (1e9 bytes) is refused unless confirmed."""
+
+
+def human_duration(seconds: float) -> str:
+    """``seconds`` as a short duration: ``"42 s"``, ``"7.5 min"``, ``"3.2 h"``, ``"450,000 h"``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    hours = seconds / 3600
+    return f"{hours:.1f} h" if hours < 100 else f"{hours:,.0f} h"
+
+
+def check_run_size(seconds: float, disk_bytes: float, how: str, *, confirmed: bool, flag: str = "--yes") -> None:
+    """Refuse (CommandError, one line with the estimate) a run estimated above :data:`LARGE_RUN_HOURS` or
+    :data:`LARGE_RUN_GB`, unless the user confirmed it with ``flag``; ``how`` says how the estimate was made."""
+    too_long, too_big = seconds > 3600 * LARGE_RUN_HOURS, disk_bytes > 1e9 * LARGE_RUN_GB
+    if confirmed or not (too_long or too_big):
+        return
+    over = " and ".join(w for w, hit in ((f"{LARGE_RUN_HOURS:g} h", too_long), (f"{LARGE_RUN_GB:g} GB", too_big))
+                        if hit)
+    raise CommandError(f"this run is estimated at {human_duration(seconds)} and {disk_bytes / 1e9:,.3g} GB on disk "
+                       f"({how}), more than {over}; lower --n, or pass {flag} to run it anyway")
 
 
 def device(name: str):

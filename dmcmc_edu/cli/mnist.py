@@ -231,7 +231,7 @@ def cmd_train_features(args) -> int:
 # ----------------------------------------------------------------------------- sample-mnist
 
 
-def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.Tensor, dict]:
+def _sample_vanilla(args, score, out: Path, dev, options: dict, deadline=None) -> tuple[torch.Tensor, dict]:
     """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
     import torch
 
@@ -246,7 +246,7 @@ def _sample_vanilla(args, score, out: Path, dev, options: dict) -> tuple[torch.T
         return x.numpy(), info["nfe"]
 
     x, nfe = run_chunks(out / "chunks", args.n, args.batch, make_chunk, desc=f"{args.integrator} chunks",
-                        progress=not args.quiet)
+                        progress=not args.quiet, deadline=deadline)
     return torch.from_numpy(x), {"nfe_per_sample": nfe}
 
 
@@ -262,7 +262,7 @@ def _dlg_sampler(args, models: dict, dev, options: dict):
                         device=dev, keep_trace=False)
 
 
-def _sample_dlg(args, sampler, run, record: dict) -> tuple[torch.Tensor, dict]:
+def _sample_dlg(args, sampler, run, record: dict, deadline=None) -> tuple[torch.Tensor, dict]:
     """DLG digits with the noise-level classifier, checkpointed every ``--checkpoint-every`` output rounds.
 
     ``ceil(n / outputs-per-chain)`` chains; the first ``--n`` outputs are kept (in OUT/samples.npy too) and the
@@ -272,7 +272,7 @@ def _sample_dlg(args, sampler, run, record: dict) -> tuple[torch.Tensor, dict]:
 
     cfg = sampler.config
     res = run_to_directory(sampler, run.path, checkpoint_every=args.checkpoint_every, progress=not args.quiet,
-                           run_info=record, run=run, n_outputs=args.n)
+                           run_info=record, run=run, n_outputs=args.n, deadline=deadline)
     led = res.ledger.per_output()
     made = cfg.n_chains * cfg.outputs_per_chain
     result = {"nfe_per_output_full": led["full"], "nfe_per_output_paper": led["paper"],
@@ -364,6 +364,9 @@ def cmd_sample_mnist(args) -> int:
     from dmcmc_edu.experiments.mnist import load_shipped_models
     from dmcmc_edu.runs import save_once, write_json, write_once
 
+    from dmcmc_edu.runs import BudgetSpent, deadline_after
+
+    deadline = deadline_after(args.max_minutes)  # the budget counts from here: loading the models is part of it
     _check_sample_mnist(args)
     set_threads(args)
     dev = device(args.device)
@@ -381,11 +384,14 @@ def cmd_sample_mnist(args) -> int:
         return 0
     t0 = time.time()
     record = {"command": "sample-mnist", "settings": settings(args), "weights": str(args.weights)}
-    if args.dlg:
-        x, result = _sample_dlg(args, sampler, run, record)
-    else:
-        run.start(record)
-        x, result = _sample_vanilla(args, models["score"], out, dev, options)
+    try:
+        if args.dlg:
+            x, result = _sample_dlg(args, sampler, run, record, deadline)
+        else:
+            run.start(record)
+            x, result = _sample_vanilla(args, models["score"], out, dev, options, deadline)
+    except BudgetSpent as stop:
+        return _stopped_by_budget(args, run, stop, time.time() - t0)
     save_once(out / "images.npy", x.numpy().astype(np.float32))
     write_once(out / "samples.png", _png_bytes(x))
     if args.fid:
@@ -400,6 +406,24 @@ def cmd_sample_mnist(args) -> int:
     return 0
 
 
+def _stopped_by_budget(args, run, stop, seconds: float) -> int:
+    """Report a ``sample-mnist`` call that its ``--max-minutes`` stopped at a chunk or round boundary (exit 0).
+
+    The run record says so (``stopped_by: budget``, with how far it got); the run stays incomplete and the same
+    command continues it.
+    """
+    from dmcmc_edu.runs import write_json
+
+    info = {"stopped_by": "budget", "max_minutes": args.max_minutes, "stage": stop.stage, "done": stop.done,
+            "total": stop.total, "wall_seconds_this_call": round(seconds, 2)}
+    run.saved = {**(run.saved or {}), "last_call": info}
+    write_json(run.record_path, run.saved)
+    print(f"{run.path}: {stop}", file=sys.stderr)
+    if not args.quiet:
+        print(json.dumps(info, indent=1))
+    return 0
+
+
 # ----------------------------------------------------------------------------- parsers
 
 
@@ -408,7 +432,8 @@ def _common(p, budget_default=None) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--max-minutes", type=positive_float, default=budget_default,
-                   help="wall-clock budget of this call; stops cleanly (and saves) when spent")
+                   help="wall-clock budget of this call; stops cleanly (and saves) when spent (sample-mnist: at the "
+                        "next chunk or output round, checkpointed; the same command continues)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (the repository's data/)")
     p.add_argument("--threads", type=nonnegative_int, default=0,

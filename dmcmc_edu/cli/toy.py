@@ -15,9 +15,12 @@ from pathlib import Path
 
 from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
+    LARGE_RUN_GB,
+    LARGE_RUN_HOURS,
     TARGET_HELP,
     CommandError,
     add_command,
+    check_run_size,
     check_sigma_order,
     check_torch_files,
     chunk_seed,
@@ -116,6 +119,54 @@ def _check_classifier_target(args, classifier, mix) -> None:
                            f"({classifier.config.get('target')!r}, sha256 {trained_on[:12]}) than --target "
                            f"{args.target} (sha256 {target_sha256(mix.to_dict())[:12]}); train one on this target "
                            "with: python -m dmcmc_edu train-classifier --target ... --out PATH")
+
+
+PILOT_ROWS = 256
+"""Samples of the pilot run that measures the cost of one denoiser evaluation for the size check."""
+
+
+def estimate_sample(args, mix, smin: float, smax: float, sampler) -> tuple[float, float, str]:
+    """``(seconds, bytes, how)``: the estimated time and disk use of a ``sample`` run, and how they were made.
+
+    A pilot of at most :data:`PILOT_ROWS` samples with the run's integrator and at most 4 of its steps measures
+    the NFE and the seconds per denoiser evaluation per sample (``s_eval``); the NFE per sample of the run is
+    extrapolated from pilots with 3 and 4 steps (it is affine in the steps, e.g. KAR's ``2 steps - 1``; rk45 chooses
+    its own).  Vanilla: ``n x NFE x s_eval``;
+    disk: the chunks and samples.npy, float64 (``16 n d`` bytes).  DLG: ``chains x rounds x (n_skip (2 for MALA) +
+    NFE) x s_eval``, a lower bound (the sigma-update and the burn-in add to it); disk: the rounds (``(d + 1) 8``
+    bytes per output made) and samples.npy.
+    """
+    import torch
+
+    from dmcmc_edu.core.integrators import sample_from_noise
+
+    rows = min(args.n, PILOT_ROWS)
+
+    def pilot(steps: int) -> tuple[float, float]:
+        """The NFE per sample and the seconds of a pilot run with ``steps`` steps."""
+        t0 = time.perf_counter()
+        _, info = sample_from_noise(mix, (rows, mix.d), integrator=args.integrator, steps=steps, sigma_max=smax,
+                                    sigma_min=smin, generator=torch.Generator().manual_seed(0),
+                                    final_tweedie=True if args.extra_tweedie else None)
+        return float(info.nfe), time.perf_counter() - t0
+
+    nfe, seconds = pilot(min(args.steps, 4))
+    per_eval = seconds / max(nfe, 1) / rows
+    if args.steps > 4 and args.integrator != "rk45":  # the NFE is affine in the steps: extrapolate from 3 and 4
+        nfe = nfe + (nfe - pilot(3)[0]) * (args.steps - 4)
+    d = mix.d
+    if sampler is None:
+        total, disk = args.n * nfe * per_eval, 16.0 * args.n * d
+        how = (f"{args.n:,} samples x {nfe:,.0f} NFE x {per_eval * 1e6:.2g} us per evaluation, measured on "
+               f"{rows} samples; disk: chunks + samples.npy, float64")
+    else:
+        cfg = sampler.config
+        made = cfg.n_chains * cfg.outputs_per_chain
+        per_output = cfg.n_skip * (2 if cfg.x_update == "mala" else 1) + nfe
+        total, disk = made * per_output * per_eval, 8.0 * made * (d + 1) + 8.0 * args.n * d
+        how = (f"at least {made:,} outputs x {per_output:,.0f} evaluations x {per_eval * 1e6:.2g} us, measured on "
+               f"{rows} samples; the sigma-update and the burn-in add to it")
+    return total, disk, how
 
 
 def _run_directory(args, mix, smin: float, smax: float, sampler):
@@ -259,6 +310,8 @@ def cmd_sample(args) -> int:
                   file=sys.stderr)
         _print_summary(args, mix, out, run.saved["result"])
         return 0
+    seconds, disk, how = estimate_sample(args, mix, smin, smax, sampler)
+    check_run_size(seconds, disk, how, confirmed=args.yes)
     t0 = time.time()
     record = {"command": "sample", "settings": settings(args) | {"sigma_min": smin, "sigma_max": smax},
               "target": mix.to_dict() | {"spec": args.target}, "versions": versions()}
@@ -355,6 +408,9 @@ def _add_sample(sub) -> None:
     s.add_argument("--extra-tweedie", action="store_true",
                    help="apply the final Tweedie step even after KAR1/KAR2 (the authors' code does)")
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--yes", action="store_true",
+                   help=f"run even when the estimated time exceeds {LARGE_RUN_HOURS:g} h or the disk use "
+                        f"{LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
     g = s.add_argument_group("DLG (with --dlg)")
     g.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs chains instead of sampling from noise")
     g.add_argument("--sigma-update", default="exact", choices=SIGMA_UPDATES)
