@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import time
 from dataclasses import dataclass, field
 
 import ipywidgets as widgets
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 from matplotlib.patches import Ellipse
 
 from dmcmc_edu.core.contract import CountingDenoiser
@@ -40,7 +42,7 @@ from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, load_target
 
 __all__ = ["ExplorerSettings", "DLGRun", "IntegratorRun", "compute_dlg", "draw_dlg", "dlg_report",
-           "compute_integrator", "draw_integrator", "integrator_report", "figure_png", "Explorer", "dlg_explorer",
+           "DLGFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png", "Explorer", "dlg_explorer",
            "integrator_explorer", "DLG_DEFAULTS", "INTEGRATOR_DEFAULTS"]
 
 # ----------------------------------------------------------------------------- settings
@@ -208,6 +210,21 @@ def _outside(points: np.ndarray, lim: float) -> int:
     return int((np.abs(points) > lim).any(axis=-1).sum())
 
 
+#: font sizes of the explorers' figures (points; the images are drawn at ``ExplorerSettings.dpi`` and shown at about
+#: their pixel width, 1,160 px at the default 80 dpi: a notebook's output width on a laptop screen)
+FONT = {"title": 11, "label": 10.5, "tick": 9.5, "legend": 9, "note": 9}
+
+
+#: tick labels of the log axes as plain numbers (0.01, 0.1, 1, 10): readable, and cheap to draw again
+_PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
+
+
+def _style(ax) -> None:
+    ax.tick_params(labelsize=FONT["tick"])
+    ax.xaxis.label.set_size(FONT["label"])
+    ax.yaxis.label.set_size(FONT["label"])
+
+
 def _plane(ax, mix, lim: float, title: str) -> None:
     """Square axes over the plane with each mode of the target drawn as its 2-standard-deviation ellipse."""
     for w, h, ang, mu in _ellipses(mix):
@@ -217,7 +234,8 @@ def _plane(ax, mix, lim: float, title: str) -> None:
     ax.set_aspect("equal")
     ax.set_xlabel("$x_1$")
     ax.set_ylabel("$x_2$")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=FONT["title"])
+    _style(ax)
 
 
 @functools.lru_cache(maxsize=8)
@@ -231,71 +249,128 @@ def _ellipses(mix) -> list:
     return out
 
 
+def _note(ax):
+    """An empty note at the lower left of ``ax`` (set by :func:`_set_outside`)."""
+    return ax.text(0.02, 0.02, "", transform=ax.transAxes, fontsize=FONT["note"], color="C3", va="bottom")
+
+
+def _set_outside(note, n_out: int, n_all: int, what: str) -> None:
+    note.set_text(f"{n_out} of {n_all} {what} outside the axes" if n_out else "")
+
+
 def _note_outside(ax, n_out: int, n_all: int, what: str) -> None:
-    if n_out:
-        ax.text(0.02, 0.02, f"{n_out} of {n_all} {what} outside the axes", transform=ax.transAxes, fontsize=7,
-                color="C3", va="bottom")
+    _set_outside(_note(ax), n_out, n_all, what)
 
 
-def _draw_chain_plane(ax, cax, run: DLGRun, mix, s: ExplorerSettings, norm) -> None:
-    xs, sig = run.xs.numpy(), run.xs_sigma.numpy()
-    _plane(ax, mix, s.lim, "chain states in the plane\n(after init, each burn-in step, each round)")
-    for c in range(min(3, xs.shape[1])):
-        ax.plot(xs[:, c, 0], xs[:, c, 1], color="0.3", lw=0.6, alpha=0.8)
-    sc = ax.scatter(xs[..., 0].ravel(), xs[..., 1].ravel(), c=sig.ravel(), s=5, cmap="viridis", norm=norm,
-                    linewidths=0)
-    ax.figure.colorbar(sc, cax=cax, label=r"$\sigma$ of the state (log scale)")
-    _note_outside(ax, _outside(xs.reshape(-1, 2), s.lim), xs.shape[0] * xs.shape[1], "states")
+class DLGFigure:
+    """The DLG explorer's figure, built once; :meth:`update` moves its artists to a new :class:`DLGRun`.
 
+    Four panels: the chain states in the plane coloured by sigma (three chains' paths drawn), the sigma traces of
+    six chains, the outputs, their mode weights against the target's.  What does not depend on the run (the axes,
+    the target's ellipses, the colourbar, the labels) is drawn once; an update only sets the data of the scatters,
+    lines and bars and the titles, which makes a redraw several times cheaper than a new figure (no axes, ticks
+    or text layouts to build).  A run with an ``error`` hides the panels and shows the error.
+    """
 
-def _draw_sigma_traces(ax, run: DLGRun, n_show: int = 6) -> None:
-    t = run.sigma_trace.numpy()
-    ax.axvspan(0, run.n_burn, color="0.9", label="initialisation + burn-in")
-    for c in range(min(n_show, t.shape[1])):
-        ax.plot(np.arange(t.shape[0]), t[:, c], lw=0.9)
-    ax.set_yscale("log")
-    ax.set_ylim(run.metrics["sigma_min"] * 0.8, run.metrics["sigma_max"] * 1.25)
-    ax.set_xlabel("Gibbs step")
-    ax.set_ylabel(r"$\sigma$")
-    ax.set_title(f"noise level $\\sigma$ of {min(n_show, t.shape[1])} chains", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    N_PATHS, N_TRACES = 3, 6
 
+    def __init__(self, settings: ExplorerSettings | None = None):
+        s = self.settings = settings or ExplorerSettings()
+        mix = self.mix = s.mixture()
+        fig = self.figure = Figure(figsize=(14.5, 4.0))
+        # the plane's square sits at the left of a wider column, which leaves room for its colourbar and label
+        axes = self.axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.4, 1.1, 1, 1]})
+        fig.subplots_adjust(left=0.045, right=0.99, bottom=0.14, top=0.85, wspace=0.36)
+        ax0, ax1, ax2, ax3 = axes
+        ax0.set_anchor("W")
+        cax = self.cax = ax0.inset_axes([1.04, 0.0, 0.05, 1.0])
+        _plane(ax0, mix, s.lim, "chain states in the plane\n(after init, each burn-in step, each round)")
+        empty = np.zeros((0, 2))
+        self.paths = [ax0.plot([], [], color="0.3", lw=0.6, alpha=0.8)[0] for _ in range(self.N_PATHS)]
+        self.norm = LogNorm(0.01, 80.0)
+        self.states = ax0.scatter(empty[:, 0], empty[:, 1], c=np.zeros(0), s=6, cmap="viridis", norm=self.norm,
+                                  linewidths=0)
+        self.colorbar = fig.colorbar(self.states, cax=cax)
+        self.colorbar.set_label(r"$\sigma$ of the state", size=FONT["label"], labelpad=1)
+        cax.tick_params(labelsize=FONT["tick"])
+        cax.yaxis.set_major_formatter(_PLAIN)  # plain "0.1" labels: no mathtext to lay out on every redraw
+        self.states_note = _note(ax0)
 
-def _draw_weights(ax, run: DLGRun) -> None:
-    k = np.arange(len(run.target_weights))
-    ax.bar(k, run.weights.numpy(), color="C0", alpha=0.7, label="DLG outputs")
-    ax.plot(k, run.target_weights.numpy(), "k_", ms=14, mew=2, label="target")
-    ax.set_xticks(k)
-    ax.set_xlabel("mode k")
-    ax.set_ylabel("fraction of outputs")
-    ax.set_title(f"mode weights (TV {run.metrics['mode_tv']:.3f})", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left")
+        self.burn = ax1.axvspan(0, 1, color="0.9", label="initialisation + burn-in")
+        self.traces = [ax1.plot([], [], lw=1.0, color=f"C{c}")[0] for c in range(self.N_TRACES)]
+        ax1.set_yscale("log")
+        ax1.yaxis.set_major_formatter(_PLAIN)
+        ax1.set_xlabel("Gibbs step")
+        ax1.set_ylabel(r"$\sigma$")
+        ax1.set_title(r"noise level $\sigma$ of the chains", fontsize=FONT["title"])
+        ax1.legend(fontsize=FONT["legend"], loc="upper right")
+        _style(ax1)
+
+        _plane(ax2, mix, s.lim, "outputs (denoised)")
+        self.outputs = ax2.scatter(empty[:, 0], empty[:, 1], s=5, color="C3", alpha=0.6, linewidths=0)
+        self.outputs_note = _note(ax2)
+
+        k = np.arange(mix.K)
+        self.bars = ax3.bar(k, np.zeros(mix.K), color="C0", alpha=0.7, label="DLG outputs")
+        self.target = ax3.plot(k, mix.weights.to(torch.float64).cpu().numpy(), "k_", ms=14, mew=2,
+                               label="target")[0]
+        ax3.set_xticks(k)
+        ax3.set_xlabel("mode k")
+        ax3.set_ylabel("fraction of outputs")
+        ax3.set_title("mode weights", fontsize=FONT["title"])
+        ax3.legend(fontsize=FONT["legend"], loc="upper left")
+        _style(ax3)
+        self.error = fig.text(0.02, 0.5, "", fontsize=FONT["title"], color="C3", wrap=True, visible=False)
+
+    def update(self, run: DLGRun) -> Figure:
+        """Show ``run`` (the same figure, its artists updated); returns the figure."""
+        s, ok = self.settings, not run.error
+        for ax in (*self.axes, self.cax):
+            ax.set_visible(ok)
+        self.error.set_visible(not ok)
+        if not ok:
+            self.error.set_text("no run: " + run.error[:200])
+            return self.figure
+        m = run.metrics
+        self.norm.vmin, self.norm.vmax = m["sigma_min"], m["sigma_max"]  # the colourbar follows the norm
+        xs, sig = run.xs.numpy(), run.xs_sigma.numpy()
+        for c, line in enumerate(self.paths):
+            line.set_data(xs[:, c, 0], xs[:, c, 1]) if c < xs.shape[1] else line.set_data([], [])
+        self.states.set_offsets(xs.reshape(-1, 2))
+        self.states.set_array(sig.ravel())
+        _set_outside(self.states_note, _outside(xs.reshape(-1, 2), s.lim), xs.shape[0] * xs.shape[1], "states")
+
+        t = run.sigma_trace.numpy()
+        steps = np.arange(t.shape[0])
+        for c, line in enumerate(self.traces):
+            line.set_data(steps, t[:, c]) if c < t.shape[1] else line.set_data([], [])
+        self.burn.set_x(0)
+        self.burn.set_width(run.n_burn)
+        ax1 = self.axes[1]
+        ax1.set_xlim(-0.05 * max(1, t.shape[0] - 1), 1.05 * max(1, t.shape[0] - 1))
+        ax1.set_ylim(m["sigma_min"] * 0.8, m["sigma_max"] * 1.25)
+        ax1.set_title(f"noise level $\\sigma$ of {min(self.N_TRACES, t.shape[1])} chains", fontsize=FONT["title"])
+
+        o = run.samples.numpy()
+        self.outputs.set_offsets(o)
+        self.axes[2].set_title(f"{m['n_outputs']} outputs (denoised)", fontsize=FONT["title"])
+        _set_outside(self.outputs_note, _outside(o, s.lim), len(o), "outputs")
+
+        w = run.weights.numpy()
+        for bar, h in zip(self.bars, w):
+            bar.set_height(h)
+        self.target.set_ydata(run.target_weights.numpy())
+        self.axes[3].set_ylim(0, 1.12 * max(float(w.max()), float(run.target_weights.max())))
+        self.axes[3].set_title(f"mode weights (TV {m['mode_tv']:.3f})", fontsize=FONT["title"])
+        return self.figure
 
 
 def draw_dlg(run: DLGRun, settings: ExplorerSettings | None = None) -> Figure:
-    """Four panels: chain states in the plane coloured by sigma, sigma traces, the outputs, their mode weights."""
-    s = settings or ExplorerSettings()
-    mix = s.mixture()
-    fig = Figure(figsize=(15, 3.9))
-    # the plane's square sits at the left of a wider column, which leaves room for its colourbar and label
-    axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [1.4, 1.1, 1, 1]})
-    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.13, top=0.86, wspace=0.3)
-    axes[0].set_anchor("W")
-    cax = axes[0].inset_axes([1.04, 0.0, 0.05, 1.0])
-    if run.error:
-        for ax in (*axes, cax):
-            ax.set_axis_off()
-        axes[0].text(0, 0.5, "no run: " + run.error[:200], fontsize=9, color="C3", wrap=True)
-        return fig
-    norm = LogNorm(run.metrics["sigma_min"], run.metrics["sigma_max"])
-    _draw_chain_plane(axes[0], cax, run, mix, s, norm)
-    _draw_sigma_traces(axes[1], run)
-    _plane(axes[2], mix, s.lim, f"{run.metrics['n_outputs']} outputs (denoised)")
-    o = run.samples.numpy()
-    axes[2].scatter(o[:, 0], o[:, 1], s=4, color="C3", alpha=0.6, linewidths=0)
-    _note_outside(axes[2], _outside(o, s.lim), len(o), "outputs")
-    _draw_weights(axes[3], run)
-    return fig
+    """Four panels: chain states in the plane coloured by sigma, sigma traces, the outputs, their mode weights.
+
+    A new figure each call (:class:`DLGFigure`; the explorer keeps one and updates it).
+    """
+    return DLGFigure(settings).update(run)
 
 
 def dlg_report(run: DLGRun) -> str:
@@ -387,16 +462,16 @@ def draw_integrator(run: IntegratorRun, settings: ExplorerSettings | None = None
     """Three panels: trajectories in the plane, the distance from the origin against sigma, outputs vs exact."""
     s = settings or ExplorerSettings()
     mix = s.mixture()
-    fig = Figure(figsize=(13.5, 4.1))
+    fig = Figure(figsize=(14.5, 4.3))
     ax1, ax2, ax3 = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.91, wspace=0.3)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.91, wspace=0.3)
     p = run.paths[:, : s.n_paths].numpy()
     _plane(ax1, mix, s.lim, f"{p.shape[1]} trajectories in the plane")
     for b in range(p.shape[1]):
         ax1.plot(p[:, b, 0], p[:, b, 1], ".-", color="C0", lw=0.7, ms=2.5, alpha=0.7)
     ax1.plot(p[0, :, 0], p[0, :, 1], "o", color="0.5", ms=3, label=r"start ($\sigma_{start}$)")
     ax1.plot(p[-1, :, 0], p[-1, :, 1], "o", color="C3", ms=3, label="end of the integrator")
-    ax1.legend(fontsize=7, loc="upper right")
+    ax1.legend(fontsize=FONT["legend"], loc="upper right")
     _note_outside(ax1, _outside(p[0], s.lim), p.shape[1], "start points")
     r, lv = np.linalg.norm(p, axis=-1), run.path_sigma[:, : s.n_paths].numpy()
     radius = float(mix.means.norm(dim=1).max())
@@ -408,14 +483,15 @@ def draw_integrator(run: IntegratorRun, settings: ExplorerSettings | None = None
     ax2.set_xlim(run.settings["sigma_start"] * 1.5, run.metrics["sigma_min"] / 1.5)  # time runs left to right
     ax2.set_xlabel(r"$\sigma$ along the path (decreasing)")
     ax2.set_ylabel("distance from the origin |x|")
-    ax2.set_title("trajectories in (|x|, $\\sigma$)", fontsize=9)
-    ax2.legend(fontsize=7, loc="lower left")
+    ax2.set_title("trajectories in (|x|, $\\sigma$)", fontsize=FONT["title"])
+    ax2.legend(fontsize=FONT["legend"], loc="lower left")
+    _style(ax2)
     m, o = run.metrics, run.outputs.numpy()
     _plane(ax3, mix, s.lim, f"outputs: W2 {m['w2']:.3f} (noise floor {m['w2_floor']:.3f})")
     ax3.scatter(run.reference[:, 0], run.reference[:, 1], s=4, color="0.5", alpha=0.5, linewidths=0,
                 label="exact samples")
     ax3.scatter(o[:, 0], o[:, 1], s=4, color="C3", alpha=0.7, linewidths=0, label=f"{len(o)} outputs")
-    ax3.legend(fontsize=7, loc="upper right", markerscale=2)
+    ax3.legend(fontsize=FONT["legend"], loc="upper right", markerscale=2)
     _note_outside(ax3, _outside(o, s.lim), len(o), "outputs")
     return fig
 
@@ -439,26 +515,40 @@ def integrator_report(run: IntegratorRun) -> str:
 
 
 def figure_png(fig: Figure, dpi: int = 80) -> bytes:
-    """PNG bytes of a figure (for an ``ipywidgets.Image``)."""
+    """PNG bytes of a figure (for an ``ipywidgets.Image``; fast zlib level 1: the bytes go to a local browser)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     return buf.getvalue()
+
+
+#: the explorers' stylesheet: a stale figure is greyed while the next one is computed
+_CSS = ("<style>.dmcmc-explorer .dmcmc-stale {opacity: 0.45; filter: grayscale(60%);}"
+        " .dmcmc-explorer .dmcmc-status {font-size: 0.9em; color: #555;}"
+        " .dmcmc-explorer .dmcmc-status b {color: #b35900;}</style>")
 
 
 class Explorer(widgets.VBox):
     """A column of controls, the figure (an ``Image``) and the numbers (``<pre>`` text); :meth:`update` redraws.
 
-    ``controls`` maps setting names to their widgets; ``compute``/``draw``/``report`` are the pure parts.
+    ``controls`` maps setting names to their widgets; ``compute``/``draw``/``report`` are the pure parts.  With
+    ``figure`` (an object whose ``update(run)`` returns a :class:`~matplotlib.figure.Figure`, e.g.
+    :class:`DLGFigure`) every redraw updates that one figure instead of calling ``draw`` for a new one.  While an
+    update computes, the image is greyed (CSS class ``dmcmc-stale``) and the status line says "updating..."; then
+    it says how long the update took.  :attr:`last_timings` holds the seconds of the last update's phases
+    (``compute``, ``draw``, ``png``, ``total``).
     """
 
-    def __init__(self, controls: dict, compute, draw, report, settings: ExplorerSettings, title: str, kind: str):
+    def __init__(self, controls: dict, compute, draw, report, settings: ExplorerSettings, title: str, kind: str,
+                 figure=None):
         self.controls, self.settings, self.kind = controls, settings, kind
-        self._compute, self._draw, self._report = compute, draw, report
+        self._compute, self._draw, self._report, self._figure = compute, draw, report, figure
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.numbers = widgets.HTML()
-        self.last_run = None
+        self.status = widgets.HTML()
+        self.status.add_class("dmcmc-status")
+        self.last_run, self.last_timings = None, {}
         rows = [widgets.HBox(list(controls.values())[i:i + 3]) for i in range(0, len(controls), 3)]
-        super().__init__([widgets.HTML(f"<b>{title}</b>"), *rows, self.image, self.numbers])
+        super().__init__([widgets.HTML(_CSS + f"<b>{title}</b>"), *rows, self.status, self.image, self.numbers])
         self.add_class("dmcmc-explorer")
         for w in controls.values():
             w.observe(lambda _change: self.update(), names="value")
@@ -471,20 +561,38 @@ class Explorer(widgets.VBox):
         """The controls' current values, by setting name."""
         return {k: w.value for k, w in self.controls.items()}
 
+    def render(self, run) -> Figure:
+        """The figure of ``run``: the explorer's own figure updated, or a new one from ``draw``."""
+        return self._figure.update(run) if self._figure is not None else self._draw(run, self.settings)
+
     def update(self) -> None:
         """Recompute with the controls' values, redraw the image and the numbers.
 
-        An error of the run is shown in place of the numbers (a widget callback's traceback would go to the log).
+        The widget messages that grey the image and set "updating..." leave the kernel before the computation
+        starts, so the browser shows them at once.  An error of the run is shown in place of the numbers (a
+        widget callback's traceback would go to the log).
         """
+        t0 = time.perf_counter()
+        self.image.add_class("dmcmc-stale")
+        self.status.value = "<b>updating...</b>"
         try:
             run = self._compute(self.settings, **self.values())
-            png = figure_png(self._draw(run, self.settings), self.settings.dpi)
+            t1 = time.perf_counter()
+            fig = self.render(run)
+            t2 = time.perf_counter()
+            png = figure_png(fig, self.settings.dpi)
         except (ValueError, FloatingPointError, RuntimeError) as err:
+            self.image.remove_class("dmcmc-stale")
+            self.status.value = ""
             self._show(f"error: {err}")
             return
+        t3 = time.perf_counter()
         self.last_run = run
         self.image.value = png
         self._show(self._report(run))
+        self.image.remove_class("dmcmc-stale")
+        self.last_timings = {"compute": t1 - t0, "draw": t2 - t1, "png": t3 - t2, "total": time.perf_counter() - t0}
+        self.status.value = f"updated in {self.last_timings['total']:.2f} s"
 
     def _show(self, text: str) -> None:
         text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -520,7 +628,8 @@ def dlg_explorer(settings: ExplorerSettings | None = None, **start) -> Explorer:
                                      v["outputs_per_chain"]),
     }
     return Explorer(controls, compute_dlg, draw_dlg, dlg_report, s,
-                    f"Denoising Langevin Gibbs on the {_name(s)}: {s.n_chains} chains, seed {s.seed}", "DLG")
+                    f"Denoising Langevin Gibbs on the {_name(s)}: {s.n_chains} chains, seed {s.seed}", "DLG",
+                    figure=DLGFigure(s))
 
 
 def integrator_explorer(settings: ExplorerSettings | None = None, **start) -> Explorer:

@@ -253,3 +253,53 @@ def test_one_output_per_chain_reports_no_switch_rate():
     run = ex.compute_dlg(SMALL, outputs_per_chain=1)
     assert run.metrics["ess_component"] == pytest.approx(16)  # one output per independent chain
     assert "no mode switches to measure" in ex.dlg_report(run)
+
+
+def test_dlg_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeypatch):
+    """Slider moves update the explorer's one figure (no new Figure); its image equals a fresh figure's."""
+    made = []
+
+    class CountedFigure(ex.Figure):
+        def __init__(self, *a, **k):
+            made.append(self)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(ex, "Figure", CountedFigure)
+    w = ex.dlg_explorer(SMALL)
+    assert len(made) == 1
+    fig = made[0]
+    for name, value in (("steps", 16), ("outputs_per_chain", 8), ("n_skip", 3), ("eta", 0.1), ("eta", 0.005)):
+        w.controls[name].value = value
+    assert len(made) == 1 and w.render(w.last_run) is fig
+    fresh = ex.figure_png(ex.draw_dlg(w.last_run, SMALL), SMALL.dpi)  # a second Figure, built from scratch
+    assert len(made) == 2
+    assert w.image.value == fresh  # the updated figure keeps nothing of the earlier runs (titles, notes, limits)
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert f"{16 * 8} outputs (denoised)" in titles[2]  # 16 chains x 8 outputs
+
+
+def test_dlg_figure_shows_an_error_then_recovers(monkeypatch):
+    figure = ex.DLGFigure(SMALL)
+    good = ex.compute_dlg(SMALL)
+    bad = ex.DLGRun(good.settings, *([None] * 8), error="DLG: chains diverged; lower eta")
+    figure.update(bad)
+    assert figure.error.get_visible() and not any(ax.get_visible() for ax in figure.axes)
+    assert figure.update(good) is figure.figure
+    assert not figure.error.get_visible() and all(ax.get_visible() for ax in figure.axes)
+    assert ex.figure_png(figure.figure, SMALL.dpi) == ex.figure_png(ex.draw_dlg(good, SMALL), SMALL.dpi)
+
+
+def test_widget_marks_the_figure_as_updating_while_it_computes():
+    w = ex.dlg_explorer(SMALL)
+    seen = {}
+    compute = w._compute
+
+    def watched(settings, **controls):
+        seen["status"], seen["classes"] = w.status.value, list(w.image._dom_classes)
+        return compute(settings, **controls)
+
+    w._compute = watched
+    w.controls["steps"].value = 4
+    assert "updating" in seen["status"] and "dmcmc-stale" in seen["classes"]
+    assert "updated in" in w.status.value and "dmcmc-stale" not in w.image._dom_classes
+    assert set(w.last_timings) == {"compute", "draw", "png", "total"}
