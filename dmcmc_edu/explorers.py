@@ -293,7 +293,7 @@ class DLGFigure:
         self.colorbar = fig.colorbar(self.states, cax=cax)
         self.colorbar.set_label(r"$\sigma$ of the state", size=FONT["label"], labelpad=1)
         cax.tick_params(labelsize=FONT["tick"])
-        cax.yaxis.set_major_formatter(_PLAIN)  # plain "0.1" labels: no mathtext to lay out on every redraw
+        self.colorbar.formatter = _PLAIN  # plain "0.1" labels: no mathtext to lay out on every redraw
         self.states_note = _note(ax0)
 
         self.burn = ax1.axvspan(0, 1, color="0.9", label="initialisation + burn-in")
