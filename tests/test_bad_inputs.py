@@ -187,6 +187,15 @@ CLI_CASES = [
     ("finished-dlg-checkpoint-cut", [*DLG, "--out", "{ws}/dlg_cut"], "error", "checkpoint.pt: cannot be read"),
     ("finished-dlg-other-eta", [*DLG, "--eta", "0.02", "--out", "{dlg}"], "error", "dlg"),
     ("finished-vanilla-other-n", [*VANILLA[:-1], "--n", "30", "--quiet", "--out", "{run}"], "error", "run"),
+    # a noise range far from the data's scale (issue 22): refused with the suggested range
+    ("sigma-max-below-spread", ["sample", *RING, "--sigma-max", "0.02", "--out", "{new}"], "error",
+     "--sigma-max 0.02 is below the data's spread (total standard deviation 2.97)"),
+    ("sigma-range-at-the-mean", ["sample", *RING, "--sigma-min", "79.9", "--sigma-max", "80", "--out", "{new}"],
+     "error", "every sample ends near the mean; a range that fits this target: [0.01, 80.3]"),
+    ("dlg-sigma-max-below-spread", ["sample", *RING, "--dlg", "--sigma-max", "0.5", "--out", "{new}"], "error",
+     "below the data's spread"),
+    ("train-classifier-sigma-max-below-spread", ["train-classifier", *RING, "--sigma-max", "1", "--out",
+                                                 "{new}/c.pt"], "error", "below the data's spread"),
     # a run far beyond the size check (issue 22): refused with the estimate, unless --yes
     ("n-huge", ["sample", *RING, "--n", "1000000000000", "--out", "{new}"], "error",
      "samples x 35 NFE x"),
@@ -529,3 +538,31 @@ def test_the_size_check_prints_the_estimate_and_a_confirmed_run_passes():
         check_run_size(10.0, 3e9, "how", confirmed=False)
     check_run_size(450_000 * 3600.0, 3e9, "how", confirmed=True)
     check_run_size(3000.0, 1e9, "how", confirmed=False)  # under both thresholds
+
+
+def test_a_doubtful_sigma_range_is_warned_about_and_runs(tmp_path, capsys):
+    assert main([*VANILLA, "--sigma-min", "1", "--sigma-max", "9", "--out", str(tmp_path / "narrow")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("warning: ") for line in err), err
+    assert "finest scale" in err[0] and "less than a factor 10" in err[1] and "[0.01, 80.3]" in err[1]
+    assert main([*VANILLA, "--out", str(tmp_path / "default")]) == 0
+    assert capsys.readouterr().err == ""  # the target's own range: no word
+
+
+def test_the_python_api_checks_the_sigma_range_in_the_same_place():
+    from dmcmc_edu.targets import SigmaScaleWarning, check_sigma_scale, dlg_config, ring
+
+    mix = ring()
+    with pytest.raises(ValueError, match=r"^sigma_max 0.02 is below the data's spread .*\[0.01, 80.3\]"):
+        check_sigma_scale(0.01, 0.02, mix)
+    with pytest.raises(ValueError, match=r"^sigma_min 79.9 is at or above the data's spread"):
+        dlg_config(mix, 100, sigma_min=79.9, sigma_max=80.0)
+    with pytest.raises(ValueError, match="sigma_max 0.02"):
+        dlg_config(mix, 100, sigma_max=0.02)
+    with pytest.warns(SigmaScaleWarning, match="less than 3 times the data's spread"):
+        dlg_config(mix, 100, sigma_max=5.0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        dlg_config(mix, 100)  # the defaults fit

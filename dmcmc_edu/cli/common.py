@@ -318,12 +318,24 @@ def load_target(spec: str):
 
 
 def sigma_range(args, mix) -> tuple[float, float]:
-    """``(sigma_min, sigma_max)`` from ``--sigma-min/--sigma-max``, each defaulting to the target's own choice."""
+    """``(sigma_min, sigma_max)`` from ``--sigma-min/--sigma-max``, each defaulting to the target's own choice.
+
+    A range far from the data's scale is refused (one line with the suggested range), a doubtful one printed as
+    a ``warning:`` line on stderr: :func:`dmcmc_edu.targets.scale.check_sigma_scale`, the check the Python API
+    uses too.
+    """
+    from dmcmc_edu.targets.scale import check_sigma_scale
+
     smin = args.sigma_min if args.sigma_min is not None else mix.default_sigma_min()
     smax = args.sigma_max if args.sigma_max is not None else mix.default_sigma_max()
     if not 0 < smin < smax:
         raise CommandError(f"need 0 < --sigma-min < --sigma-max, got {smin:g} and {smax:g} (a missing one is the "
                            "target's default)")
+    try:
+        check_sigma_scale(smin, smax, mix, names=("--sigma-min", "--sigma-max"),
+                          warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    except ValueError as err:
+        raise CommandError(str(err)) from None
     return smin, smax
 
 

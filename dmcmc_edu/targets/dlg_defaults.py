@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dmcmc_edu.core.sampler import DMCMCConfig
 from dmcmc_edu.targets.mixture import GaussianMixture
+from dmcmc_edu.targets.scale import check_sigma_scale
 
 __all__ = ["dlg_config"]
 
@@ -11,7 +12,8 @@ __all__ = ["dlg_config"]
 def dlg_config(mixture: GaussianMixture, n_outputs: int, outputs_per_chain: int = 2, **overrides) -> DMCMCConfig:
     """Defaults for an analytic mixture that give correct mode weights.
 
-    * ``sigma_min``/``sigma_max`` from the mixture's ``default_sigma_min/max``;
+    * ``sigma_min``/``sigma_max`` from the mixture's ``default_sigma_min/max`` (overrides far from the data's
+      scale are refused, doubtful ones warned about: :func:`~dmcmc_edu.targets.scale.check_sigma_scale`);
     * ``eta = 0.08 tau_min`` (tau_min: the smallest component variance), so
       that at small sigma the Langevin step stays far below the stability
       bound 4 (tau + sigma^2) and the unadjusted chain's variance bias is ~2 %;
@@ -30,4 +32,5 @@ def dlg_config(mixture: GaussianMixture, n_outputs: int, outputs_per_chain: int 
               sigma_update="exact", integrator="kar1", steps=8, n_skip=1,
               n_chains=-(-n_outputs // outputs_per_chain), outputs_per_chain=outputs_per_chain)
     kw.update(overrides)
+    check_sigma_scale(kw["sigma_min"], kw["sigma_max"], mixture)  # a range far from the data's scale: ValueError
     return DMCMCConfig(**kw)
