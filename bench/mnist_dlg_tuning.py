@@ -19,10 +19,13 @@ feature distance of consecutive outputs over that of random pairs of outputs;
 independent: ~1).  Vanilla KAR1 from noise at the same ``n`` is the baseline.
 
   python bench/mnist_dlg_tuning.py                    # CPU, ~15 minutes on 2 threads
-  python bench/mnist_dlg_tuning.py --plot-only
+  python bench/mnist_dlg_tuning.py --plot-only --out bench/results/mnist_tuning   # redraw into runs/
 
-Output (``--out``, default bench/results/mnist_tuning): ``points/*.json``
-(resumable), ``results.json``, ``tuning.png``.
+Output (``--out``; default: a new folder ``runs/mnist_dlg_tuning-<UTC time>``):
+``points/*.json`` (resumable: ``--out DIR`` resumes that folder), ``results.json``,
+``tuning.png``.  ``--plot-only --out DIR`` draws DIR's results.json into
+``--figure`` (default: a new file under runs/) and writes nothing into DIR, so
+the committed folders under bench/results are read, never rewritten.
 """
 
 from __future__ import annotations
@@ -71,6 +74,48 @@ def chain_decorrelation(images: torch.Tensor, chain: torch.Tensor, n_chains: int
     return out
 
 
+def fresh_folder(bench: str, root: Path | None = None) -> Path:
+    """A folder that does not exist yet: ``runs/<bench>-<UTC time>`` (a counter appended if that one exists)."""
+    root = Path("runs") if root is None else root
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, k = root / f"{bench}-{stamp}", 1
+    while path.exists():
+        k += 1
+        path = root / f"{bench}-{stamp}-{k}"
+    return path
+
+
+def tuning_figure(results: dict):
+    """The figure ``tuning.png`` of a ``results.json``."""
+    from dmcmc_edu.experiments.mnist import plot_dlg_tuning
+
+    return plot_dlg_tuning(results["points"], floor=results["real_data_fid_floor"],
+                           title=f"MNIST DLG settings (KAR1, n={results['common']['n']} per point)")
+
+
+def _plot_only(args) -> int:
+    """``--plot-only``: draw ``--out``'s results.json into ``--figure`` (a new file); ``--out`` is only read."""
+    if not args.out:
+        print("error: --plot-only needs --out DIR, the folder whose results.json to draw", file=sys.stderr)
+        return 2
+    results_path = Path(args.out) / "results.json"
+    if not results_path.is_file():
+        print(f"error: {results_path}: no such file; --plot-only draws a finished run's results", file=sys.stderr)
+        return 2
+    figure = Path(args.figure) if args.figure else fresh_folder("mnist_dlg_tuning").with_suffix(".png")
+    if figure.exists():
+        print(f"error: --figure {figure} exists; it is not replaced -- choose another path", file=sys.stderr)
+        return 2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = json.loads(results_path.read_text())
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    tuning_figure(results).savefig(figure, dpi=110, bbox_inches="tight")
+    print(f"{len(results['points'])} points of {results_path} -> {figure}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=512, help="outputs per point")
@@ -80,19 +125,25 @@ def main(argv=None) -> int:
     p.add_argument("--per-chain", default="16", help="outputs per chain (comma list)")
     p.add_argument("--vanilla-steps", default="3,5,10,18")
     p.add_argument("--sigma-update", default="classifier-argmax")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "mnist_tuning"))
+    p.add_argument("--out", default=None,
+                   help="the run folder to start or resume (default: a new runs/mnist_dlg_tuning-<UTC time>)")
+    p.add_argument("--figure", default=None,
+                   help="--plot-only: the PNG to write (default: a new runs/mnist_dlg_tuning-<UTC time>.png)")
     p.add_argument("--weights", default=str(ROOT / "dmcmc_edu" / "weights"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--plot-only", action="store_true")
+    p.add_argument("--plot-only", action="store_true",
+                   help="only draw --out's results.json into --figure (nothing is written into --out)")
     args = p.parse_args(argv)
+    if args.plot_only:
+        return _plot_only(args)
     torch.set_num_threads(args.threads)
 
     from dmcmc_edu.evaluation.mnist_fid import mnist_fid, real_data_fid
     from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, load_shipped_models, vanilla_samples
 
-    out = Path(args.out)
+    out = Path(args.out) if args.out else fresh_folder("mnist_dlg_tuning")
     (out / "points").mkdir(parents=True, exist_ok=True)
     models = load_shipped_models(args.weights, device=args.device)
     fnet = models["feature_net"]
@@ -102,7 +153,7 @@ def main(argv=None) -> int:
     todo += [("dlg", {"eta": e, "nskip": k, "perchain": c, "steps": args.steps})
              for c in map(int, args.per_chain.split(",")) for k in map(int, args.n_skips.split(","))
              for e in map(float, args.etas.split(","))]
-    for kind, kw in ([] if args.plot_only else todo):
+    for kind, kw in todo:
         path = out / "points" / (_name(kind, **kw) + ("" if kind == "vanilla" else "_" + args.sigma_update) + ".json")
         if path.exists() and json.loads(path.read_text()).get("common") == common:
             continue
@@ -135,18 +186,15 @@ def main(argv=None) -> int:
         floor_path.write_text(json.dumps({"n": args.n, "fid": real_data_fid(args.n, seed=args.seed,
                                           feature_net=fnet, reference=models["reference"])}))
     floor = json.loads(floor_path.read_text())["fid"]
-    (out / "results.json").write_text(json.dumps(
-        {"what": "MNIST DLG tuning: MNIST-FID, full/paper NFE per output, within-chain decorrelation",
-         "common": common, "real_data_fid_floor": floor, "versions": {"python": platform.python_version(),
-                                                                      "torch": torch.__version__},
-         "points": points}, indent=1, default=float))
+    results = {"what": "MNIST DLG tuning: MNIST-FID, full/paper NFE per output, within-chain decorrelation",
+               "common": common, "real_data_fid_floor": floor, "versions": {"python": platform.python_version(),
+                                                                            "torch": torch.__version__},
+               "points": points}
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float))
     import matplotlib
 
     matplotlib.use("Agg")
-    from dmcmc_edu.experiments.mnist import plot_dlg_tuning
-
-    fig = plot_dlg_tuning(points, floor=floor, title=f"MNIST DLG settings (KAR1, n={args.n} per point)")
-    fig.savefig(out / "tuning.png", dpi=110, bbox_inches="tight")
+    tuning_figure(results).savefig(out / "tuning.png", dpi=110, bbox_inches="tight")
     print(f"{len(points)} points -> {out / 'results.json'}, {out / 'tuning.png'}; real-data floor FID {floor:.2f}")
     return 0
 

@@ -19,9 +19,15 @@ Every point is one JSON file under ``OUT/points`` (resumable: existing points
 are skipped; ``--max-minutes`` stops cleanly between points).  When run, the
 script writes ``OUT/results.json`` (all points + settings + the shipped
 weights' records + the FID floor of real images at the same n) and
-``OUT/fid_vs_nfe.png``.
+``OUT/fid_vs_nfe.png``.  Without ``--out`` a run goes to a new folder
+``runs/mnist_ladder-<UTC time>``; ``--out DIR`` resumes (or starts) that folder,
+and a folder made with other settings is refused.  ``--plot-only --out DIR``
+draws DIR's results.json into ``--figure`` (default: a new file under runs/)
+and writes nothing into DIR: the committed folders under bench/results are
+read, never rewritten, unless named with ``--out`` for a run.
 
   python bench/mnist_ladder.py --fast --eta 0.01 --n-skip 1 --outputs-per-chain 4   # 256 per point (CPU, ~35 min)
+  python bench/mnist_ladder.py --plot-only --out bench/results/mnist   # redraw a committed figure into runs/
   python bench/mnist_ladder.py --sweep cpu --n 2000 --variants vanilla,dlg-argmax \
       --eta 1.0 --n-skip 10 --outputs-per-chain 16 --threads 2   # CPU, ~1.5 hours (bench/results/mnist_n2000)
   python bench/mnist_ladder.py --device cuda     # full: 5,000 samples per point, the long sweep
@@ -150,6 +156,37 @@ def markdown_table(points: list) -> str:
     return "\n".join(lines)
 
 
+def fresh_folder(bench: str, root: Path | None = None) -> Path:
+    """A folder that does not exist yet: ``runs/<bench>-<UTC time>`` (a counter appended if that one exists)."""
+    root = Path("runs") if root is None else root
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, k = root / f"{bench}-{stamp}", 1
+    while path.exists():
+        k += 1
+        path = root / f"{bench}-{stamp}-{k}"
+    return path
+
+
+def ladder_panels(points: list, mode: str) -> list[str]:
+    """The integrators to draw, each once: the paper's six first, then the other solvers in sweep order."""
+    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
+
+    present = {q["integrator"] for q in points}
+    order = dict.fromkeys([*PAPER_INTEGRATORS, *SWEEPS[mode]])  # SWEEPS[mode] repeats the paper's six
+    panels = [i for i in order if i in present]
+    return panels + sorted(present - set(panels))
+
+
+def ladder_figure(results: dict):
+    """The figure ``fid_vs_nfe.png`` of a ``results.json`` (one panel per integrator)."""
+    from dmcmc_edu.experiments.mnist import plot_ladder
+
+    settings, points = results["settings"], results["points"]
+    return plot_ladder(points, floor=results["real_data_fid_floor"],
+                       title=f"MNIST-FID vs NFE ({settings['mode']}, n={settings['n']} per point)",
+                       integrators=ladder_panels(points, settings["mode"]))
+
+
 def _other_settings(out: Path, settings: dict) -> str | None:
     """Why ``out`` must not be written: it holds results or points made with other settings (None: it may)."""
     for f in [out / "results.json", *sorted((out / "points").glob("*.json"))]:
@@ -166,7 +203,10 @@ def main(argv=None) -> int:
     p.add_argument("--fast", action="store_true", help="few hundred samples per point and a short sweep")
     p.add_argument("--sweep", choices=sorted(SWEEPS), default=None, help="default: fast with --fast, else full")
     p.add_argument("--n", type=int, default=None, help="samples per point (default: 256 fast, 5000 full)")
-    p.add_argument("--out", default=None, help="default: bench/results/mnist (fast) or bench/results/mnist_full")
+    p.add_argument("--out", default=None,
+                   help="the run folder to start or resume (default: a new runs/mnist_ladder-<UTC time>)")
+    p.add_argument("--figure", default=None,
+                   help="--plot-only: the PNG to write (default: a new runs/mnist_ladder-<UTC time>.png)")
     p.add_argument("--weights", default=str(ROOT / "dmcmc_edu" / "weights"))
     p.add_argument("--integrators", default=",".join(PAPER_SIX),
                    help="comma-separated; the paper's six and the new solvers " + ",".join(MODERN_SWEEPS["fast"]))
@@ -180,20 +220,23 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (cleanly, between points) after this")
-    p.add_argument("--plot-only", action="store_true", help="only aggregate the existing points and plot")
+    p.add_argument("--plot-only", action="store_true",
+                   help="only draw --out's results.json into --figure (nothing is written into --out)")
     p.add_argument("--table", action="store_true", help="also print the points as a Markdown table")
     args = p.parse_args(argv)
 
+    if args.plot_only:
+        return _plot_only(args)
+
     from dmcmc_edu.evaluation.mnist_fid import real_data_fid
-    from dmcmc_edu.experiments.mnist import DLG_DEFAULTS, load_shipped_models, plot_ladder
+    from dmcmc_edu.experiments.mnist import DLG_DEFAULTS, load_shipped_models
 
     torch.set_num_threads(args.threads)
     mode = args.sweep or ("fast" if args.fast else "full")
     args.n = args.n or (256 if args.fast else 5000)
     args.eta = args.eta if args.eta is not None else DLG_DEFAULTS["eta"]
     args.n_skip = args.n_skip if args.n_skip is not None else DLG_DEFAULTS["n_skip"]
-    out = Path(args.out or ROOT / "bench" / "results" / {"fast": "mnist", "cpu": f"mnist_n{args.n}",
-                                                           "full": "mnist_full"}[mode])
+    out = Path(args.out) if args.out else fresh_folder("mnist_ladder")
     weights = {k: {"file": v, "sha256_16": _sha256(Path(args.weights) / v)}
                for k, v in {"score": "mnist_score_unet.pt", "classifier": "mnist_noise_classifier.pt",
                             "features": "mnist_feature_net.pt"}.items()}
@@ -211,7 +254,7 @@ def main(argv=None) -> int:
     todo = [(v, i, s) for i in args.integrators.split(",") for v in args.variants.split(",")
             for s in SWEEPS[mode][i][0 if v == "vanilla" else 1]]
     stopped = False
-    for variant, integrator, setting in ([] if args.plot_only else todo):
+    for variant, integrator, setting in todo:
         path = out / "points" / (_point_name(variant, integrator, setting) + ".json")
         if path.exists():
             saved = json.loads(path.read_text())
@@ -247,18 +290,37 @@ def main(argv=None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
-
-    present = {q["integrator"] for q in points}  # the paper's six first, then the other solvers in sweep order
-    panels = [i for i in list(PAPER_INTEGRATORS) + list(SWEEPS[mode]) if i in present]
-    panels += sorted(present - set(panels))
-    fig = plot_ladder(points, floor=floor, title=f"MNIST-FID vs NFE ({mode}, n={args.n} per point)",
-                      integrators=panels)
+    fig = ladder_figure(results)
     fig.savefig(out / "fid_vs_nfe.png", dpi=110, bbox_inches="tight")
     if args.table:
         print(markdown_table(points))
     print(f"{len(points)} points ({'complete' if complete else 'incomplete'}{', stopped by budget' if stopped else ''})"
           f" -> {out / 'results.json'}, {out / 'fid_vs_nfe.png'}; real-data floor FID {floor:.3f}")
+    return 0
+
+
+def _plot_only(args) -> int:
+    """``--plot-only``: draw ``--out``'s results.json into ``--figure`` (a new file); ``--out`` is only read."""
+    if not args.out:
+        print("error: --plot-only needs --out DIR, the folder whose results.json to draw", file=sys.stderr)
+        return 2
+    results_path = Path(args.out) / "results.json"
+    if not results_path.is_file():
+        print(f"error: {results_path}: no such file; --plot-only draws a finished run's results", file=sys.stderr)
+        return 2
+    figure = Path(args.figure) if args.figure else fresh_folder("mnist_ladder").with_suffix(".png")
+    if figure.exists():
+        print(f"error: --figure {figure} exists; it is not replaced -- choose another path", file=sys.stderr)
+        return 2
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = json.loads(results_path.read_text())
+    if args.table:
+        print(markdown_table(results["points"]))
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    ladder_figure(results).savefig(figure, dpi=110, bbox_inches="tight")
+    print(f"{len(results['points'])} points of {results_path} -> {figure}")
     return 0
 
 

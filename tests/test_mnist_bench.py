@@ -225,3 +225,94 @@ def test_a_folder_of_other_settings_is_refused_in_one_line_and_left_alone(tmp_pa
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "\n" not in err and "nothing was written" in err
     assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+# ----------------------------------------------------------------------------- benches that do what they say (issue 22)
+
+LADDER_FOLDERS = ["mnist", "mnist_n2000", "modern_solvers/mnist"]
+
+
+def _png_size(path) -> tuple[int, int]:
+    import struct
+
+    head = Path(path).read_bytes()[:24]
+    return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize("folder", LADDER_FOLDERS)
+def test_a_ladder_figure_regenerated_from_the_committed_data_has_the_committed_layout(folder, tmp_path):
+    """One panel per integrator, each once, in the paper's order; the PNG as large as the committed one (the doubled
+    panels of the old bench made it twice as tall).  No sampling: the committed results.json is drawn."""
+    import matplotlib.pyplot as plt
+
+    bench = _load_bench("mnist_ladder")
+    committed = ROOT / "bench" / "results" / folder
+    results = json.loads((committed / "results.json").read_text())
+    fig = bench.ladder_figure(results)
+    try:
+        titled = [ax for ax in fig.axes if ax.get_title()]
+        titles = [ax.get_title() for ax in titled]
+        present = {q["integrator"] for q in results["points"]}
+        assert len(titles) == len(set(titles)) == len(present) and set(titles) == present
+        assert titles == bench.ladder_panels(results["points"], results["settings"]["mode"])
+        assert all(not ax.get_visible() or ax in titled or not ax.has_data() for ax in fig.axes)
+        png = tmp_path / "fig.png"
+        fig.savefig(png, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    (w, h), (w0, h0) = _png_size(png), _png_size(committed / "fid_vs_nfe.png")
+    assert abs(w - w0) <= 4 and abs(h - h0) <= 4, ((w, h), (w0, h0))
+
+
+def test_the_ladder_panels_list_each_integrator_once():
+    bench = _load_bench("mnist_ladder")
+    points = [{"integrator": name} for name in ("unipc", "kar2", "kar1", "rk45", "kar1", "dpmpp_2m")]
+    assert bench.ladder_panels(points, "fast") == ["kar1", "kar2", "rk45", "dpmpp_2m", "unipc"]
+
+
+def test_a_tuning_figure_regenerated_from_the_committed_data_has_the_committed_layout(tmp_path):
+    import matplotlib.pyplot as plt
+
+    bench = _load_bench("mnist_dlg_tuning")
+    committed = ROOT / "bench" / "results" / "mnist_tuning"
+    fig = bench.tuning_figure(json.loads((committed / "results.json").read_text()))
+    try:
+        labels = [ax.get_ylabel() for ax in fig.axes]
+        assert len(fig.axes) == 2 and all(labels) and len(set(labels)) == 2  # the FID panel and the switch-rate one
+        assert fig._suptitle.get_text() == "MNIST DLG settings (KAR1, n=512 per point)"
+        png = tmp_path / "fig.png"
+        fig.savefig(png, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    (w, h), (w0, h0) = _png_size(png), _png_size(committed / "tuning.png")
+    assert abs(w - w0) <= 4 and abs(h - h0) <= 4, ((w, h), (w0, h0))
+
+
+@pytest.mark.parametrize("name,committed,figure", [("mnist_ladder", "mnist", "fid_vs_nfe.png"),
+                                                   ("mnist_dlg_tuning", "mnist_tuning", "tuning.png")])
+def test_plot_only_reads_the_committed_folder_and_writes_a_new_figure(name, committed, figure, tmp_path,
+                                                                      monkeypatch, capsys):
+    bench = _load_bench(name)
+    folder = ROOT / "bench" / "results" / committed
+    before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()}
+    monkeypatch.chdir(tmp_path)
+    assert bench.main(["--plot-only", "--out", str(folder)]) == 0
+    made = list((tmp_path / "runs").glob(f"{name}-*.png"))
+    assert len(made) == 1 and made[0].stat().st_size > 10_000
+    assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.rglob("*") if p.is_file()} == before
+    assert bench.main(["--plot-only", "--out", str(folder), "--figure", str(made[0])]) == 2  # not replaced
+    assert "exists; it is not replaced" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["mnist_ladder", "mnist_dlg_tuning"])
+def test_a_bench_run_without_out_goes_to_a_new_folder(name, tmp_path, monkeypatch):
+    """The default --out is a fresh runs/<bench>-<UTC time> folder, never a committed results folder."""
+    bench = _load_bench(name)
+    monkeypatch.chdir(tmp_path)
+    first = bench.fresh_folder(name)
+    assert first.parent == Path("runs") and first.name.startswith(f"{name}-") and not first.exists()
+    first.mkdir(parents=True)
+    second = bench.fresh_folder(name)
+    assert second != first and not second.exists()
+    source = (ROOT / "bench" / f"{name}.py").read_text()
+    assert "bench\" / \"results\" / \"mnist" not in source and '"results" / "mnist_tuning"' not in source
