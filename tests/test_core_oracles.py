@@ -471,3 +471,37 @@ def test_check_sigmas_wants_one_end_level_for_the_batch():
         check_sigmas(torch.tensor([3.0, 1.0, 0.0], dtype=F64), 2, end_zero=False)
     with pytest.raises(ValueError, match="strictly decreasing along each row; row 1 is not"):
         check_sigmas(torch.tensor([[3.0, 1.0, 0.0], [2.0, 2.0, 0.0]], dtype=F64), 2)
+
+
+def test_denoising_steps_per_decade_by_hand():
+    """max(steps, ceil(steps_per_decade * log10(sigma / sigma_min))), a whole number of decades not rounded up."""
+    cfg = DMCMCConfig(sigma_min=0.01, sigma_max=50.0, n_levels=20, steps=2, steps_per_decade=2.0, n_chains=2)
+    s = DMCMCSampler(ONE_GAUSSIAN, cfg, data_shape=(2,))
+    sigma = torch.tensor([10.0, 0.1, 1.0, 0.011, 3.2, 40.0], dtype=F64)
+    assert s.denoising_steps(sigma).tolist() == [6, 2, 4, 2, 6, 8]  # log10(4000) = 3.6: 7.2 -> 8
+    plain = DMCMCSampler(ONE_GAUSSIAN, DMCMCConfig(sigma_min=0.01, n_levels=20, steps=3, n_chains=2), data_shape=(2,))
+    assert plain.denoising_steps(sigma).tolist() == [3] * 6
+
+
+def test_defaults_are_the_documented_ones():
+    """DMCMCConfig's defaults (the values its comments and the module docstring state) and an empty ledger."""
+    from dmcmc_edu.core.ledger import NFELedger
+
+    c = DMCMCConfig()
+    assert (c.sigma_min, c.sigma_max, c.n_levels, c.eta, c.eta_rel) == (0.01, 50.0, 1000, 0.05, 0.0)
+    assert (c.n_skip, c.integrator, c.steps, c.integrator_options, c.steps_per_decade) == (1, "kar1", 4, {}, 0.0)
+    assert (c.sigma_update, c.x_update, c.pick, c.n_chains, c.outputs_per_chain) == ("exact", "ula", "block", 256, 4)
+    assert (c.init_steps, c.init_kick, c.final_tweedie, c.tweedie_sigma, c.seed) == (19, 0.5, "auto", None, 0)
+    assert c.per_chain_seeds is False and c.burn_in_etas() == [0.05] * 10
+    torch.testing.assert_close(c.grid(), noise_level_grid(0.01, 50.0, 1000), rtol=0, atol=0)
+    totals = NFELedger().to_dict()["totals_in_rows"]
+    assert totals == dict.fromkeys(totals, 0) and len(totals) == 12
+
+
+def test_noise_level_grid_of_two_levels_and_the_smallest_grid_refused():
+    g = noise_level_grid(0.01, 50.0, 2)
+    torch.testing.assert_close(g, torch.tensor([50.0, 0.01 * 5000.0**1e-3], dtype=F64), rtol=1e-14, atol=0)
+    with pytest.raises(ValueError, match="a grid needs n >= 2 levels, got 1"):
+        noise_level_grid(0.01, 50.0, 1)
+    with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max, got 50.0, 50.0"):
+        noise_level_grid(50.0, 50.0, 10)
