@@ -11,8 +11,15 @@ the data (a tensor or a sampler), a level index ``y`` uniform over the grid,
   analytic mixture, the classifier's excess cross-entropy over the Bayes optimum;
 * :func:`level_posterior_spread` -- how sharply ``q`` pins ``log sigma``,
   against the chi-square width ``1 / sqrt(2 d)``;
-* :func:`plot_calibration`, :func:`plot_confusion` -- figures of a
-  :func:`calibration` result.
+* :func:`plot_calibration`, :func:`plot_confusion`, :func:`plot_reliability`
+  -- figures of a :func:`calibration` result.
+
+The confusion matrix and the accuracy come from :mod:`sklearn.metrics`
+(``confusion_matrix``, ``accuracy_score``; the same counts as the earlier
+hand-written ones), the reliability diagram of the argmax's confidence from
+:func:`sklearn.calibration.calibration_curve` (its convention: 10 equal bins of
+``[0, 1]``, a confidence on an inner edge in the lower bin, empty bins left out)
+and :class:`sklearn.calibration.CalibrationDisplay`.
 """
 
 from __future__ import annotations
@@ -20,11 +27,18 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+from sklearn.calibration import CalibrationDisplay, calibration_curve
+from sklearn.metrics import accuracy_score, confusion_matrix
 
 from dmcmc_edu.models.classifier import NoiseLevelClassifier, default_generator, draw_clean, noisy_batch
 
-__all__ = ["calibration", "kl_to_exact", "level_posterior_spread", "plot_calibration", "plot_confusion"]
+__all__ = ["calibration", "kl_to_exact", "level_posterior_spread", "plot_calibration", "plot_confusion",
+           "plot_reliability", "RELIABILITY_BINS"]
+
+RELIABILITY_BINS = 10
+"""Equal-width bins of the argmax's confidence in :func:`calibration`'s reliability diagram."""
 
 
 @torch.no_grad()
@@ -74,7 +88,14 @@ def calibration(classifier: NoiseLevelClassifier, data, n: int = 2000, generator
         ``within_levels``, ``confusion`` (``[n_bins, n_bins]`` counts, rows =
         true bin, columns = predicted bin; bin 0 holds the largest sigmas),
         ``bin_edges`` (grid indices, ``[n_bins + 1]``), ``bin_sigma`` (geometric
-        mean sigma of each bin), ``grid``.
+        mean sigma of each bin), ``grid``; ``confidence`` (float64 ``[n]``, the
+        classifier's probability of its argmax level) and ``reliability``: the
+        reliability diagram of that confidence against the argmax being the
+        true level, from :func:`sklearn.calibration.calibration_curve` over
+        :data:`RELIABILITY_BINS` equal bins (``confidence`` and ``accuracy``:
+        mean confidence and fraction correct per non-empty bin, ``count``,
+        ``bin_edges``, and ``ece``: the expected calibration error, the
+        count-weighted mean of ``|accuracy - confidence|``).
     """
     gen = default_generator(generator)
     x, y = _joint_draw(classifier, data, n, gen)
@@ -88,23 +109,36 @@ def calibration(classifier: NoiseLevelClassifier, data, n: int = 2000, generator
     n_bins = max(1, min(int(n_bins), L))
     edges = torch.div(torch.arange(n_bins + 1) * L, n_bins, rounding_mode="floor")
     bin_of = torch.bucketize(torch.arange(L), edges[1:-1], right=True)  # level index -> bin
-    confusion = torch.zeros(n_bins, n_bins, dtype=torch.long)
-    confusion.index_put_((bin_of[y], bin_of[pred]), torch.ones(n, dtype=torch.long), accumulate=True)
+    confusion = torch.from_numpy(confusion_matrix(bin_of[y].numpy(), bin_of[pred].numpy(),
+                                                  labels=np.arange(n_bins))).long()
     bin_sigma = torch.stack([grid[edges[b]:edges[b + 1]].log().mean().exp() for b in range(n_bins)])
+    confidence = log_q.max(dim=-1).values.exp().clamp(0.0, 1.0)
     return {
         "true_index": y,
         "pred_index": pred,
         "true_sigma": true_sigma,
         "pred_sigma": pred_sigma,
         "mean_abs_log_error": (pred_sigma.log() - true_sigma.log()).abs().mean().item(),
-        "accuracy": (pred == y).double().mean().item(),
+        "accuracy": float(accuracy_score(y.numpy(), pred.numpy())),
         "accuracy_within": ((pred - y).abs() <= k).double().mean().item(),
         "within_levels": k,
         "confusion": confusion,
         "bin_edges": edges,
         "bin_sigma": bin_sigma,
         "grid": grid,
+        "confidence": confidence,
+        "reliability": _reliability((pred == y).numpy(), confidence.numpy()),
     }
+
+
+def _reliability(correct: np.ndarray, confidence: np.ndarray, n_bins: int = RELIABILITY_BINS) -> dict:
+    """Reliability diagram of ``confidence`` against ``correct`` (sklearn's ``calibration_curve``) and the ECE."""
+    acc, conf = calibration_curve(correct.astype(int), confidence, n_bins=n_bins, strategy="uniform", pos_label=1)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count = np.bincount(np.searchsorted(edges[1:-1], confidence), minlength=n_bins)  # calibration_curve's bins
+    count = count[count > 0]
+    return {"confidence": conf, "accuracy": acc, "count": count, "bin_edges": edges,
+            "ece": float(np.sum(count * np.abs(acc - conf)) / max(1, count.sum()))}
 
 
 @torch.no_grad()
@@ -234,4 +268,20 @@ def plot_confusion(cal: dict, ax=None):
     ax.set_ylabel("true sigma bin")
     ax.set_title("confusion (row-normalised)")
     ax.figure.colorbar(im, ax=ax, fraction=0.046)
+    return ax
+
+
+def plot_reliability(cal: dict, ax=None):
+    """Reliability diagram of :func:`calibration`'s ``cal``: per bin of the argmax's confidence, the fraction of
+    argmaxes that are the true level (sklearn's :class:`~sklearn.calibration.CalibrationDisplay`, the diagonal =
+    calibrated); returns the Axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    rel = cal["reliability"]
+    correct = (cal["pred_index"] == cal["true_index"]).numpy().astype(int)
+    CalibrationDisplay(rel["accuracy"], rel["confidence"], cal["confidence"].numpy(), estimator_name="argmax level",
+                       pos_label=1).plot(ax=ax)
+    ax.set_xlabel("confidence of the argmax level q(argmax | x)")
+    ax.set_ylabel("fraction where the argmax is the true level")
+    ax.set_title(f"reliability: accuracy {correct.mean():.2f}, ECE {rel['ece']:.3f}")
     return ax
