@@ -505,3 +505,37 @@ def test_noise_level_grid_of_two_levels_and_the_smallest_grid_refused():
         noise_level_grid(0.01, 50.0, 1)
     with pytest.raises(ValueError, match="need 0 < sigma_min < sigma_max, got 50.0, 50.0"):
         noise_level_grid(50.0, 50.0, 10)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(tweedie_sigma=0.0), "tweedie_sigma"), (dict(tweedie_sigma=-1.0), "tweedie_sigma"),
+    (dict(tweedie_sigma=float("nan")), "tweedie_sigma"), (dict(sigma_max=0.01), "sigma_min < sigma_max"),
+    (dict(init_kick=-0.1), "init_kick"), (dict(eta_rel=-1.0), "eta_rel"), (dict(n_levels=1), "n_levels"),
+    (dict(init_steps=-1), "init_steps"), (dict(seed=-1), "seed"), (dict(steps=True), "steps"),
+    (dict(pick="last"), "unknown pick"), (dict(x_update="hmc"), "unknown x-update"),
+])
+def test_config_refuses_each_bad_setting(kw, match):
+    with pytest.raises(ValueError, match=match):
+        DMCMCConfig(**kw).validate()
+
+
+def test_config_accepts_the_edges():
+    DMCMCConfig(tweedie_sigma=1e-6, init_kick=0.0, eta_rel=0.0, n_levels=2, init_steps=0, seed=0).validate()
+
+
+def test_register_integrator_refuses_a_second_function_under_a_taken_name():
+    from dmcmc_edu.core.integrators import INTEGRATORS, get_integrator, register_integrator
+
+    def mine(model, x, *a, **kw):
+        return x, None
+
+    with pytest.raises(ValueError, match="an integrator named 'kar1' is registered already"):
+        register_integrator("kar1", mine)
+    assert get_integrator("kar1") is kar1
+    register_integrator("kar1", kar1)  # the same function again is fine
+    try:
+        register_integrator("test_core_oracles_mine", mine)
+        register_integrator("test_core_oracles_mine", mine)
+        assert get_integrator("test_core_oracles_mine") is mine
+    finally:
+        INTEGRATORS.pop("test_core_oracles_mine", None)
