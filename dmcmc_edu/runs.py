@@ -39,6 +39,7 @@ import os
 import pickle
 import platform
 import tempfile
+import time
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Callable
@@ -536,16 +537,12 @@ class BudgetSpent(Exception):
 
 def deadline_after(minutes: float | None, start: float | None = None) -> float | None:
     """The ``time.monotonic()`` value at which a budget of ``minutes`` (None: no budget) from ``start`` ends."""
-    import time
-
     if minutes is None:
         return None
     return (time.monotonic() if start is None else start) + 60.0 * minutes
 
 
 def _spent(deadline: float | None) -> bool:
-    import time
-
     return deadline is not None and time.monotonic() >= deadline
 
 
@@ -626,6 +623,18 @@ DLG_OUTPUTS = ("samples.npy", "ledger.json", "checkpoint.pt")
 """The files a finished :func:`run_to_directory` run records the sha256 of (its rounds are checked on load)."""
 
 
+def _load_checkpoint(path: Path) -> dict:
+    """A run's ``checkpoint.pt`` (``torch.load(weights_only=True)``); a refused pickle is one line naming the file."""
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise
+        raise ValueError(f"{path}: refused by torch.load(weights_only=True) -- it holds objects other than tensors "
+                         "and plain containers, so it is not a checkpoint this toolkit wrote; nothing in it was run "
+                         "-- start the run again in a new directory") from None
+
+
 def sampler_fingerprint(sampler: DMCMCSampler, kind: str = "dlg", settings: dict | None = None, **kw) -> dict:
     """The :func:`fingerprint` of a DMCMC sampler's run.
 
@@ -690,9 +699,7 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
         (out / "rounds").mkdir(exist_ok=True)
     ckpt = out / "checkpoint.pt"
     if ckpt.exists():
-        from dmcmc_edu.models.files import read_torch_file
-
-        restore_sampler(sampler, read_torch_file(ckpt))
+        restore_sampler(sampler, _load_checkpoint(ckpt))
 
     def save_ckpt():
         if not finished:  # a finished run is only read back

@@ -526,7 +526,8 @@ def test_a_refused_pickle_in_the_cli_is_one_line(ws, pickled, capsys):
         main(["sample", "--dlg", "--sigma-update", "classifier-argmax", "--classifier", str(pickled), "--n", "10",
               "--chains", "5", "--out", ws["new"]])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {pickled}: refused by torch.load(weights_only=True) -- ") and "False" not in err[0], err
+    assert len(err) == 1 and "False" not in err[0], err
+    assert err[0].startswith(f"error: {pickled}: refused by torch.load(weights_only=True) -- "), err
 
 
 def test_the_size_check_prints_the_estimate_and_a_confirmed_run_passes():
@@ -566,3 +567,11 @@ def test_the_python_api_checks_the_sigma_range_in_the_same_place():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         dlg_config(mix, 100)  # the defaults fit
+
+
+def test_a_run_checkpoint_that_is_a_refused_pickle_is_named(pickled):
+    from dmcmc_edu.runs import _load_checkpoint
+
+    with pytest.raises(ValueError, match=r"refused by torch.load\(weights_only=True\)") as exc:
+        _load_checkpoint(pickled)
+    assert str(exc.value).startswith(str(pickled)) and "False" not in str(exc.value)

@@ -338,7 +338,7 @@ def test_sample_mnist_budget_stops_at_a_boundary_and_the_same_command_continues(
     assert main([*argv, "--max-minutes", "0.0001", "--out", str(out)]) == 0
     assert time.monotonic() - t0 < 60
     err = capsys.readouterr().err
-    assert f"time budget spent after 0 of" in err and stage in err and "run the same command again" in err, err
+    assert "time budget spent after 0 of" in err and stage in err and "run the same command again" in err, err
     record = json.loads((out / "run.json").read_text())
     assert record["complete"] is False and record["last_call"]["stopped_by"] == "budget"
     assert record["last_call"]["done"] == 0 and stage in record["last_call"]["stage"]

@@ -362,9 +362,7 @@ def cmd_sample_mnist(args) -> int:
     import numpy as np
 
     from dmcmc_edu.experiments.mnist import load_shipped_models
-    from dmcmc_edu.runs import save_once, write_json, write_once
-
-    from dmcmc_edu.runs import BudgetSpent, deadline_after
+    from dmcmc_edu.runs import BudgetSpent, deadline_after, save_once, write_json, write_once
 
     deadline = deadline_after(args.max_minutes)  # the budget counts from here: loading the models is part of it
     _check_sample_mnist(args)

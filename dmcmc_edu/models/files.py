@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import struct
 import zipfile
 from typing import Any
@@ -50,13 +51,12 @@ def refused_pickle_error(path, err: BaseException) -> RefusedFileError:
     Names the file and what it holds (the class torch refused), and never suggests ``weights_only=False`` (which
     runs whatever code the file carries), unlike torch's own message.
     """
-    import re
-
     found = re.search(r"GLOBAL ([\w.]+)", str(err))
     what = f" (it holds a {found.group(1)} object)" if found else ""
-    return RefusedFileError(f"{os.fspath(path)}: refused by torch.load(weights_only=True) -- it holds objects other than tensors and plain containers"
-                            f"{what}; nothing in it was run. This toolkit reads only weight files saved as tensors "
-                            "(e.g. torch.save(model.state_dict(), PATH)); re-save it that way from a trusted source")
+    return RefusedFileError(f"{os.fspath(path)}: refused by torch.load(weights_only=True) -- it holds objects other "
+                            f"than tensors and plain containers{what}; nothing in it was run. This toolkit reads "
+                            "only weight files saved as tensors (e.g. torch.save(model.state_dict(), PATH)); re-save "
+                            "it that way from a trusted source")
 
 
 def _first_sentence(text: str) -> str:

@@ -262,8 +262,8 @@ def safe_load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> 
             return read_torch_file(path, map_location=map_location)
     except pickle.UnpicklingError as err:  # read_torch_file's RefusedFileError (never torch's weights_only advice)
         raise CheckpointError(
-            f"{os.fspath(path)}: refused by torch.load(weights_only=True) -- it contains objects other than tensors, plain containers and numpy "
-            "float64 scalars; nothing from the file was executed"
+            f"{os.fspath(path)}: refused by torch.load(weights_only=True) -- it contains objects other than "
+            "tensors, plain containers and numpy float64 scalars; nothing from the file was executed"
         ) from err
 
 
