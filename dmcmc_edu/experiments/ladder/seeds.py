@@ -315,45 +315,68 @@ _STYLE = {"noise": dict(color="k", marker="o", label="from sigma_max"),
           "dlg": dict(color="C0", marker="D", label="DLG, best counting setting")}
 
 
-def plot_seeds(findings: dict):
-    """Median NFE to reach the reference with its 95% interval, per integrator and kind; one panel per sweep.
+_DODGE = 0.8 / 3
+"""Row offset between the kinds of :func:`plot_seeds`: seaborn's ``dodge`` splits a row's width 0.8 in three."""
 
-    ``findings`` maps a title to a result of :func:`analyse_seeds`.  A hollow marker in the grey band: no
-    setting of that kind reaches in enough seeds.  Returns the figure.
+
+def _seed_values(b: dict) -> list[float]:
+    """The per-seed costs of a chosen setting that reached (``values`` of its :class:`Reach`, ``None`` = missed)."""
+    return [float(v) for v in b.get("values", []) if v is not None and math.isfinite(float(v))]
+
+
+def plot_seeds(findings: dict):
+    """Per integrator and kind: each seed's NFE to reach the reference (dots) and their median with its 95%
+    interval (marker and bar); one panel per sweep.
+
+    ``findings`` maps a title to a result of :func:`analyse_seeds`.  The dots are the chosen setting's per-seed
+    values (seaborn's strip plot; seeds that did not reach have no dot); the median and its interval are the
+    :func:`~dmcmc_edu.evaluation.uncertainty.reach_summary` numbers the verdicts rest on (not a new bootstrap).
+    A hollow marker in the grey band: no setting of that kind reaches in enough seeds.  Returns the figure.
     """
+    import pandas as pd
+    import seaborn as sns
+
     fig, axes = plt.subplots(1, len(findings), figsize=(6.2 * len(findings), 4.4), squeeze=False)
-    vals = [b["cost"]["high"] for f in findings.values() for e in f["per_integrator"].values()
-            for b in e["best"].values() if b]
-    vals += [b["cost"]["low"] for f in findings.values() for e in f["per_integrator"].values()
-             for b in e["best"].values() if b]
+    best = [b for f in findings.values() for e in f["per_integrator"].values() for b in e["best"].values() if b]
+    vals = [b["cost"]["high"] for b in best] + [b["cost"]["low"] for b in best]
+    vals += [v for b in best for v in _seed_values(b)]
     vals += [e["noise_bracket_below"] for f in findings.values() for e in f["per_integrator"].values()
              if e.get("noise_bracket_below")]
     lo, never = 0.6 * min(vals), 4.0 * max(vals)
+    kinds = ("noise", "control", "dlg")
     for ax, (title, f) in zip(axes[0], findings.items()):
         names = list(f["per_integrator"])
-        for j, kind in enumerate(("noise", "control", "dlg")):
-            st, dy = _STYLE[kind], (j - 1) * 0.22
+        rows = []  # every seed's value of every chosen setting: seaborn's strip plot, one row per integrator
+        for j, kind in enumerate(kinds):
+            st, dy = _STYLE[kind], (j - 1) * _DODGE  # the row offset seaborn's dodge gives the kind
             ax.errorbar([], [], xerr=[], fmt=st["marker"], color=st["color"], label=st["label"], ms=5)
             for i, name in enumerate(names):
                 b = f["per_integrator"][name]["best"][kind]
-                lo = f["per_integrator"][name].get("noise_bracket_below")
-                if b and kind == "noise" and lo:  # the sweep's resolution: the next cheaper run does not count
-                    ax.plot([lo, b["cost"]["estimate"]], [i + dy] * 2, color="0.6", lw=1, ls=":", zorder=2)
-                    ax.plot([lo], [i + dy], marker="|", color="0.6", ms=8, zorder=2)
+                below = f["per_integrator"][name].get("noise_bracket_below")
+                if b and kind == "noise" and below:  # the sweep's resolution: the next cheaper run does not count
+                    ax.plot([below, b["cost"]["estimate"]], [i + dy] * 2, color="0.6", lw=1, ls=":", zorder=2)
+                    ax.plot([below], [i + dy], marker="|", color="0.6", ms=8, zorder=2)
                 if b:
+                    rows += [{"integrator": name, "kind": kind, "nfe": v} for v in _seed_values(b)]
                     c = b["cost"]
                     err = [[c["estimate"] - c["low"]], [c["high"] - c["estimate"]]]
-                    ax.errorbar([c["estimate"]], [i + dy], xerr=err, fmt=st["marker"], color=st["color"], ms=5,
-                                capsize=2, zorder=3)
+                    ax.errorbar([c["estimate"]], [i + dy], xerr=err, fmt=st["marker"], color=st["color"], ms=6,
+                                mec="white", mew=0.6, capsize=3, elinewidth=1.4, zorder=4)
                 else:
                     ax.scatter([never], [i + dy], marker=st["marker"], s=28, facecolor="none",
                                edgecolor=st["color"], zorder=3)
+        if rows:
+            sns.stripplot(data=pd.DataFrame(rows), x="nfe", y="integrator", hue="kind", order=names,
+                          hue_order=kinds, palette={k: _STYLE[k]["color"] for k in kinds}, dodge=True,
+                          jitter=0.05, size=3, alpha=0.35, linewidth=0, legend=False, ax=ax, zorder=3)
         ax.axvspan(never / 1.6, never * 1.6, color="0.92", zorder=0)
         ax.text(never, -0.6, "does not count", ha="center", va="center", fontsize=8, color="0.3")
         ax.set(xscale="log", xlim=(lo, never * 1.6), ylim=(len(names) - 0.5, -0.9),
                title=f"{title}: {len(f['seeds'])} seeds")
         ax.set_yticks(range(len(names)), names)
-        ax.set_xlabel("NFE per independent sample to reach the reference\n(median over seeds, 95% interval)")
+        ax.set_ylabel("")
+        ax.set_xlabel("NFE per independent sample to reach the reference\n(dots: seeds; marker and bar: median "
+                      "over seeds, 95% interval)")
         ax.grid(axis="x", which="both", color="0.9", lw=0.5)
     axes[0][0].plot([], [], color="0.6", lw=1, ls=":", marker="|",
                     label="from the sweep's next cheaper run from noise (it does not count)")
