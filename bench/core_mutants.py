@@ -1,8 +1,9 @@
 """Mutation testing of the core (issue 21, item 5): does a single wrong line of ``dmcmc_edu/core`` fail its tests?
 
     OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/core_mutants.py [--out bench/results/core_mutants]
-        [--sample N] [--seed S] [--timeout SECONDS] [--files contract.py,...] [--tests tests/test_x.py,...]
-        [--report-only]
+        [--sample N] [--seed S] [--timeout SECONDS] [--stop-at HH:MM] [--files contract.py,...]
+        [--tests tests/test_x.py,...] [--keep-core DIR] [--report-only]
+        [--rerun-not-killed [--core-from DIR]]
 
 The mutants are the single-change mutants of ``bench/grading_mutants.py`` (the same operators on the syntax tree:
 ``+``/``-`` and ``*``/``/`` swaps, swapped operands, comparison flips, ``and``/``or``, constants +-1 and
@@ -30,8 +31,11 @@ after reading it): ``equivalent: ...`` (the change alters no result on any input
 killed / (all but the explained-equivalent); the issue asks for at least 90%.
 
 ``--sample N`` runs a seeded random sample of N of the mutants (``random.Random(seed).sample``, stated in the
-results).  Writes ``OUT/core_mutants.json``, ``OUT/README.md`` and ``OUT/core_mutants.png``; ``--report-only``
-rewrites the last two from the JSON (after the explanations changed).  Single-threaded by design.
+results), in the sample's order, so that a run stopped by ``--stop-at`` keeps a prefix, itself a random sample.
+``--rerun-not-killed`` runs the mutants explained as gaps closed by a test again with today's tests on the core
+of the report (``--core-from``: the copy ``--keep-core`` kept; the file hashes must match) and records the result
+beside the first pass's.  Writes ``OUT/core_mutants.json``, ``OUT/README.md`` and ``OUT/core_mutants.png``;
+``--report-only`` rewrites the last two from the JSON (after the explanations changed).  Single-threaded.
 """
 
 from __future__ import annotations
@@ -415,8 +419,8 @@ def write_readme(report: dict, out: Path) -> None:
         lines += ["Tests that failed on the unmutated snapshot (work in progress of other sessions; deselected for "
                   "the whole run): " + ", ".join(f"`{t}`" for t in report["baseline"]["failing"]) + ".", ""]
     if "rerun" in report:
-        lines += [f"Re-run of the mutants not killed, with the tests of {report['rerun']['when']} on the same core "
-                  "(same file hashes): a mutant killed there is a gap closed by a test written after the first "
+        lines += [f"Re-run of the mutants explained as gaps, with the tests of {report['rerun']['when']} on the same "
+                  "core (same file hashes): a mutant killed there is a gap closed by a test written after the first "
                   "pass. Command:", "", "```", report["rerun"].get("command", ""), "```", ""]
     lines += ["## Result", "",
               "| mutants run | killed (first pass) | by the time limit | killed on re-run | survived | no test runs "
@@ -512,8 +516,10 @@ def run_mutants(mutants: list[Mutant], scratch: Path, base: dict, tests: list[st
     return rows
 
 
-def rerun_not_killed(report: dict, tests: list[str], timeout: float, log, core_from: Path | None = None) -> None:
-    """Run the mutants a report did not kill again with today's tests (the gaps closed since), on the same core:
+def rerun_not_killed(report: dict, tests: list[str], timeout: float, log, core_from: Path | None = None,
+                     out: Path | None = None) -> None:
+    """Run the mutants a report did not kill and ``explanations.json`` calls gaps closed by a test again with today's
+    tests, on the same core:
     ``core_from`` (a copy kept by ``--keep-core``) or the working tree's, refused if a file's text differs from the
     report's.  Adds ``rerun`` to each such row."""
     scratch = make_scratch(ROOT)
@@ -522,7 +528,10 @@ def rerun_not_killed(report: dict, tests: list[str], timeout: float, log, core_f
             for f in core_from.glob("*.py"):
                 shutil.copy2(f, scratch / CORE / f.name)
         now = snapshot_info(ROOT, scratch, tests)
-        rows = [r for r in report["mutants"] if r["status"] in ("survived", "not run")]
+        explained = load_explanations(DEFAULT_OUT / "explanations.json" if out is None else out / "explanations.json")
+        # the mutants explained as gaps closed by a test (equivalent ones and open gaps would only survive again)
+        rows = [r for r in report["mutants"] if r["status"] in ("survived", "not run")
+                and explained.get(r["id"], "").startswith("gap:") and "not closed" not in explained[r["id"]]]
         changed = sorted({r["file"] for r in rows if now["core_sha256"].get(r["file"])
                           != report["snapshot"]["core_sha256"].get(r["file"])})
         if changed:
@@ -552,7 +561,7 @@ def main(argv=None) -> int:
     p.add_argument("--tests", default=None, help="test files (comma-separated; default: CORE_TESTS that exist)")
     p.add_argument("--report-only", action="store_true", help="rewrite README and plot from the JSON")
     p.add_argument("--rerun-not-killed", action="store_true",
-                   help="run the report's mutants not killed again with today's tests (same core)")
+                   help="run the report's mutants not killed and explained as closed gaps again (same core)")
     p.add_argument("--stop-at", default=None, help="HH:MM (UTC): start no mutant after this time")
     p.add_argument("--keep-core", type=Path, default=None, help="keep a copy of the core mutated in this folder")
     p.add_argument("--core-from", type=Path, default=None, help="with --rerun-not-killed: the core kept then")
@@ -566,7 +575,7 @@ def main(argv=None) -> int:
     if a.report_only or a.rerun_not_killed:
         report = json.loads((out / "core_mutants.json").read_text(encoding="utf-8"))
         if a.rerun_not_killed:
-            rerun_not_killed(report, tests, a.timeout, sys.stderr, a.core_from)
+            rerun_not_killed(report, tests, a.timeout, sys.stderr, a.core_from, out)
     else:
         report = full_run(a, argv, tests)
     summarize(report, explanations)
