@@ -539,3 +539,17 @@ def test_register_integrator_refuses_a_second_function_under_a_taken_name():
         assert get_integrator("test_core_oracles_mine") is mine
     finally:
         INTEGRATORS.pop("test_core_oracles_mine", None)
+
+
+def test_check_grid_names_the_first_level_that_does_not_decrease():
+    from dmcmc_edu.core.schedules import check_grid
+
+    with pytest.raises(ValueError, match=r"strictly decreasing \(index 0 = largest sigma\); level 2 \(3\) >= "
+                                         r"level 1 \(2\)$"):
+        check_grid(torch.tensor([5.0, 2.0, 3.0, 4.0], dtype=F64))
+    with pytest.raises(ValueError, match=r"level 1 \(1\) >= level 0 \(1\)$"):
+        check_grid(torch.tensor([1.0, 1.0], dtype=F64))
+    with pytest.raises(ValueError, match="finite levels > 0"):
+        check_grid(torch.tensor([1.0, 0.0], dtype=F64))
+    with pytest.raises(ValueError, match=r"1-D tensor of at least 2 levels, got shape \(1,\)"):
+        check_grid(torch.tensor([1.0], dtype=F64))
