@@ -588,16 +588,18 @@ def _mnist_headline(mnist: dict) -> str:
     if not mnist:
         return "The MNIST rung has single runs only (no verdict yet)."
     n = sorted({e["noise"]["n_seeds"] for e in mnist.values()})
-    better = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "a_cheaper"]
-    worse = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "b_cheaper"]
-    same = [INTEGRATOR_NAMES.get(k, k) for k, e in mnist.items() if e["verdict"]["outcome"] == "no_difference"]
+    def named(outcome: str) -> list[str]:  # the integrator, with the two arms' NFE (DLG's by the full ledger)
+        return [f"{INTEGRATOR_NAMES.get(k, k)} (DLG at {e['dlg']['nfe']:.1f} NFE, from noise at "
+                f"{e['noise']['nfe']:.0f})" for k, e in mnist.items() if e["verdict"]["outcome"] == outcome]
+
+    better, worse, same = named("a_cheaper"), named("b_cheaper"), named("no_difference")
     parts = ([f"DLG's best MNIST-FID is measurably lower than the best from noise for {_join(better)}"] if better
              else []) + ([f"measurably higher for {_join(worse)}"] if worse else []) + \
-        ([f"no measurable difference for {_join(same)}"] if same else [])
+        ([f"no measurable difference in MNIST-FID for {_join(same)}"] if same else [])
     cost = [f"{INTEGRATOR_NAMES.get(k, k)}: {e['sentence_at_cost'].rstrip('.')}" for k, e in mnist.items()
             if "sentence_at_cost" in e]
     return (f"On MNIST, the deciding points re-run over {'/'.join(map(str, n))} seeds with bootstrap intervals: "
-            + "; ".join(parts) + " (each at its own NFE, below)"
+            + "; ".join(parts)
             + (". At DLG's cost, against the cheapest run from noise that costs at least as much: " + "; ".join(cost)
                if cost else "") + ".")
 
