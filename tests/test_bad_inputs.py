@@ -201,6 +201,10 @@ CLI_CASES = [
      "samples x 35 NFE x"),
     ("n-huge-dlg", ["sample", *RING, "--dlg", "--n", "1000000000000", "--out", "{new}"], "error",
      "pass --yes to run it anyway"),
+    ("sample-mnist-n-huge", ["sample-mnist", "--n", "10000000", "--out", "{new}"], "error",
+     "images x 15 NFE x"),
+    ("sample-mnist-dlg-n-huge-with-budget", ["sample-mnist", "--dlg", "--n", "10000000", "--max-minutes", "1",
+                                             "--out", "{new}"], "error", "more than 2 GB; lower --n, or pass --yes"),
     ("steps-huge", ["sample", *RING, "--n", "100000", "--steps", "10000000", "--out", "{new}"], "error",
      "more than 1 h"),
     # train-classifier

@@ -28,8 +28,11 @@ from dmcmc_edu.cli.choices import (
 from dmcmc_edu.cli.choices import MNIST_SIGMA_MAX as SIGMA_MAX
 from dmcmc_edu.cli.choices import MNIST_SIGMA_MIN as SIGMA_MIN
 from dmcmc_edu.cli.common import (
+    LARGE_RUN_GB,
+    LARGE_RUN_HOURS,
     CommandError,
     add_command,
+    check_run_size,
     check_sigma_order,
     check_torch_files,
     chunk_seed,
@@ -380,6 +383,10 @@ def cmd_sample_mnist(args) -> int:
                   file=sys.stderr)
             print(json.dumps({"images": [run.saved["n"], 1, 28, 28], **result}, indent=1, default=float))
         return 0
+    seconds, disk, how = estimate_sample_mnist(args, models, dev, options, sampler)
+    if args.max_minutes is not None:  # the budget bounds the time: only the disk is checked
+        seconds = min(seconds, 60.0 * args.max_minutes)
+    check_run_size(seconds, disk, how, confirmed=args.yes)
     t0 = time.time()
     record = {"command": "sample-mnist", "settings": settings(args), "weights": str(args.weights)}
     try:
@@ -402,6 +409,54 @@ def cmd_sample_mnist(args) -> int:
     if not args.quiet:
         print(json.dumps({"images": list(x.shape), **result}, indent=1, default=float))
     return 0
+
+
+PILOT_IMAGES = 8
+"""Images of the pilot run that measures the seconds per evaluation for the size check of ``sample-mnist``."""
+
+
+def estimate_sample_mnist(args, models: dict, dev, options: dict, sampler) -> tuple[float, float, str]:
+    """``(seconds, bytes, how)``: the estimated time and disk use of a ``sample-mnist`` run, and how they were made.
+
+    A pilot of :data:`PILOT_IMAGES` images with the run's integrator and at most 4 of its steps measures the NFE
+    and the seconds per evaluation per image; the run's NFE per image is extrapolated from pilots with 3 and 4 steps
+    (affine in the steps; rk45 chooses its own).  Vanilla: ``n x NFE x s_eval``; disk: chunks + images.npy, float32.
+    DLG: every chain's initialisation (KAR2, ``2 init_steps - 1``) and burn-in plus ``n_skip`` Gibbs steps and the
+    denoising run per output, a score and a classifier evaluation per Gibbs step; disk: the rounds and samples.npy
+    (float64) and images.npy.
+    """
+    import torch
+
+    from dmcmc_edu.core.integrators import sample_from_noise
+
+    rows = min(args.n, PILOT_IMAGES)
+
+    def pilot(steps: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            _, info = sample_from_noise(models["score"], (rows, 1, 28, 28), integrator=args.integrator, steps=steps,
+                                        sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, dtype=torch.float32, device=dev,
+                                        generator=torch.Generator(device=dev).manual_seed(0), **options)
+        return float(info.nfe), time.perf_counter() - t0
+
+    nfe, seconds = pilot(min(args.steps, 4))
+    per_eval = seconds / max(nfe, 1) / rows
+    if args.steps > 4 and args.integrator != "rk45":
+        nfe = nfe + (nfe - pilot(3)[0]) * (args.steps - 4)
+    image = 28 * 28
+    if sampler is None:
+        evals, disk = args.n * nfe, 8.0 * args.n * image
+        how = f"{args.n:,} images x {nfe:,.0f} NFE x {per_eval * 1e3:.2g} ms per evaluation (pilot of {rows} images)"
+    else:
+        cfg = sampler.config
+        made = cfg.n_chains * cfg.outputs_per_chain
+        burn = sum(int(phase[0] if isinstance(phase, (list, tuple)) else phase.steps) for phase in cfg.burn_in)
+        per_chain = max(2 * cfg.init_steps - 1, 0) + 2 * burn
+        evals = cfg.n_chains * per_chain + made * (2 * cfg.n_skip + nfe)
+        disk = 8.0 * (made + args.n) * image + 4.0 * args.n * image
+        how = (f"{cfg.n_chains:,} chains x {per_chain} evaluations to start + {made:,} outputs x "
+               f"{2 * cfg.n_skip + nfe:,.0f}, x {per_eval * 1e3:.2g} ms per evaluation (pilot of {rows} images)")
+    return evals * per_eval, disk, how
 
 
 def _stopped_by_budget(args, run, stop, seconds: float) -> int:
@@ -509,6 +564,9 @@ def _add_sample(sub) -> None:
                    choices=[name for name in SIGMA_UPDATES if name.startswith("classifier")])
     m.add_argument("--checkpoint-every", type=positive_int, default=1, help="DLG: output rounds between checkpoints")
     m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
+    m.add_argument("--yes", action="store_true",
+                   help=f"run even when the estimated time exceeds {LARGE_RUN_HOURS:g} h (without --max-minutes) or "
+                        f"the disk use {LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
 
 
 def add_parsers(sub) -> None:
