@@ -17,7 +17,10 @@ Modes, interleaved in every repeat (same slider values, same process):
   + :func:`~dmcmc_edu.explorers.figure_png`), what re-creating the figure costs at today's size and fonts;
 * ``dlg_baseline`` -- the explorer of ``--baseline-commit`` (its ``dmcmc_edu/explorers.py`` read with ``git show``
   and imported beside today's package; default: the commit before the figure was reused), if git can read it;
-* ``integrator`` -- the integrator explorer as shipped (a new figure per update: 0.3-0.6 s here, inside 1 s).
+* ``integrator`` -- the integrator explorer as shipped (a new figure per update).
+
+The explorers' cache of updates seen before is switched off (``cache_size = 0``): every update here computes,
+draws and encodes (with the cache, going back to seen controls takes milliseconds).
 
 Writes ``OUT/explorer_redraw.json`` (every update, the load average before and after, the machine) and
 ``OUT/explorer_redraw.png``: per mode, every update's seconds (strip) with the median and its 95 % bootstrap
@@ -89,7 +92,7 @@ def _move(explorer, name, value) -> dict:
     t0 = time.perf_counter()
     explorer.controls[name].value = value
     wall = time.perf_counter() - t0
-    split = {k: round(v, 4) for k, v in getattr(explorer, "last_timings", {}).items()}
+    split = {k: round(v, 4) for k, v in getattr(explorer, "last_timings", {}).items() if k != "cached"}
     return {"control": name, "value": value, "seconds": round(wall, 4), **{f"{k}_s": v for k, v in split.items()}}
 
 
@@ -111,6 +114,7 @@ def measure(repeats: int, baseline_commit: str | None) -> dict:
     base = _baseline_module(baseline_commit) if baseline_commit else None
     t0 = time.perf_counter()
     dlg, integ = ex.dlg_explorer(s), ex.integrator_explorer(s)
+    dlg.cache_size = integ.cache_size = 0  # every update computed (the moves return to values seen before)
     old = base.dlg_explorer(base.ExplorerSettings()) if base else None
     build_s = time.perf_counter() - t0
     rows = []

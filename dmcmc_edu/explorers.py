@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 from matplotlib.patches import Ellipse
+from matplotlib.ticker import FuncFormatter
 
 from dmcmc_edu.core.contract import CountingDenoiser
 from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
@@ -42,8 +42,8 @@ from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, load_target
 
 __all__ = ["ExplorerSettings", "DLGRun", "IntegratorRun", "compute_dlg", "draw_dlg", "dlg_report",
-           "DLGFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png", "Explorer", "dlg_explorer",
-           "integrator_explorer", "DLG_DEFAULTS", "INTEGRATOR_DEFAULTS"]
+           "DLGFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png", "Explorer",
+           "dlg_explorer", "integrator_explorer", "DLG_DEFAULTS", "INTEGRATOR_DEFAULTS"]
 
 # ----------------------------------------------------------------------------- settings
 
@@ -535,12 +535,15 @@ class Explorer(widgets.VBox):
     :class:`DLGFigure`) every redraw updates that one figure instead of calling ``draw`` for a new one.  While an
     update computes, the image is greyed (CSS class ``dmcmc-stale``) and the status line says "updating..."; then
     it says how long the update took.  :attr:`last_timings` holds the seconds of the last update's phases
-    (``compute``, ``draw``, ``png``, ``total``).
+    (``compute``, ``draw``, ``png``, ``total``) and ``cached``.  The last ``cache_size`` updates are kept (run,
+    image, numbers; the runs are seeded, so the same controls give the same run): going back to controls seen
+    before redraws at once.
     """
 
     def __init__(self, controls: dict, compute, draw, report, settings: ExplorerSettings, title: str, kind: str,
-                 figure=None):
+                 figure=None, cache_size: int = 32):
         self.controls, self.settings, self.kind = controls, settings, kind
+        self.cache_size, self._cache = int(cache_size), {}
         self._compute, self._draw, self._report, self._figure = compute, draw, report, figure
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.numbers = widgets.HTML()
@@ -573,6 +576,14 @@ class Explorer(widgets.VBox):
         widget callback's traceback would go to the log).
         """
         t0 = time.perf_counter()
+        key = tuple(sorted(self.values().items()))
+        if key in self._cache:  # controls seen before: the same seeded run, its image and numbers
+            self.last_run, self.image.value, self.numbers.value = self._cache[key]
+            self._cache[key] = self._cache.pop(key)  # most recently used last
+            self.last_timings = {"compute": 0.0, "draw": 0.0, "png": 0.0, "total": time.perf_counter() - t0,
+                                 "cached": True}
+            self.status.value = "updated (seen before)"
+            return
         self.image.add_class("dmcmc-stale")
         self.status.value = "<b>updating...</b>"
         try:
@@ -591,7 +602,12 @@ class Explorer(widgets.VBox):
         self.image.value = png
         self._show(self._report(run))
         self.image.remove_class("dmcmc-stale")
-        self.last_timings = {"compute": t1 - t0, "draw": t2 - t1, "png": t3 - t2, "total": time.perf_counter() - t0}
+        if self.cache_size > 0:
+            self._cache[key] = (run, png, self.numbers.value)
+            while len(self._cache) > self.cache_size:
+                self._cache.pop(next(iter(self._cache)))
+        self.last_timings = {"compute": t1 - t0, "draw": t2 - t1, "png": t3 - t2, "total": time.perf_counter() - t0,
+                             "cached": False}
         self.status.value = f"updated in {self.last_timings['total']:.2f} s"
 
     def _show(self, text: str) -> None:

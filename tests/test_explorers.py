@@ -268,7 +268,7 @@ def test_dlg_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeyp
     w = ex.dlg_explorer(SMALL)
     assert len(made) == 1
     fig = made[0]
-    for name, value in (("steps", 16), ("outputs_per_chain", 8), ("n_skip", 3), ("eta", 0.1), ("eta", 0.005)):
+    for name, value in (("steps", 16), ("outputs_per_chain", 8), ("n_skip", 3), ("eta", 0.1), ("eta", 0.002)):
         w.controls[name].value = value
     assert len(made) == 1 and w.render(w.last_run) is fig
     fresh = ex.figure_png(ex.draw_dlg(w.last_run, SMALL), SMALL.dpi)  # a second Figure, built from scratch
@@ -302,4 +302,22 @@ def test_widget_marks_the_figure_as_updating_while_it_computes():
     w.controls["steps"].value = 4
     assert "updating" in seen["status"] and "dmcmc-stale" in seen["classes"]
     assert "updated in" in w.status.value and "dmcmc-stale" not in w.image._dom_classes
-    assert set(w.last_timings) == {"compute", "draw", "png", "total"}
+    assert set(w.last_timings) == {"compute", "draw", "png", "total", "cached"} and not w.last_timings["cached"]
+
+
+def test_widget_redraws_controls_seen_before_from_its_cache():
+    w = ex.dlg_explorer(SMALL)
+    png0, text0 = w.image.value, w.numbers.value
+    w.controls["steps"].value = 4
+    png4 = w.image.value
+    calls = []
+    compute = w._compute
+    w._compute = lambda settings, **c: calls.append(c) or compute(settings, **c)
+    w.controls["steps"].value = 8  # back to the start: no new run
+    assert not calls and w.last_timings["cached"] and "seen before" in w.status.value
+    assert w.image.value == png0 and w.numbers.value == text0 and w.last_run.settings["steps"] == 8
+    w.cache_size = 1
+    w.controls["steps"].value = 16  # new controls: computed; the cache keeps only this one now
+    assert len(calls) == 1 and not w.last_timings["cached"] and len(w._cache) == 1
+    w.controls["steps"].value = 4  # evicted: computed again, the same image
+    assert len(calls) == 2 and w.image.value == png4
