@@ -479,6 +479,10 @@ def test_denoising_steps_per_decade_by_hand():
     s = DMCMCSampler(ONE_GAUSSIAN, cfg, data_shape=(2,))
     sigma = torch.tensor([10.0, 0.1, 1.0, 0.011, 3.2, 40.0], dtype=F64)
     assert s.denoising_steps(sigma).tolist() == [6, 2, 4, 2, 6, 8]  # log10(4000) = 3.6: 7.2 -> 8
+    fine = DMCMCSampler(ONE_GAUSSIAN, DMCMCConfig(sigma_min=0.01, n_levels=20, steps=1, steps_per_decade=20.0,
+                                                  n_chains=2), data_shape=(2,))
+    # log10(1.1) = 0.041: 0.83 -> 1; below sigma_min: no decades, the base steps
+    assert fine.denoising_steps(torch.tensor([0.011, 0.005, 0.1], dtype=F64)).tolist() == [1, 1, 20]
     plain = DMCMCSampler(ONE_GAUSSIAN, DMCMCConfig(sigma_min=0.01, n_levels=20, steps=3, n_chains=2), data_shape=(2,))
     assert plain.denoising_steps(sigma).tolist() == [3] * 6
 
@@ -553,3 +557,15 @@ def test_check_grid_names_the_first_level_that_does_not_decrease():
         check_grid(torch.tensor([1.0, 0.0], dtype=F64))
     with pytest.raises(ValueError, match=r"1-D tensor of at least 2 levels, got shape \(1,\)"):
         check_grid(torch.tensor([1.0], dtype=F64))
+
+
+def test_sample_from_noise_with_sigmas_starts_at_the_first_level_of_each_row():
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.core.schedules import karras_sigmas
+
+    sig = karras_sigmas(torch.tensor([20.0, 5.0, 1.0], dtype=F64), 0.01, 6)
+    x, info = sample_from_noise(ONE_GAUSSIAN, (3, 2), sigmas=sig, generator=torch.Generator().manual_seed(2))
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    ref, _ = kar1(ONE_GAUSSIAN, z * sig[:, :1], sigmas=sig)
+    torch.testing.assert_close(x, ref, rtol=1e-12, atol=1e-12)
+    assert info.nfe == 2 * 6 - 1
