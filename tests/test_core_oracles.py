@@ -569,3 +569,35 @@ def test_sample_from_noise_with_sigmas_starts_at_the_first_level_of_each_row():
     ref, _ = kar1(ONE_GAUSSIAN, z * sig[:, :1], sigmas=sig)
     torch.testing.assert_close(x, ref, rtol=1e-12, atol=1e-12)
     assert info.nfe == 2 * 6 - 1
+
+
+def test_sample_from_noise_tweedie_after_a_schedule_to_zero_is_at_its_last_level_above_zero():
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.core.schedules import karras_sigmas
+    from dmcmc_edu.core.tweedie import tweedie
+
+    sig = karras_sigmas(torch.tensor([20.0], dtype=F64), 0.05, 5)[0]  # one row shared by the batch, ends at 0
+    x, info = sample_from_noise(ONE_GAUSSIAN, (3, 2), sigmas=sig, final_tweedie=True,
+                                generator=torch.Generator().manual_seed(4))
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    ref, _ = kar1(ONE_GAUSSIAN, z * sig[0], sigmas=sig)
+    torch.testing.assert_close(x, tweedie(ONE_GAUSSIAN, ref, float(sig[-2])), rtol=1e-12, atol=1e-12)
+    assert info.nfe == 2 * 5 - 1 + 1 and info.extra["final_tweedie"] is True
+
+
+class DtypeStrict:
+    """A model that, like a float32 network on a device, refuses a sigma not in x's dtype."""
+
+    def __call__(self, x, sigma):
+        if sigma.dtype != x.dtype or sigma.device != x.device:
+            raise TypeError(f"sigma {sigma.dtype} on {sigma.device} for x {x.dtype} on {x.device}")
+        return ONE_GAUSSIAN(x.double(), sigma.double()).to(x.dtype)
+
+
+@pytest.mark.parametrize("name", ["kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama"])
+def test_integrators_hand_the_model_sigma_in_the_dtype_of_x(name):
+    from dmcmc_edu.core.integrators import get_integrator
+
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(1)).float() * 3.0
+    out, _ = get_integrator(name)(DtypeStrict(), x, 3.0, 0.05, 4, generator=torch.Generator().manual_seed(1))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
