@@ -601,3 +601,23 @@ def test_integrators_hand_the_model_sigma_in_the_dtype_of_x(name):
     x = torch.randn(3, 2, generator=torch.Generator().manual_seed(1)).float() * 3.0
     out, _ = get_integrator(name)(DtypeStrict(), x, 3.0, 0.05, 4, generator=torch.Generator().manual_seed(1))
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_kar2_churn_interval_is_closed_at_both_ends():
+    """Karras et al. Alg. 2 adds noise when t_i is in [S_tmin, S_tmax] (closed): a start exactly at S_tmax (or a
+    level exactly at S_tmin) churns as with the bound moved a hair outward, and unlike with it moved inward."""
+    from dmcmc_edu.core.integrators import kar2
+
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(7), dtype=F64)
+
+    def run(**kw):
+        return kar2(ONE_GAUSSIAN, x, 1.0, 0.05, 3, generator=torch.Generator().manual_seed(9), **kw)[0]
+
+    at, outward, inward = run(s_tmax=1.0), run(s_tmax=1.0 + 1e-9), run(s_tmax=1.0 - 1e-9)
+    assert torch.equal(at, outward) and not torch.allclose(at, inward)
+    from dmcmc_edu.core.schedules import karras_sigmas
+
+    lvl = float(karras_sigmas(torch.tensor([2.0], dtype=F64), 0.05, 2)[0, 1])  # the second level: S_tmin there
+    at, outward, inward = (kar2(ONE_GAUSSIAN, x, 2.0, 0.05, 2, generator=torch.Generator().manual_seed(9),
+                                s_tmin=v, s_tmax=10.0)[0] for v in (lvl, lvl * (1 - 1e-9), lvl * (1 + 1e-9)))
+    assert torch.equal(at, outward) and not torch.allclose(at, inward)
