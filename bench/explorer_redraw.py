@@ -116,6 +116,7 @@ def measure(repeats: int, baseline_commit: str | None) -> dict:
     dlg, integ = ex.dlg_explorer(s), ex.integrator_explorer(s)
     dlg.cache_size = integ.cache_size = 0  # every update computed (the moves return to values seen before)
     old = base.dlg_explorer(base.ExplorerSettings()) if base else None
+    integrator_moves = INTEGRATOR_MOVES + [("sigma_start", integ.controls["sigma_start"].value)]  # back to start
     build_s = time.perf_counter() - t0
     rows = []
     load_before = _loadavg()
@@ -126,7 +127,7 @@ def measure(repeats: int, baseline_commit: str | None) -> dict:
                          **_fresh(s, dlg.values())})
             if old is not None:
                 rows.append({"mode": "dlg_baseline", "repeat": rep, **_move(old, name, value)})
-        for name, value in INTEGRATOR_MOVES:
+        for name, value in integrator_moves:
             rows.append({"mode": "integrator", "repeat": rep, **_move(integ, name, value)})
     summary = {}
     for mode in dict.fromkeys(r["mode"] for r in rows):
@@ -140,7 +141,7 @@ def measure(repeats: int, baseline_commit: str | None) -> dict:
                 summary[mode][f"median_{part}"] = round(float(np.median(v)), 3)
     return {"settings": {"repeats": repeats, "dpi": s.dpi, "n_chains": s.n_chains, "n_samples": s.n_samples,
                          "baseline_commit": baseline_commit if base else None,
-                         "dlg_moves": DLG_MOVES, "integrator_moves": INTEGRATOR_MOVES},
+                         "dlg_moves": DLG_MOVES, "integrator_moves": integrator_moves},
             "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "python": platform.python_version(),
                         "matplotlib": matplotlib.__version__, "loadavg_before": load_before,
@@ -162,7 +163,8 @@ def plot(result: dict, path: Path) -> None:
     ax.set_ylabel("seconds per update (slider release to new image)")
     ax.set_xlabel("")
     la = result["machine"]["loadavg_before"]
-    ax.set_title(f"explorer redraws, no browser ({len(df) // len(order)} per mode); median and 95 % interval\n"
+    counts = ", ".join(f"{m} {int((df['mode'] == m).sum())}" for m in order)
+    ax.set_title(f"explorer updates, no browser ({counts}); median and 95 % interval\n"
                  f"load average {la[0] if la else float('nan'):.1f} on {result['machine']['cpus']} CPUs "
                  f"(shared machine)", fontsize=10)
     ax.legend(loc="upper right")
