@@ -37,7 +37,10 @@ def test_ema_of_set_weights_matches_the_hand_formula():
 
 
 def test_ema_in_the_training_loop_matches_the_hand_formula(tmp_path):
-    """Train 1 step, then resume one step at a time to 4: the checkpoint's EMA is 0.1 w0 + 0.9 w1, then d_t ema_t + (1 - d_t) w_{t+1}."""
+    """Train 1 step, then resume one step at a time to 4.
+
+    The checkpoint's EMA is 0.1 w0 + 0.9 w1 after step 1, then d_t ema_t + (1 - d_t) w_{t+1}.
+    """
     g = torch.Generator().manual_seed(0)
     data = torch.rand(32, 1, 28, 28, generator=g)
     cfg = ScoreTrainingConfig(steps=1, batch_size=4, warmup_steps=1)

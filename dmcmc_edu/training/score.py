@@ -196,8 +196,8 @@ def _start_run(cfg: ScoreTrainingConfig, mcfg: UNetConfig, device: torch.device,
 
 def _save_checkpoint(path: Path, run: _Run, cfg: ScoreTrainingConfig, mcfg: UNetConfig, seconds: float) -> None:
     """Write the run's state (model, EMA, optimiser, generators, log) to ``path``, atomically."""
-    payload = {"format": _CKPT_FORMAT, "step": run.step, "model": run.model.state_dict(), "ema": run.ema.module.state_dict(),
-               "opt": run.opt.state_dict(), "gen_data": run.gen_data.get_state(),
+    payload = {"format": _CKPT_FORMAT, "step": run.step, "model": run.model.state_dict(),
+               "ema": run.ema.module.state_dict(), "opt": run.opt.state_dict(), "gen_data": run.gen_data.get_state(),
                "gen_noise": run.gen_noise.get_state(), "log": run.log, "seconds": seconds,
                "train_config": asdict(cfg), "model_config": asdict(mcfg)}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
