@@ -198,6 +198,9 @@ def test_dlg_init_refuses_bad_states():
         dlg_init(x, torch.tensor([0, 1, 30]), grid)
     with pytest.raises(ValueError, match=r"sigma indices must lie in \[0, 29\]"):
         dlg_init(x, torch.tensor([-1, 1, 2]), grid)
+    for bad in (0.0, -0.5, float("nan"), float("inf")):  # snapping these to a level would hide the mistake
+        with pytest.raises(ValueError, match=r"noise levels must be finite and > 0; chain\(s\) \[1\]"):
+            dlg_init(x, torch.tensor([1.0, bad, 2.0], dtype=F64), grid)
     assert dlg_init(x, torch.tensor([0, 29, 5]), grid).index.tolist() == [0, 29, 5]
     assert dlg_init(x, torch.tensor(4), grid).index.tolist() == [4, 4, 4]
 
@@ -621,3 +624,26 @@ def test_kar2_churn_interval_is_closed_at_both_ends():
     at, outward, inward = (kar2(ONE_GAUSSIAN, x, 2.0, 0.05, 2, generator=torch.Generator().manual_seed(9),
                                 s_tmin=v, s_tmax=10.0)[0] for v in (lvl, lvl * (1 - 1e-9), lvl * (1 + 1e-9)))
     assert torch.equal(at, outward) and not torch.allclose(at, inward)
+
+
+def test_rk45_reports_its_end_to_the_callback_once():
+    from dmcmc_edu.core.integrators import rk45
+
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(2), dtype=F64)
+    seen = []
+    out, info = rk45(ONE_GAUSSIAN, x, torch.tensor([3.0, 1.0, 2.0], dtype=F64), 0.05, callback=seen.append)
+    assert len(seen) == 1 and seen[0]["i"] == 0 and seen[0]["denoised"] is None and seen[0]["x"] is out
+    torch.testing.assert_close(seen[0]["sigma"], torch.full((3,), 0.05, dtype=F64), rtol=0, atol=0)
+    assert info.sigma_end == 0.05 and info.nfe == info.extra["nfev"]
+
+
+def test_sample_from_noise_tweedie_after_kar1_to_zero_is_at_sigma_min():
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.core.tweedie import tweedie
+
+    x, info = sample_from_noise(ONE_GAUSSIAN, (3, 2), steps=4, sigma_max=10.0, sigma_min=0.05, final_tweedie=True,
+                                generator=torch.Generator().manual_seed(4))
+    z = torch.randn(3, 2, generator=torch.Generator().manual_seed(4), dtype=F64)
+    ref, _ = kar1(ONE_GAUSSIAN, 10.0 * z, 10.0, 0.05, 4)
+    torch.testing.assert_close(x, tweedie(ONE_GAUSSIAN, ref, 0.05), rtol=1e-12, atol=1e-12)
+    assert info.nfe == 2 * 4 - 1 + 1
