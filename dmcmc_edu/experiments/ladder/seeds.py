@@ -31,6 +31,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import seaborn as sns
 
 from dmcmc_edu.core.ledger import ORACLE_FIELDS, NFELedger
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
@@ -333,9 +335,6 @@ def plot_seeds(findings: dict):
     :func:`~dmcmc_edu.evaluation.uncertainty.reach_summary` numbers the verdicts rest on (not a new bootstrap).
     A hollow marker in the grey band: no setting of that kind reaches in enough seeds.  Returns the figure.
     """
-    import pandas as pd
-    import seaborn as sns
-
     fig, axes = plt.subplots(1, len(findings), figsize=(6.2 * len(findings), 4.4), squeeze=False)
     best = [b for f in findings.values() for e in f["per_integrator"].values() for b in e["best"].values() if b]
     vals = [b["cost"]["high"] for b in best] + [b["cost"]["low"] for b in best]
