@@ -42,7 +42,8 @@ from dmcmc_edu.registry import get_integrator, integrator_table
 from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, load_target
 
 __all__ = ["ExplorerSettings", "DLGRun", "IntegratorRun", "compute_dlg", "draw_dlg", "dlg_report",
-           "DLGFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png", "Explorer",
+           "DLGFigure", "IntegratorFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png",
+           "Explorer",
            "dlg_explorer", "integrator_explorer", "DLG_DEFAULTS", "INTEGRATOR_DEFAULTS"]
 
 # ----------------------------------------------------------------------------- settings
@@ -458,42 +459,79 @@ def compute_integrator(settings: ExplorerSettings | None = None, **controls) -> 
                          ref)
 
 
+class IntegratorFigure:
+    """The integrator explorer's figure, built once; :meth:`update` moves its artists to a new
+    :class:`IntegratorRun` (as :class:`DLGFigure`).
+
+    Three panels: ``n_paths`` trajectories in the plane, their distance from the origin against sigma, the outputs
+    against exact samples.
+    """
+
+    def __init__(self, settings: ExplorerSettings | None = None):
+        s = self.settings = settings or ExplorerSettings()
+        mix = s.mixture()
+        fig = self.figure = Figure(figsize=(14.5, 4.3))
+        ax1, ax2, ax3 = self.axes = fig.subplots(1, 3)
+        fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.91, wspace=0.3)
+        _plane(ax1, mix, s.lim, "trajectories in the plane")
+        self.paths = [ax1.plot([], [], ".-", color="C0", lw=0.7, ms=2.5, alpha=0.7)[0] for _ in range(s.n_paths)]
+        self.starts = ax1.plot([], [], "o", color="0.5", ms=3, label=r"start ($\sigma_{start}$)")[0]
+        self.ends = ax1.plot([], [], "o", color="C3", ms=3, label="end of the integrator")[0]
+        ax1.legend(fontsize=FONT["legend"], loc="upper right")
+        self.start_note = _note(ax1)
+        self.radii = [ax2.plot([], [], ".-", color="C0", lw=0.7, ms=2.5, alpha=0.7)[0] for _ in range(s.n_paths)]
+        radius = float(mix.means.norm(dim=1).max())
+        ax2.axhline(radius, color="k", ls="--", lw=0.8, label=f"ring radius {radius:g}")
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+        ax2.yaxis.set_major_formatter(_PLAIN)
+        ax2.set_xlabel(r"$\sigma$ along the path (decreasing)")
+        ax2.set_ylabel("distance from the origin |x|")
+        ax2.set_title("trajectories in (|x|, $\\sigma$)", fontsize=FONT["title"])
+        ax2.legend(fontsize=FONT["legend"], loc="lower left")
+        _style(ax2)
+        _plane(ax3, mix, s.lim, "outputs")
+        self.reference = ax3.scatter(np.zeros(0), np.zeros(0), s=4, color="0.5", alpha=0.5, linewidths=0,
+                                     label="exact samples")
+        self.outputs = ax3.scatter(np.zeros(0), np.zeros(0), s=4, color="C3", alpha=0.7, linewidths=0,
+                                   label=f"{s.n_samples} outputs")
+        ax3.legend(fontsize=FONT["legend"], loc="upper right", markerscale=2)
+        self.output_note = _note(ax3)
+
+    def update(self, run: IntegratorRun) -> Figure:
+        """Show ``run`` (the same figure, its artists updated); returns the figure."""
+        s = self.settings
+        ax1, ax2, ax3 = self.axes
+        p = run.paths[:, : s.n_paths].numpy()
+        ax1.set_title(f"{p.shape[1]} trajectories in the plane", fontsize=FONT["title"])
+        r, lv = np.linalg.norm(p, axis=-1), run.path_sigma[:, : s.n_paths].numpy()
+        for b, (line, rline) in enumerate(zip(self.paths, self.radii)):
+            if b < p.shape[1]:
+                line.set_data(p[:, b, 0], p[:, b, 1])
+                rline.set_data(lv[:, b], r[:, b])
+            else:
+                line.set_data([], [])
+                rline.set_data([], [])
+        self.starts.set_data(p[0, :, 0], p[0, :, 1])
+        self.ends.set_data(p[-1, :, 0], p[-1, :, 1])
+        _set_outside(self.start_note, _outside(p[0], s.lim), p.shape[1], "start points")
+        ax2.relim()
+        ax2.autoscale_view(scalex=False)
+        ax2.set_xlim(run.settings["sigma_start"] * 1.5, run.metrics["sigma_min"] / 1.5)  # time runs left to right
+        m, o = run.metrics, run.outputs.numpy()
+        ax3.set_title(f"outputs: W2 {m['w2']:.3f} (noise floor {m['w2_floor']:.3f})", fontsize=FONT["title"])
+        self.reference.set_offsets(run.reference.numpy())
+        self.outputs.set_offsets(o)
+        _set_outside(self.output_note, _outside(o, s.lim), len(o), "outputs")
+        return self.figure
+
+
 def draw_integrator(run: IntegratorRun, settings: ExplorerSettings | None = None) -> Figure:
-    """Three panels: trajectories in the plane, the distance from the origin against sigma, outputs vs exact."""
-    s = settings or ExplorerSettings()
-    mix = s.mixture()
-    fig = Figure(figsize=(14.5, 4.3))
-    ax1, ax2, ax3 = fig.subplots(1, 3)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.14, top=0.91, wspace=0.3)
-    p = run.paths[:, : s.n_paths].numpy()
-    _plane(ax1, mix, s.lim, f"{p.shape[1]} trajectories in the plane")
-    for b in range(p.shape[1]):
-        ax1.plot(p[:, b, 0], p[:, b, 1], ".-", color="C0", lw=0.7, ms=2.5, alpha=0.7)
-    ax1.plot(p[0, :, 0], p[0, :, 1], "o", color="0.5", ms=3, label=r"start ($\sigma_{start}$)")
-    ax1.plot(p[-1, :, 0], p[-1, :, 1], "o", color="C3", ms=3, label="end of the integrator")
-    ax1.legend(fontsize=FONT["legend"], loc="upper right")
-    _note_outside(ax1, _outside(p[0], s.lim), p.shape[1], "start points")
-    r, lv = np.linalg.norm(p, axis=-1), run.path_sigma[:, : s.n_paths].numpy()
-    radius = float(mix.means.norm(dim=1).max())
-    for b in range(p.shape[1]):
-        ax2.plot(lv[:, b], r[:, b], ".-", color="C0", lw=0.7, ms=2.5, alpha=0.7)
-    ax2.axhline(radius, color="k", ls="--", lw=0.8, label=f"ring radius {radius:g}")
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlim(run.settings["sigma_start"] * 1.5, run.metrics["sigma_min"] / 1.5)  # time runs left to right
-    ax2.set_xlabel(r"$\sigma$ along the path (decreasing)")
-    ax2.set_ylabel("distance from the origin |x|")
-    ax2.set_title("trajectories in (|x|, $\\sigma$)", fontsize=FONT["title"])
-    ax2.legend(fontsize=FONT["legend"], loc="lower left")
-    _style(ax2)
-    m, o = run.metrics, run.outputs.numpy()
-    _plane(ax3, mix, s.lim, f"outputs: W2 {m['w2']:.3f} (noise floor {m['w2_floor']:.3f})")
-    ax3.scatter(run.reference[:, 0], run.reference[:, 1], s=4, color="0.5", alpha=0.5, linewidths=0,
-                label="exact samples")
-    ax3.scatter(o[:, 0], o[:, 1], s=4, color="C3", alpha=0.7, linewidths=0, label=f"{len(o)} outputs")
-    ax3.legend(fontsize=FONT["legend"], loc="upper right", markerscale=2)
-    _note_outside(ax3, _outside(o, s.lim), len(o), "outputs")
-    return fig
+    """Three panels: trajectories in the plane, the distance from the origin against sigma, outputs vs exact.
+
+    A new figure each call (:class:`IntegratorFigure`; the explorer keeps one and updates it).
+    """
+    return IntegratorFigure(settings).update(run)
 
 
 def integrator_report(run: IntegratorRun) -> str:
@@ -665,7 +703,8 @@ def integrator_explorer(settings: ExplorerSettings | None = None, **start) -> Ex
                                v["sigma_start"]),
     }
     return Explorer(controls, compute_integrator, draw_integrator, integrator_report, s,
-                    f"Integrators on the {_name(s)}: {s.n_samples} samples, seed {s.seed}", "Integrator")
+                    f"Integrators on the {_name(s)}: {s.n_samples} samples, seed {s.seed}", "Integrator",
+                    figure=IntegratorFigure(s))
 
 
 def _name(s: ExplorerSettings) -> str:

@@ -321,3 +321,19 @@ def test_widget_redraws_controls_seen_before_from_its_cache():
     assert len(calls) == 1 and not w.last_timings["cached"] and len(w._cache) == 1
     w.controls["steps"].value = 4  # evicted: computed again, the same image
     assert len(calls) == 2 and w.image.value == png4
+
+
+def test_integrator_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeypatch):
+    made = []
+
+    class CountedFigure(ex.Figure):
+        def __init__(self, *a, **k):
+            made.append(self)
+            super().__init__(*a, **k)
+
+    monkeypatch.setattr(ex, "Figure", CountedFigure)
+    w = ex.integrator_explorer(SMALL)
+    for name, value in (("steps", 32), ("integrator", "kar2"), ("sigma_start", 1.0), ("steps", 2)):
+        w.controls[name].value = value
+    assert len(made) == 1 and w.render(w.last_run) is made[0]
+    assert w.image.value == ex.figure_png(ex.draw_integrator(w.last_run, SMALL), SMALL.dpi)
