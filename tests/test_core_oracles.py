@@ -244,7 +244,7 @@ def test_euler_maruyama_step_has_its_closed_form_gaussian_law(s, s_next):
 # ----------------------------------------------------------------------------- what the integrators report
 
 
-@pytest.mark.parametrize("name", ["kar1", "pf_euler", "reverse_diffusion", "euler_maruyama"])
+@pytest.mark.parametrize("name", ["kar1", "kar2", "pf_euler", "reverse_diffusion", "euler_maruyama"])
 def test_integrator_callback_reports_each_step_in_order(name):
     """callback gets i = 0..N-1, the level reached (the schedule's next one) and D(x, level left) at the state
     the step started from."""
@@ -255,7 +255,7 @@ def test_integrator_callback_reports_each_step_in_order(name):
     x = MU + torch.randn(4, 2, generator=g, dtype=F64) * 2.0
     s0 = torch.tensor([3.0, 1.0, 2.0, 0.5], dtype=F64)
     steps = 5
-    levels = (karras_sigmas(s0, 0.02, steps) if name == "kar1" else geometric_sigmas(s0, 0.02, steps))
+    levels = (karras_sigmas(s0, 0.02, steps) if name in ("kar1", "kar2") else geometric_sigmas(s0, 0.02, steps))
     seen = []
     out, info = get_integrator(name)(ONE_GAUSSIAN, x, s0, 0.02, steps, generator=g,
                                      callback=lambda d: seen.append({k: v for k, v in d.items()}))
@@ -263,7 +263,8 @@ def test_integrator_callback_reports_each_step_in_order(name):
     prev = x
     for i, d in enumerate(seen):
         torch.testing.assert_close(d["sigma"], levels[:, i + 1], rtol=1e-12, atol=0)
-        torch.testing.assert_close(d["denoised"], ONE_GAUSSIAN(prev, levels[:, i]), rtol=1e-10, atol=1e-12)
+        if name != "kar2":  # KAR2 denoises its churned state, not the one it started from
+            torch.testing.assert_close(d["denoised"], ONE_GAUSSIAN(prev, levels[:, i]), rtol=1e-10, atol=1e-12)
         prev = d["x"]
     assert torch.equal(seen[-1]["x"], out)
 
@@ -560,6 +561,8 @@ def test_check_grid_names_the_first_level_that_does_not_decrease():
         check_grid(torch.tensor([1.0, 0.0], dtype=F64))
     with pytest.raises(ValueError, match=r"1-D tensor of at least 2 levels, got shape \(1,\)"):
         check_grid(torch.tensor([1.0], dtype=F64))
+    two = torch.tensor([2.0, 1.0], dtype=F64)
+    assert check_grid(two) is two
 
 
 def test_sample_from_noise_with_sigmas_starts_at_the_first_level_of_each_row():
@@ -647,3 +650,12 @@ def test_sample_from_noise_tweedie_after_kar1_to_zero_is_at_sigma_min():
     ref, _ = kar1(ONE_GAUSSIAN, 10.0 * z, 10.0, 0.05, 4)
     torch.testing.assert_close(x, tweedie(ONE_GAUSSIAN, ref, 0.05), rtol=1e-12, atol=1e-12)
     assert info.nfe == 2 * 4 - 1 + 1
+
+
+def test_categorical_of_float32_logits_equals_that_of_float64():
+    from dmcmc_edu.core.random import categorical
+
+    log_p = torch.log_softmax(torch.randn(500, 7, generator=torch.Generator().manual_seed(3), dtype=F64), 1)
+    a = categorical(log_p, torch.Generator().manual_seed(1))
+    b = categorical(log_p.float(), torch.Generator().manual_seed(1))
+    assert (a == b).double().mean() > 0.99  # equal but where float32 round-off moves a CDF boundary
