@@ -17,7 +17,7 @@ Modes, interleaved in every repeat (same slider values, same process):
   + :func:`~dmcmc_edu.explorers.figure_png`), what re-creating the figure costs at today's size and fonts;
 * ``dlg_baseline`` -- the explorer of ``--baseline-commit`` (its ``dmcmc_edu/explorers.py`` read with ``git show``
   and imported beside today's package; default: the commit before the figure was reused), if git can read it;
-* ``integrator`` -- the integrator explorer as shipped (a new figure per update).
+* ``integrator`` -- the integrator explorer as shipped (one :class:`~dmcmc_edu.explorers.IntegratorFigure`, updated).
 
 The explorers' cache of updates seen before is switched off (``cache_size = 0``): every update here computes,
 draws and encodes (with the cache, going back to seen controls takes milliseconds).
