@@ -164,7 +164,7 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel("")
     la = result["machine"]["loadavg_before"]
     counts = ", ".join(f"{m} {int((df['mode'] == m).sum())}" for m in order)
-    ax.set_title(f"explorer updates, no browser ({counts}); median and 95 % interval\n"
+    ax.set_title(f"explorer updates, no browser ({counts})\nmedian and 95 % interval; "
                  f"load average {la[0] if la else float('nan'):.1f} on {result['machine']['cpus']} CPUs "
                  f"(shared machine)", fontsize=10)
     ax.legend(loc="upper right")

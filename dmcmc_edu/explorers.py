@@ -615,7 +615,7 @@ class Explorer(widgets.VBox):
         """
         t0 = time.perf_counter()
         key = tuple(sorted(self.values().items()))
-        if key in self._cache:  # controls seen before: the same seeded run, its image and numbers
+        if self.cache_size > 0 and key in self._cache:  # controls seen before: the same seeded run, image, numbers
             self.last_run, self.image.value, self.numbers.value = self._cache[key]
             self._cache[key] = self._cache.pop(key)  # most recently used last
             self.last_timings = {"compute": 0.0, "draw": 0.0, "png": 0.0, "total": time.perf_counter() - t0,
