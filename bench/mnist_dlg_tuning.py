@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from dmcmc_edu.runs import fresh_folder, plot_only_paths  # noqa: F401  (fresh_folder: also the tests' handle)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -74,16 +76,6 @@ def chain_decorrelation(images: torch.Tensor, chain: torch.Tensor, n_chains: int
     return out
 
 
-def fresh_folder(bench: str, root: Path | None = None) -> Path:
-    """A folder that does not exist yet: ``runs/<bench>-<UTC time>`` (a counter appended if that one exists)."""
-    root = Path("runs") if root is None else root
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path, k = root / f"{bench}-{stamp}", 1
-    while path.exists():
-        k += 1
-        path = root / f"{bench}-{stamp}-{k}"
-    return path
-
 
 def tuning_figure(results: dict):
     """The figure ``tuning.png`` of a ``results.json``."""
@@ -95,16 +87,10 @@ def tuning_figure(results: dict):
 
 def _plot_only(args) -> int:
     """``--plot-only``: draw ``--out``'s results.json into ``--figure`` (a new file); ``--out`` is only read."""
-    if not args.out:
-        print("error: --plot-only needs --out DIR, the folder whose results.json to draw", file=sys.stderr)
-        return 2
-    results_path = Path(args.out) / "results.json"
-    if not results_path.is_file():
-        print(f"error: {results_path}: no such file; --plot-only draws a finished run's results", file=sys.stderr)
-        return 2
-    figure = Path(args.figure) if args.figure else fresh_folder("mnist_dlg_tuning").with_suffix(".png")
-    if figure.exists():
-        print(f"error: --figure {figure} exists; it is not replaced -- choose another path", file=sys.stderr)
+    try:
+        results_path, figure = plot_only_paths(args.out, args.figure, "mnist_dlg_tuning")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
         return 2
     import matplotlib
 

@@ -51,7 +51,8 @@ from tqdm import tqdm
 from dmcmc_edu.core.contract import nonfinite_rows
 from dmcmc_edu.core.sampler import STATE_FORMAT, DMCMCConfig, DMCMCResult, DMCMCSampler
 
-__all__ = ["atomic_write", "write_json", "save_npy", "save_once", "write_once", "settings_diff", "versions",
+__all__ = ["fresh_folder", "plot_only_paths", "atomic_write", "write_json", "save_npy", "save_once", "write_once",
+           "settings_diff", "versions",
            "load_parts", "run_chunks", "run_to_directory", "sampler_checkpoint", "restore_sampler", "RUN_FORMAT",
            "RECORD_NAME", "RunRefused", "RunDirectory", "read_record", "fingerprint", "fingerprint_diff",
            "check_saved_fingerprint", "saved_output", "sampler_fingerprint", "sha256_file", "sha256_json",
@@ -748,3 +749,31 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
     trace = torch.stack(sampler.trace).cpu() if sampler.trace else None
     return DMCMCResult(torch.from_numpy(samples), torch.from_numpy(sig), torch.arange(C).repeat(total)[:kept],
                        sampler.ledger, trace)
+
+
+def fresh_folder(name: str, root: Path | None = None) -> Path:
+    """A folder that does not exist yet: ``runs/<name>-<UTC time>`` (a counter appended if that one exists).
+
+    A bench re-run writes here unless it is told to resume a given folder, so committed results are never
+    rewritten by accident."""
+    root = Path("runs") if root is None else Path(root)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, k = root / f"{name}-{stamp}", 1
+    while path.exists():
+        k += 1
+        path = root / f"{name}-{stamp}-{k}"
+    return path
+
+
+def plot_only_paths(out, figure, name: str) -> tuple[Path, Path]:
+    """For a bench's ``--plot-only``: the ``results.json`` of ``out`` (only read) and a figure path that does not
+    exist yet (``figure``, or ``runs/<name>-<UTC time>.png``); a ``ValueError`` in one line otherwise."""
+    if not out:
+        raise ValueError("--plot-only needs --out DIR, the folder whose results.json to draw")
+    results = Path(out) / "results.json"
+    if not results.is_file():
+        raise ValueError(f"{results}: no such file; --plot-only draws a finished run's results")
+    figure = Path(figure) if figure else fresh_folder(name).with_suffix(".png")
+    if figure.exists():
+        raise ValueError(f"--figure {figure} exists; it is not replaced -- choose another path")
+    return results, figure

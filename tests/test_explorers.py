@@ -255,8 +255,8 @@ def test_one_output_per_chain_reports_no_switch_rate():
     assert "no mode switches to measure" in ex.dlg_report(run)
 
 
-def test_dlg_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeypatch):
-    """Slider moves update the explorer's one figure (no new Figure); its image equals a fresh figure's."""
+def _count_figures(monkeypatch) -> list:
+    """Every matplotlib Figure the explorers make from now on, in a list."""
     made = []
 
     class CountedFigure(ex.Figure):
@@ -265,6 +265,12 @@ def test_dlg_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeyp
             super().__init__(*a, **k)
 
     monkeypatch.setattr(ex, "Figure", CountedFigure)
+    return made
+
+
+def test_dlg_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeypatch):
+    """Slider moves update the explorer's one figure (no new Figure); its image equals a fresh figure's."""
+    made = _count_figures(monkeypatch)
     w = ex.dlg_explorer(SMALL)
     assert len(made) == 1
     fig = made[0]
@@ -324,14 +330,7 @@ def test_widget_redraws_controls_seen_before_from_its_cache():
 
 
 def test_integrator_widget_updates_one_figure_and_draws_what_a_new_figure_draws(monkeypatch):
-    made = []
-
-    class CountedFigure(ex.Figure):
-        def __init__(self, *a, **k):
-            made.append(self)
-            super().__init__(*a, **k)
-
-    monkeypatch.setattr(ex, "Figure", CountedFigure)
+    made = _count_figures(monkeypatch)
     w = ex.integrator_explorer(SMALL)
     for name, value in (("steps", 32), ("integrator", "kar2"), ("sigma_start", 1.0), ("steps", 2)):
         w.controls[name].value = value
