@@ -148,6 +148,16 @@ def nfe_axes(ax, floor=None, *, floor_label: str = "noise floor", floor_color="0
     return ax
 
 
+def finish_figure(ax, xlabel: str, ylabel: str, title: str, legend_fontsize: float = 8):
+    """Label ``ax`` (axes and title), add its legend and tighten its figure's layout; returns the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_fontsize)
+    ax.figure.tight_layout()
+    return ax.figure
+
+
 def save_figure(fig, path) -> None:
     """Save a figure (PNG, 130 dpi, tight) creating parent folders."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,7 @@ from dmcmc_edu.grading.feedback import (
     ok,
     plain,
 )
+from dmcmc_edu.plotting import finish_figure
 from dmcmc_edu.targets import GaussianMixture, grid, ring
 
 __all__ = ["RecordingDenoiser", "reference_exact_flow", "reference_order", "check_exact_flow", "check_pf_euler",
@@ -472,9 +473,4 @@ def plot_orders(results: dict):
     for p, style in ((1, ":"), (2, "--")):
         anchor = min(float(e[1][0]) for e in results.values())
         ax.loglog(n, anchor * (n / n[0]) ** -p, "k" + style, lw=1, label=f"slope -{p}")
-    ax.set_xlabel("steps N")
-    ax.set_ylabel("mean error against the exact flow")
-    ax.set_title("Order of convergence on a Gaussian")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish_figure(ax, "steps N", "mean error against the exact flow", "Order of convergence on a Gaussian")

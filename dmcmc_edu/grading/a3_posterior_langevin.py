@@ -26,6 +26,7 @@ from dmcmc_edu.core.langevin import langevin_stability_bound
 from dmcmc_edu.core.langevin import ula_step as reference_ula_step
 from dmcmc_edu.core.random import normal
 from dmcmc_edu.grading.feedback import as_array, call_student, compare, fail, graded, hidden_seed, ok
+from dmcmc_edu.plotting import finish_figure
 from dmcmc_edu.targets import GaussianMixture, ring
 
 __all__ = ["isotropic_mixture", "reference_mala_log_acceptance", "check_log_p_sigma", "check_log_sigma_posterior",
@@ -338,12 +339,8 @@ def plot_sigma_posterior(log_sigma_posterior, log_p_sigma, levels=(0.05, 0.3, 2.
         line, = ax.semilogx(grid.numpy(), torch.as_tensor(log_post[b]).exp().numpy(), marker=".",
                             label=f"x noised at sigma = {s[b].item():g}")
         ax.axvline(s[b].item(), color=line.get_color(), ls=":", lw=1)
-    ax.set_xlabel("noise level sigma_i")
-    ax.set_ylabel("p(sigma_i | x)")
-    ax.set_title("The posterior over noise levels in 64 dimensions")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
+    return finish_figure(ax, "noise level sigma_i", "p(sigma_i | x)",
+                         "The posterior over noise levels in 64 dimensions")
 
 
 def plot_langevin(ula_step, stability_bound, mala_log_acceptance, sigma: float = 0.1, n_steps: int = 40,
