@@ -79,3 +79,16 @@ def test_sample_mnist_dlg_writes_exactly_n(tmp_path):
     assert np.load(out / "samples.npy").shape == (5, 1, 28, 28)
     result = json.loads((out / "run.json").read_text())["result"]
     assert result["n_chains"] == 3 and result["outputs_made"] == 6 and result["outputs_discarded"] == 1
+
+
+def test_per_chain_seeds_make_a_chain_independent_of_the_number_of_chains(tmp_path):
+    """--per-chain-seeds: chain k's first output is the same with 4 and with 8 chains; without it, it is not."""
+    def first_round(chains: int, *flag) -> np.ndarray:
+        out = tmp_path / f"dlg_{chains}_{len(flag)}"
+        assert main(["sample", *FAST, "--n", "8", "--chains", str(chains), *flag, "--out", str(out)]) == 0
+        return np.load(out / "rounds" / "round_000000.npy")
+
+    a, b = first_round(4, "--per-chain-seeds"), first_round(8, "--per-chain-seeds")
+    assert np.array_equal(a, b[:4])
+    c, d = first_round(4), first_round(8)
+    assert not np.allclose(c, d[:4])

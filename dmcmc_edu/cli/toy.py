@@ -254,6 +254,7 @@ def _check_sample(args, smin: float, smax: float) -> None:
 def _dlg_sampler(args, mix, smin, smax):
     """The DLG sampler of ``sample --dlg`` (its classifier checked against the grid and the target)."""
     from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
+    from dmcmc_edu.registry import integrator_table
 
     classifier = _load_classifier(args, smin, smax) if args.sigma_update.startswith("classifier") else None
     if classifier is not None:
@@ -262,11 +263,11 @@ def _dlg_sampler(args, mix, smin, smax):
     cfg = DMCMCConfig(sigma_min=smin, sigma_max=smax, n_levels=args.n_levels, eta=args.eta, eta_rel=args.eta_rel,
                       n_skip=args.n_skip, integrator=args.integrator, steps=args.steps,
                       sigma_update=args.sigma_update, x_update=args.x_update, n_chains=chains,
-                      outputs_per_chain=outputs_per_chain, seed=args.seed,
+                      outputs_per_chain=outputs_per_chain, seed=args.seed, per_chain_seeds=args.per_chain_seeds,
                       final_tweedie="always" if args.extra_tweedie else "auto")
     if classifier is not None:
         cfg.n_levels = classifier.n_levels
-    return DMCMCSampler(mix, cfg, data_shape=(mix.d,), classifier=classifier)
+    return DMCMCSampler(mix, cfg, data_shape=(mix.d,), classifier=classifier, integrators=integrator_table())
 
 
 def _sample_dlg(args, sampler, run, record: dict) -> dict:
@@ -427,6 +428,9 @@ def _add_sample(sub) -> None:
                    help=f"size of the noise-level grid (default {N_LEVELS}; with --classifier: its own)")
     g.add_argument("--x-update", default="ula", choices=X_UPDATES)
     g.add_argument("--checkpoint-every", type=positive_int, default=1, help="checkpoint every K output rounds")
+    g.add_argument("--per-chain-seeds", action="store_true",
+                   help="one random generator per chain (seeded by --seed and the chain's number), so a chain's "
+                        "outputs do not depend on how many chains run beside it")
 
 
 def _add_train_classifier(sub) -> None:
