@@ -138,3 +138,11 @@ def test_two_ranks_on_the_tiny_ncsnpp(tmp_path):
     assert manifest["nfe_per_output"]["paper"] == pytest.approx(2 + 3 + 1)
     samples = load_distributed_samples(out)
     assert samples.shape == (2 * 2 * 2, 3, 32, 32) and np.isfinite(samples).all()
+
+
+def test_build_config_takes_every_config_field_and_refuses_others():
+    """per_chain_seeds (left out of to_dict when unset) is an override like any field; a typo is refused."""
+    assert build_config(None, per_chain_seeds=True).per_chain_seeds is True
+    assert build_config(None).per_chain_seeds is False
+    with pytest.raises(TypeError, match="unknown DMCMCConfig field 'per_chain_seed'"):
+        build_config(None, per_chain_seed=True)

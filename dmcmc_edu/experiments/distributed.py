@@ -182,8 +182,9 @@ def build_config(preset: str | None = None, **overrides) -> DMCMCConfig:
         if preset not in PRESETS:
             raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         values.update(PRESETS[preset])
+    known = {f.name for f in dataclasses.fields(DMCMCConfig)}  # to_dict leaves out per_chain_seeds when unset
     for k, v in overrides.items():
-        if k not in values:
+        if k not in known:
             raise TypeError(f"unknown DMCMCConfig field {k!r}")
         if v is not None:
             values[k] = v
