@@ -86,4 +86,5 @@ def test_gpu_bench_smoke(tmp_path):
         assert {v["method"] for v in r["vanilla"]} == {"kar1", "kar2"} and any(v["bf16"] for v in r["vanilla"])
         assert r["dlg"][0]["nfe_paper"] == pytest.approx(1 + 3 + 1)
         assert 0 < r["gibbs_step"]["classifier_share"] < 1
+        assert r["gibbs_step"]["kernel_seconds_per_step"] > 0  # the kernel built once, timed beside dlg_step
     assert (tmp_path / "gpu_throughput.png").stat().st_size > 0
