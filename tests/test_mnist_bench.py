@@ -232,6 +232,14 @@ def test_a_folder_of_other_settings_is_refused_in_one_line_and_left_alone(tmp_pa
 LADDER_FOLDERS = ["mnist", "mnist_n2000", "modern_solvers/mnist"]
 
 
+def _assert_same_size(fig, tmp_path, committed_png) -> None:
+    """The figure saved as the benches save it has the committed PNG's size (4 px either way)."""
+    png = tmp_path / "fig.png"
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+    (w, h), (w0, h0) = _png_size(png), _png_size(committed_png)
+    assert abs(w - w0) <= 4 and abs(h - h0) <= 4, ((w, h), (w0, h0))
+
+
 def _png_size(path) -> tuple[int, int]:
     import struct
 
@@ -256,12 +264,9 @@ def test_a_ladder_figure_regenerated_from_the_committed_data_has_the_committed_l
         assert len(titles) == len(set(titles)) == len(present) and set(titles) == present
         assert titles == bench.ladder_panels(results["points"], results["settings"]["mode"])
         assert all(not ax.get_visible() or ax in titled or not ax.has_data() for ax in fig.axes)
-        png = tmp_path / "fig.png"
-        fig.savefig(png, dpi=110, bbox_inches="tight")
+        _assert_same_size(fig, tmp_path, committed / "fid_vs_nfe.png")
     finally:
         plt.close(fig)
-    (w, h), (w0, h0) = _png_size(png), _png_size(committed / "fid_vs_nfe.png")
-    assert abs(w - w0) <= 4 and abs(h - h0) <= 4, ((w, h), (w0, h0))
 
 
 def test_the_ladder_panels_list_each_integrator_once():
@@ -280,12 +285,9 @@ def test_a_tuning_figure_regenerated_from_the_committed_data_has_the_committed_l
         labels = [ax.get_ylabel() for ax in fig.axes]
         assert len(fig.axes) == 2 and all(labels) and len(set(labels)) == 2  # the FID panel and the switch-rate one
         assert fig._suptitle.get_text() == "MNIST DLG settings (KAR1, n=512 per point)"
-        png = tmp_path / "fig.png"
-        fig.savefig(png, dpi=110, bbox_inches="tight")
+        _assert_same_size(fig, tmp_path, committed / "tuning.png")
     finally:
         plt.close(fig)
-    (w, h), (w0, h0) = _png_size(png), _png_size(committed / "tuning.png")
-    assert abs(w - w0) <= 4 and abs(h - h0) <= 4, ((w, h), (w0, h0))
 
 
 @pytest.mark.parametrize("name,committed,figure", [("mnist_ladder", "mnist", "fid_vs_nfe.png"),
