@@ -74,6 +74,8 @@ REFERENCES = {
                   "https://arxiv.org/abs/2011.13456"),
     "ncsn": ("Song & Ermon, Generative Modeling by Estimating Gradients of the Data Distribution, NeurIPS 2019",
              "https://arxiv.org/abs/1907.05600"),
+    "ncsn_improved": ("Song & Ermon, Improved Techniques for Training Score-Based Generative Models, NeurIPS 2020",
+                      "https://arxiv.org/abs/2006.09011"),
     "tweedie": ("Efron, Tweedie's Formula and Selection Bias, JASA 2011", "https://doi.org/10.1198/jasa.2011.tm11181"),
     "mala": ("Roberts & Tweedie, Exponential convergence of Langevin distributions and their discrete "
              "approximations, Bernoulli 1996", "https://doi.org/10.2307/3318418"),

@@ -331,7 +331,7 @@ def course_map(notebooks_dir: str | Path) -> list[dict[str, str]]:
         run = "not timed" if secs is None else (f"{secs:.0f} s" if secs < 90 else f"{secs / 60:.1f} min")
         rows.append({"#": name[:2], "notebook": f"`{name}`", "what it teaches": teaches,
                      "read (estimated)": f"{5 * max(1, round(reading_minutes(path) / 5))} min",
-                     "run (measured)": run, "assignment": assignment})
+                     "run (measured)": run, "assignments that draw on it": assignment})
     return rows
 
 
