@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from dmcmc_edu.core.contract import nonfinite_rows
+from dmcmc_edu.core.contract import CountingDenoiser, nonfinite_rows
 from dmcmc_edu.core.sampler import STATE_FORMAT, DMCMCConfig, DMCMCResult, DMCMCSampler
 
 __all__ = ["fresh_folder", "plot_only_paths", "atomic_write", "write_json", "save_npy", "save_once", "write_once",
@@ -57,7 +57,7 @@ __all__ = ["fresh_folder", "plot_only_paths", "atomic_write", "write_json", "sav
            "RECORD_NAME", "RunRefused", "RunDirectory", "read_record", "fingerprint", "fingerprint_diff",
            "check_saved_fingerprint", "saved_output", "sampler_fingerprint", "sha256_file", "sha256_json",
            "sha256_tensors", "target_sha256", "content_sha256", "DLG_OUTPUTS", "refuse_other_settings",
-           "BudgetSpent", "deadline_after"]
+           "BudgetSpent", "deadline_after", "stop_at_deadline"]
 
 
 def _umask() -> int:
@@ -527,13 +527,15 @@ class BudgetSpent(Exception):
     """A run stopped at a boundary (a chunk, an output round, a burn-in checkpoint) because its time budget was spent.
 
     Everything done so far is on disk and checkpointed: the same call again continues from there.  ``done`` and
-    ``total`` count the units (chunks, output rounds; ``stage`` names them) finished and needed.
+    ``total`` count the units (chunks, output rounds; ``stage`` names them) finished and needed; ``samples`` (if
+    known) the samples those units wrote.
     """
 
-    def __init__(self, stage: str, done: int, total: int):
-        self.stage, self.done, self.total = stage, done, total
-        super().__init__(f"time budget spent after {done} of {total} {stage}; the run is saved -- run the same "
-                         "command again to continue")
+    def __init__(self, stage: str, done: int, total: int, samples: int | None = None):
+        self.stage, self.done, self.total, self.samples = stage, done, total, samples
+        wrote = "" if samples is None else f" ({samples} samples written)"
+        super().__init__(f"time budget spent after {done} of {total} {stage}{wrote}; the run is saved -- run the "
+                         "same command again to continue")
 
 
 def deadline_after(minutes: float | None, start: float | None = None) -> float | None:
@@ -545,6 +547,29 @@ def deadline_after(minutes: float | None, start: float | None = None) -> float |
 
 def _spent(deadline: float | None) -> bool:
     return deadline is not None and time.monotonic() >= deadline
+
+
+class _StopAtDeadline(CountingDenoiser):
+    """A denoiser that raises :class:`BudgetSpent` at its first evaluation after a deadline (a counter otherwise)."""
+
+    def __init__(self, model, deadline: float):
+        super().__init__(model)
+        self.deadline = deadline
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        if _spent(self.deadline):
+            raise BudgetSpent("denoiser evaluations", self.calls, self.calls)
+        return super().__call__(x, sigma)
+
+
+def stop_at_deadline(model, deadline: float | None):
+    """``model`` (a denoiser), stopping at its first evaluation once ``deadline`` (:func:`deadline_after`) has
+    passed: it raises :class:`BudgetSpent` (no deadline: ``model`` itself).
+
+    For a chunk of :func:`run_chunks`: the chunk being made is dropped (only whole chunks are ever written), so a
+    budget is honoured within one denoiser evaluation, whatever the integrator (rk45 included).
+    """
+    return model if deadline is None else _StopAtDeadline(model, deadline)
 
 
 def _read_nfe(path: Path) -> dict:
@@ -576,6 +601,9 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
     ``deadline`` (a ``time.monotonic()`` value, :func:`deadline_after`): once
     it has passed, the next chunk is not started and :class:`BudgetSpent` is
     raised (the chunks made so far are on disk; calling again continues).
+    A ``make_chunk`` that raises :class:`BudgetSpent` itself (a model wrapped
+    by :func:`stop_at_deadline`) stops the run inside its chunk: that chunk is
+    not written, and the error counts the chunks and samples on disk.
     """
     if batch < 1 or n < 1:
         raise ValueError(f"need n >= 1 and batch >= 1, got n={n}, batch={batch}")
@@ -590,14 +618,23 @@ def run_chunks(folder, n: int, batch: int, make_chunk: Callable[[int, int], tupl
         if path.exists() and str(k) in nfe:
             continue
         if _spent(deadline):
-            raise BudgetSpent("chunks", sum(str(j) in nfe for j in range(n_chunks)), n_chunks)
-        arr, chunk_nfe = make_chunk(k, rows[k])
+            raise _chunks_spent(folder, nfe, rows) from None
+        try:
+            arr, chunk_nfe = make_chunk(k, rows[k])
+        except BudgetSpent:  # inside chunk k: nothing of it is written
+            raise _chunks_spent(folder, nfe, rows) from None
         atomic_write(path, lambda tmp, arr=arr: save_npy(tmp, arr))
         nfe[str(k)] = chunk_nfe
         write_json(nfe_file, nfe, indent=None)
     out = np.concatenate(load_parts([folder / f"chunk_{k:05d}.npy" for k in range(n_chunks)], rows,
                                     remedy="delete this chunk file and run again to make it anew"))
     return out, sum(nfe[str(k)] * rows[k] for k in range(n_chunks)) / n
+
+
+def _chunks_spent(folder: Path, nfe: dict, rows: list) -> BudgetSpent:
+    """The :class:`BudgetSpent` of :func:`run_chunks`: the chunks on disk, and their samples, of all the chunks."""
+    done = [k for k in range(len(rows)) if str(k) in nfe and (folder / f"chunk_{k:05d}.npy").exists()]
+    return BudgetSpent("chunks", len(done), len(rows), samples=sum(rows[k] for k in done))
 
 
 # ----------------------------------------------------------------------------- a DMCMC sampler's run directory
@@ -710,13 +747,15 @@ def run_to_directory(sampler: DMCMCSampler, out_dir, *, checkpoint_every: int = 
     while not sampler.burn_in(max_steps=burn_in_checkpoint_every):  # a kill during a long burn-in loses little
         save_ckpt()
         if _spent(deadline) and not finished:
-            raise BudgetSpent("output rounds (still in the burn-in)", 0, sampler.config.outputs_per_chain)
+            raise BudgetSpent("output rounds (still in the burn-in)", 0, sampler.config.outputs_per_chain,
+                              samples=0)
     bar = tqdm(total=total, initial=sampler.rounds_done, desc="DLG output rounds", disable=not progress)
     while sampler.rounds_done < total:
         if _spent(deadline) and not finished:
             save_ckpt()
             bar.close()
-            raise BudgetSpent("output rounds", sampler.rounds_done, total)
+            raise BudgetSpent("output rounds", sampler.rounds_done, total,
+                              samples=sampler.rounds_done * sampler.config.n_chains)
         r = sampler.rounds_done
         o, s = sampler.next_round()
         save_once(out / "rounds" / f"round_{r:06d}.npy", o.detach().cpu().numpy())

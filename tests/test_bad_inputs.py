@@ -283,6 +283,11 @@ CLI_CASES = [
                                               "--out", "{new}"], "error", "--config is read only with --score-sde"),
     ("distributed-sigma-order", ["sample-distributed", *RING, "--sigma-min", "3", "--sigma-max", "2", "--out",
                                  "{new}"], "error", "--sigma-min"),
+    # sample-distributed has sample's scale and size checks (issue 22), before any process group or file
+    ("distributed-sigma-max-below-spread", ["sample-distributed", *RING, "--sigma-max", "0.5", "--out", "{new}"],
+     "error", "--sigma-max 0.5 is below the data's spread (total standard deviation 2.97)"),
+    ("distributed-run-huge", ["sample-distributed", *RING, "--chains", "100000000", "--out", "{new}"], "error",
+     "outputs x 8, x"),
     # no command
     ("unknown-command", ["smaple", "--out", "{new}"], "usage", "invalid choice"),
 ]
@@ -552,6 +557,24 @@ def test_a_doubtful_sigma_range_is_warned_about_and_runs(tmp_path, capsys):
     assert "finest scale" in err[0] and "less than a factor 10" in err[1] and "[0.01, 80.3]" in err[1]
     assert main([*VANILLA, "--out", str(tmp_path / "default")]) == 0
     assert capsys.readouterr().err == ""  # the target's own range: no word
+
+
+def test_sample_distributed_has_the_size_and_scale_checks_of_sample(tmp_path, capsys):
+    """A too-large run is refused with one line naming the estimate and --yes; a doubtful sigma range is warned
+    about as by sample (the same functions: common.check_run_size, common.check_scale)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["sample-distributed", *RING, "--chains", "100000000", "--out", str(tmp_path / "huge")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exc.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith("error: this run is estimated at ") and "GB on disk" in err[0], err
+    assert "lower --chains or --outputs-per-chain, or pass --yes to run it anyway" in err[0], err
+    assert not (tmp_path / "huge").exists()
+    tiny = ["sample-distributed", *RING, "--chains", "4", "--outputs-per-chain", "1", "--steps", "2", "--init-steps",
+            "2", "--burn-in", "2:", "--eta", "0.01", "--quiet"]
+    assert main([*tiny, "--sigma-max", "5", "--out", str(tmp_path / "narrow")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: --sigma-max 5 is less than 3 times the data's spread"), err
+    assert (tmp_path / "narrow" / "manifest.json").is_file()
 
 
 def test_the_python_api_checks_the_sigma_range_in_the_same_place():

@@ -117,6 +117,33 @@ def test_usage_names_the_program_as_started():
         assert "example:\n  dmcmc-edu sample " in proc.stdout
 
 
+def test_the_distributed_usage_says_how_to_launch_it():
+    """sample-distributed's usage names the program as started; under torchrun (TORCHELASTIC_RUN_ID, as torchrun
+    sets it) the torchrun command that relaunches it, and the help's example shows the torchrun form either way."""
+    torchrun_env = dict(ENV, TORCHELASTIC_RUN_ID="test", RANK="0", LOCAL_RANK="0", WORLD_SIZE="2")
+    cases = [(["-m", "dmcmc_edu", "sample-distributed"], ENV, "python -m dmcmc_edu sample-distributed"),
+             (["-m", "dmcmc_edu.cli.distributed"], ENV, "python -m dmcmc_edu.cli.distributed"),
+             (["-m", "dmcmc_edu", "sample-distributed"], torchrun_env,
+              "torchrun --nproc-per-node N -m dmcmc_edu sample-distributed"),
+             (["-m", "dmcmc_edu.cli.distributed"], torchrun_env,
+              "torchrun --nproc-per-node N -m dmcmc_edu.cli.distributed")]
+    for args, env, prog in cases:
+        proc = run(*args, "--help", env=env)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"usage: {prog} ["), proc.stdout[:300]
+        assert f"example:\n  {prog} --target ring" in proc.stdout
+        relaunch = prog.replace("python -m", "torchrun --nproc-per-node N -m")
+        assert f"  {relaunch} --target ring" in proc.stdout
+    script = Path(sys.executable).parent / "dmcmc-edu"
+    if script.exists():  # the console script: as started; torchrun runs it by its path
+        proc = subprocess.run([str(script), "sample-distributed", "--help"], capture_output=True, text=True, env=ENV,
+                              timeout=120)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: dmcmc-edu sample-distributed ["), proc.stdout
+        assert f"  torchrun --nproc-per-node N {script} sample-distributed --target ring" in proc.stdout
+        proc = subprocess.run([str(script), "sample-distributed", "--help"], capture_output=True, text=True,
+                              env=torchrun_env, timeout=120)
+        assert proc.stdout.startswith(f"usage: torchrun --nproc-per-node N {script} sample-distributed ["), proc.stdout
+
+
 @pytest.mark.parametrize("env,prints", [({}, True), ({"RANK": "0", "LOCAL_RANK": "0"}, True),
                                         ({"RANK": "1", "LOCAL_RANK": "1"}, False), ({"LOCAL_RANK": "3"}, False)])
 def test_help_is_printed_by_rank_zero_only(env, prints):

@@ -41,13 +41,14 @@ SUBCOMMAND = ("-m", "dmcmc_edu", "sample-distributed")
 PACKAGE_ENTRY = ("-m", "dmcmc_edu.cli.distributed")
 
 
-def torchrun(args, cwd, nproc=2, entry=SUBCOMMAND):
+def torchrun(args, cwd, nproc=2, entry=SUBCOMMAND, check=True):
     """Launch ``entry`` (the sub-command, or the package's own entry) with torchrun on ``nproc`` CPU processes."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            *entry, *args, "--quiet"]
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    if check:
+        assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc
 
 
@@ -138,6 +139,24 @@ def test_two_ranks_on_the_tiny_ncsnpp(tmp_path):
     assert manifest["nfe_per_output"]["paper"] == pytest.approx(2 + 3 + 1)
     samples = load_distributed_samples(out)
     assert samples.shape == (2 * 2 * 2, 3, 32, 32) and np.isfinite(samples).all()
+
+
+@pytest.mark.parametrize("extra,fragment", [
+    (["--chains", "100000000"], "error: this run is estimated at "),
+    (["--sigma-max", "0.5"], "error: --sigma-max 0.5 is below the data's spread"),
+], ids=["too-large", "sigma-max-below-spread"])
+def test_a_refused_run_stops_every_rank_and_rank_zero_says_why_once(tmp_path, extra, fragment):
+    """sample's size and scale checks under torchrun: one error line (rank 0's), every rank exits with status 2
+    (no rank waits for the others), and nothing is written."""
+    out = tmp_path / "refused"
+    proc = torchrun([*RING_ARGS[:2], *extra, "--out", str(out)], cwd=ROOT, check=False)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(fragment), proc.stderr[-3000:]
+    if fragment.startswith("error: this run"):
+        assert "pass --yes to run it anyway" in errors[0]
+    assert "exitcode  : 2" in proc.stderr, proc.stderr[-3000:]  # torchrun's report: the ranks end with status 2
+    assert not out.exists()
 
 
 def test_build_config_takes_every_config_field_and_refuses_others():

@@ -342,8 +342,46 @@ def test_sample_mnist_budget_stops_at_a_boundary_and_the_same_command_continues(
     record = json.loads((out / "run.json").read_text())
     assert record["complete"] is False and record["last_call"]["stopped_by"] == "budget"
     assert record["last_call"]["done"] == 0 and stage in record["last_call"]["stage"]
+    assert record["last_call"]["samples_written"] == 0 and record["last_call"]["n"] == (6 if argv is MNIST else 4)
     assert not (out / "images.npy").exists()
     assert main([*argv, "--max-minutes", "0.0001", "--out", str(out)]) == 0  # still nothing to gain: stops again
+    assert main([*argv, "--out", str(out)]) == 0  # no budget: the run ends
+    whole = tmp_path / "whole"
+    assert main([*argv, "--out", str(whole)]) == 0
+    assert np.array_equal(np.load(out / "images.npy"), np.load(whole / "images.npy"))
+    assert json.loads((out / "run.json").read_text())["complete"] is True
+
+
+def test_vanilla_sample_mnist_budget_is_honoured_inside_a_chunk(tmp_path, capsys, monkeypatch):
+    """The budget of vanilla sample-mnist is checked at every denoiser evaluation, not only between chunks: spent
+    during a chunk, that chunk is dropped (no part of it on disk), the chunks written stay, and run.json says the
+    run stopped on its budget with the samples it wrote; the same command without the budget ends the run, equal to
+    one made without any budget."""
+    import dmcmc_edu.runs as runs
+
+    out = tmp_path / "mid_chunk"
+    argv = ["sample-mnist", "--n", "6", "--batch", "2", "--steps", "3", "--quiet"]
+    checks = []
+
+    def spent(deadline):
+        """A clock whose budget runs out at the 2nd denoiser evaluation of chunk 1 (after chunk 0 is on disk)."""
+        if deadline is None or not (out / "chunks" / "chunk_00000.npy").exists():
+            return False
+        checks.append(True)  # 1: the check before chunk 1, 2: its 1st evaluation, 3: its 2nd
+        return len(checks) >= 3
+
+    monkeypatch.setattr(runs, "_spent", spent)
+    assert main([*argv, "--max-minutes", "5", "--out", str(out)]) == 0
+    assert len(checks) == 3  # stopped inside chunk 1, after one of its evaluations
+    err = capsys.readouterr().err
+    assert "time budget spent after 1 of 3 chunks (2 samples written)" in err, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["complete"] is False
+    assert {k: record["last_call"][k] for k in ("stopped_by", "done", "total", "samples_written", "n")} == \
+        {"stopped_by": "budget", "done": 1, "total": 3, "samples_written": 2, "n": 6}
+    assert sorted(p.name for p in (out / "chunks").iterdir()) == ["chunk_00000.npy", "nfe.json"]
+    assert not (out / "images.npy").exists() and not (out / "samples.png").exists()
+    monkeypatch.undo()
     assert main([*argv, "--out", str(out)]) == 0  # no budget: the run ends
     whole = tmp_path / "whole"
     assert main([*argv, "--out", str(whole)]) == 0

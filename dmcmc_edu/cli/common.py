@@ -40,8 +40,9 @@ __all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "r
            "nonnegative_float", "probability", "decay", "positive_int_list", "value_range", "name_list",
            "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
            "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command", "HelpFormatter",
-           "prog_name", "is_rank_zero", "parse_args_once", "plain", "LARGE_RUN_HOURS", "LARGE_RUN_GB",
-           "check_run_size", "human_duration"]
+           "prog_name", "is_rank_zero", "under_torchrun", "torchrun_prog", "parse_args_once", "plain",
+           "LARGE_RUN_HOURS", "LARGE_RUN_GB", "check_run_size", "human_duration", "check_scale", "pilot_cost",
+           "dlg_estimate"]
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
 
@@ -55,12 +56,14 @@ class CommandError(Exception):
     """A command refuses its input: options that do not go together, an output that would be overwritten, ...
 
     ``prefix`` starts the printed line (``error``, or ``error (rank 3)`` for one
-    rank of a distributed run).
+    rank of a distributed run); ``quiet`` prints nothing (the ranks other than 0 of a distributed run that rank 0
+    refused: it prints the line once, every rank exits with status 2).
     """
 
-    def __init__(self, message: str, *, prefix: str = "error"):
+    def __init__(self, message: str, *, prefix: str = "error", quiet: bool = False):
         super().__init__(message)
         self.prefix = prefix
+        self.quiet = quiet
 
 
 class CommandFailed(SystemExit):
@@ -108,7 +111,8 @@ def run_handler(args) -> int:
             raise
         message = one_line(err)
         prefix = err.prefix if isinstance(err, CommandError) else "error"
-        print(f"{prefix}: {message}", file=sys.stderr)
+        if not getattr(err, "quiet", False):
+            print(f"{prefix}: {message}", file=sys.stderr)
         raise CommandFailed(message) from None
 
 
@@ -324,19 +328,30 @@ def sigma_range(args, mix) -> tuple[float, float]:
     a ``warning:`` line on stderr: :func:`dmcmc_edu.targets.scale.check_sigma_scale`, the check the Python API
     uses too.
     """
-    from dmcmc_edu.targets.scale import check_sigma_scale
-
     smin = args.sigma_min if args.sigma_min is not None else mix.default_sigma_min()
     smax = args.sigma_max if args.sigma_max is not None else mix.default_sigma_max()
     if not 0 < smin < smax:
         raise CommandError(f"need 0 < --sigma-min < --sigma-max, got {smin:g} and {smax:g} (a missing one is the "
                            "target's default)")
-    try:
-        check_sigma_scale(smin, smax, mix, names=("--sigma-min", "--sigma-max"),
-                          warn=lambda message: print(f"warning: {message}", file=sys.stderr))
-    except ValueError as err:
-        raise CommandError(str(err)) from None
+    check_scale(smin, smax, mix)
     return smin, smax
+
+
+def check_scale(sigma_min: float, sigma_max: float, mix, *, quiet: bool = False) -> None:
+    """The command line's form of :func:`dmcmc_edu.targets.scale.check_sigma_scale` (``sample``,
+    ``sample-distributed``): a refusal is a :class:`CommandError` (one line, with the suggested range), each
+    warning a ``warning:`` line on stderr; ``quiet`` (the ranks other than 0 of a distributed run) prints nothing
+    and refuses silently, so the line appears once."""
+    from dmcmc_edu.targets.scale import check_sigma_scale
+
+    def warn(message: str) -> None:
+        if not quiet:
+            print(f"warning: {message}", file=sys.stderr)
+
+    try:
+        check_sigma_scale(sigma_min, sigma_max, mix, names=("--sigma-min", "--sigma-max"), warn=warn)
+    except ValueError as err:
+        raise CommandError(str(err), quiet=quiet) from None
 
 
 LARGE_RUN_HOURS = 1.0
@@ -356,16 +371,84 @@ def human_duration(seconds: float) -> str:
     return f"{hours:.1f} h" if hours < 100 else f"{hours:,.0f} h"
 
 
-def check_run_size(seconds: float, disk_bytes: float, how: str, *, confirmed: bool, flag: str = "--yes") -> None:
+def check_run_size(seconds: float, disk_bytes: float, how: str, *, confirmed: bool, flag: str = "--yes",
+                   lower: str = "--n") -> None:
     """Refuse (CommandError, one line with the estimate) a run estimated above :data:`LARGE_RUN_HOURS` or
-    :data:`LARGE_RUN_GB`, unless the user confirmed it with ``flag``; ``how`` says how the estimate was made."""
+    :data:`LARGE_RUN_GB`, unless the user confirmed it with ``flag``; ``how`` says how the estimate was made,
+    ``lower`` the option(s) that make the run smaller."""
     too_long, too_big = seconds > 3600 * LARGE_RUN_HOURS, disk_bytes > 1e9 * LARGE_RUN_GB
     if confirmed or not (too_long or too_big):
         return
     over = " and ".join(w for w, hit in ((f"{LARGE_RUN_HOURS:g} h", too_long), (f"{LARGE_RUN_GB:g} GB", too_big))
                         if hit)
     raise CommandError(f"this run is estimated at {human_duration(seconds)} and {disk_bytes / 1e9:,.3g} GB on disk "
-                       f"({how}), more than {over}; lower --n, or pass {flag} to run it anyway")
+                       f"({how}), more than {over}; lower {lower}, or pass {flag} to run it anyway")
+
+
+def pilot_cost(model, shape: tuple, integrator: str, steps: int, sigma_min: float, sigma_max: float, *,
+               device="cpu", dtype=None, options: dict | None = None, final_tweedie=None) -> tuple[float, float]:
+    """``(nfe, seconds)``: the NFE per sample of ``steps`` steps of ``integrator`` from ``sigma_max``, and the
+    seconds of one denoiser evaluation per sample, measured by a pilot run on ``shape`` (``[rows, ...]``).
+
+    The pilot runs at most 4 steps; beyond that the NFE is extrapolated from pilots with 3 and 4 steps (it is
+    affine in the steps, e.g. KAR's ``2 steps - 1``; rk45 chooses its own).  The size checks of ``sample``,
+    ``sample-mnist`` and ``sample-distributed`` (:func:`check_run_size`) start from it.  ``integrator`` is any name
+    of :func:`dmcmc_edu.registry.integrator_table` (the core is handed the function).
+    """
+    import time
+
+    import torch
+
+    from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.registry import get_integrator
+
+    rows = shape[0]
+    dtype = torch.float64 if dtype is None else dtype
+    fn = get_integrator(integrator)  # the core's six and the solvers; the core's own table knows only the six
+
+    def pilot(k: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            _, info = sample_from_noise(model, shape, integrator=fn, steps=k, sigma_max=sigma_max,
+                                        sigma_min=sigma_min, dtype=dtype, device=device,
+                                        generator=torch.Generator(device=device).manual_seed(0),
+                                        final_tweedie=final_tweedie, **(options or {}))
+        return float(info.nfe), time.perf_counter() - t0
+
+    nfe, seconds = pilot(min(steps, 4))
+    per_eval = seconds / max(nfe, 1) / rows
+    if steps > 4 and integrator != "rk45":  # the NFE is affine in the steps: extrapolate from 3 and 4
+        nfe = nfe + (nfe - pilot(3)[0]) * (steps - 4)
+    return nfe, per_eval
+
+
+def _per_eval(seconds: float) -> str:
+    return f"{seconds * 1e3:.2g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.2g} us"
+
+
+def dlg_estimate(cfg, nfe: float, per_eval: float, *, elements: int, kept: int, pilot: str, round_bytes: int = 8,
+                 ranks: int = 1, extra_disk: float = 0.0) -> tuple[float, float, str]:
+    """``(seconds, bytes, how)`` of a DLG run with config ``cfg`` (:class:`~dmcmc_edu.core.sampler.DMCMCConfig`),
+    from :func:`pilot_cost`'s ``nfe`` (of the denoising run) and ``per_eval``.
+
+    Evaluations: every chain's initialisation (KAR2, ``2 init_steps - 1``) and burn-in, then per output ``n_skip``
+    Gibbs steps and the denoising run; a Gibbs step costs a score evaluation (two for MALA) and, with a classifier
+    sigma-update, a classifier evaluation (counted as one more).  Disk: the output rounds (``round_bytes`` per
+    number, and a float64 sigma per output) and samples.npy (float64, the ``kept`` outputs), with ``elements``
+    numbers per output, plus ``extra_disk``.  ``ranks`` processes run side by side (the time is one rank's, the disk
+    every rank's; ``cfg`` and ``kept`` are per rank).  ``pilot`` says what the pilot ran on.
+    """
+    gibbs = (2 if cfg.x_update == "mala" else 1) + (1 if str(cfg.sigma_update).startswith("classifier") else 0)
+    burn = sum(int(phase[0] if isinstance(phase, (list, tuple)) else phase.steps) for phase in (cfg.burn_in or ()))
+    start = max(2 * cfg.init_steps - 1, 0) + gibbs * burn
+    per_output = gibbs * cfg.n_skip + nfe
+    made = cfg.n_chains * cfg.outputs_per_chain
+    seconds = (cfg.n_chains * start + made * per_output) * per_eval
+    disk = ranks * (made * (round_bytes * elements + 8.0) + 8.0 * kept * elements) + extra_disk
+    where = f" per rank ({ranks} ranks)" if ranks > 1 else ""
+    how = (f"{cfg.n_chains:,} chains x {start} evaluations to start + {made:,} outputs x {per_output:,.0f}"
+           f"{where}, x {_per_eval(per_eval)} per evaluation (pilot of {pilot})")
+    return seconds, disk, how
 
 
 def device(name: str):
@@ -445,7 +528,8 @@ def plain(text: str) -> str:
 
 
 def prog_name(argv0: str | None = None) -> str:
-    """The program as it was started: ``python -m dmcmc_edu`` under ``-m``, else the script's name (``dmcmc-edu``).
+    """The program as it was started: ``python -m dmcmc_edu`` (``.cli``, ``.cli.distributed``) under ``-m``, else the
+    script's name (``dmcmc-edu``).
 
     ``argv0`` defaults to ``sys.argv[0]``, which is the path of ``dmcmc_edu/__main__.py`` under ``python -m`` and
     the console script's path when run as ``dmcmc-edu``.
@@ -453,13 +537,30 @@ def prog_name(argv0: str | None = None) -> str:
     argv0 = sys.argv[0] if argv0 is None else argv0
     path = Path(argv0 or "dmcmc-edu")
     if path.name == "__main__.py":
-        package = path.parent.name
-        if package == "cli" and path.parent.parent.name == "dmcmc_edu":
-            return "python -m dmcmc_edu.cli"
-        return f"python -m {package}"
+        names = [folder.name for folder in path.parents][:3]  # dmcmc_edu, dmcmc_edu/cli, dmcmc_edu/cli/distributed
+        if "dmcmc_edu" in names:
+            return "python -m " + ".".join(reversed(names[:names.index("dmcmc_edu") + 1]))
+        return f"python -m {path.parent.name}"
     if path.name in ("", "-c"):
         return "dmcmc-edu"
     return path.name
+
+
+def under_torchrun() -> bool:
+    """True in a process that torchrun (torch.distributed.run) started: it sets ``TORCHELASTIC_RUN_ID``, and
+    ``LOCAL_RANK`` beside ``WORLD_SIZE`` for each worker."""
+    return "TORCHELASTIC_RUN_ID" in os.environ or ("LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ)
+
+
+def torchrun_prog(prog: str) -> str:
+    """The command line that relaunches ``prog`` (a :func:`prog_name`) under torchrun: ``python -m dmcmc_edu``
+    becomes ``torchrun --nproc-per-node N -m dmcmc_edu``; a script (the console script ``dmcmc-edu``) is named by
+    the path torchrun was given (``sys.argv[0]``), since torchrun runs a module or a file, not a command."""
+    if prog.startswith("python -m "):
+        return f"torchrun --nproc-per-node N -m {prog[len('python -m '):]}"
+    if prog.startswith("torchrun "):
+        return prog
+    return f"torchrun --nproc-per-node N {sys.argv[0] or prog}"
 
 
 def is_rank_zero() -> bool:

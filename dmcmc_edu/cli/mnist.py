@@ -38,8 +38,10 @@ from dmcmc_edu.cli.common import (
     chunk_seed,
     decay,
     device,
+    dlg_estimate,
     int_at_least,
     nonnegative_int,
+    pilot_cost,
     positive_float,
     positive_int,
     positive_int_list,
@@ -235,12 +237,17 @@ def cmd_train_features(args) -> int:
 
 
 def _sample_vanilla(args, score, out: Path, dev, options: dict, deadline=None) -> tuple[torch.Tensor, dict]:
-    """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes."""
+    """Vanilla digits in chunks of ``--batch``; chunk k is seeded with ``chunk_seed(seed, k)``, so a rerun resumes.
+
+    The budget (``deadline``) is checked at every denoiser evaluation (:func:`dmcmc_edu.runs.stop_at_deadline`): a
+    chunk it interrupts is dropped, the chunks written stay, and :class:`~dmcmc_edu.runs.BudgetSpent` says how many.
+    """
     import torch
 
     from dmcmc_edu.experiments.mnist import vanilla_samples
-    from dmcmc_edu.runs import run_chunks
+    from dmcmc_edu.runs import run_chunks, stop_at_deadline
 
+    score = stop_at_deadline(score, deadline)
 
     def make_chunk(k: int, rows: int):
         """Chunk k: ``rows`` digits and their NFE per image."""
@@ -257,12 +264,13 @@ def _dlg_sampler(args, models: dict, dev, options: dict):
     """The DLG sampler of ``sample-mnist --dlg``: :func:`dlg_config` with the options given."""
     from dmcmc_edu.core.sampler import DMCMCSampler
     from dmcmc_edu.experiments.mnist import dlg_config
+    from dmcmc_edu.registry import integrator_table
 
     cfg = dlg_config(args.n, outputs_per_chain=args.outputs_per_chain, integrator=args.integrator,
                      steps=args.steps, sigma_update=args.sigma_update, seed=args.seed, integrator_options=options,
                      **{k: v for k, v in (("eta", args.eta), ("n_skip", args.n_skip)) if v is not None})
     return DMCMCSampler(models["score"], cfg, data_shape=(1, 28, 28), classifier=models["classifier"],
-                        device=dev, keep_trace=False)
+                        device=dev, keep_trace=False, integrators=integrator_table())
 
 
 def _sample_dlg(args, sampler, run, record: dict, deadline=None) -> tuple[torch.Tensor, dict]:
@@ -418,57 +426,38 @@ PILOT_IMAGES = 8
 def estimate_sample_mnist(args, models: dict, dev, options: dict, sampler) -> tuple[float, float, str]:
     """``(seconds, bytes, how)``: the estimated time and disk use of a ``sample-mnist`` run, and how they were made.
 
-    A pilot of :data:`PILOT_IMAGES` images with the run's integrator and at most 4 of its steps measures the NFE
-    and the seconds per evaluation per image; the run's NFE per image is extrapolated from pilots with 3 and 4 steps
-    (affine in the steps; rk45 chooses its own).  Vanilla: ``n x NFE x s_eval``; disk: chunks + images.npy, float32.
-    DLG: every chain's initialisation (KAR2, ``2 init_steps - 1``) and burn-in plus ``n_skip`` Gibbs steps and the
-    denoising run per output, a score and a classifier evaluation per Gibbs step; disk: the rounds and samples.npy
-    (float64) and images.npy.
+    A pilot of :data:`PILOT_IMAGES` images with the run's integrator measures the NFE and the seconds per evaluation
+    per image (:func:`~dmcmc_edu.cli.common.pilot_cost`).  Vanilla: ``n x NFE x s_eval``; disk: chunks + images.npy,
+    float32.  DLG: :func:`~dmcmc_edu.cli.common.dlg_estimate` (every chain's initialisation and burn-in, then
+    ``n_skip`` Gibbs steps and the denoising run per output, a score and a classifier evaluation per Gibbs step);
+    disk: the rounds and samples.npy (float64) and images.npy.
     """
     import torch
 
-    from dmcmc_edu.core.integrators import sample_from_noise
-
     rows = min(args.n, PILOT_IMAGES)
-
-    def pilot(steps: int) -> tuple[float, float]:
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            _, info = sample_from_noise(models["score"], (rows, 1, 28, 28), integrator=args.integrator, steps=steps,
-                                        sigma_max=SIGMA_MAX, sigma_min=SIGMA_MIN, dtype=torch.float32, device=dev,
-                                        generator=torch.Generator(device=dev).manual_seed(0), **options)
-        return float(info.nfe), time.perf_counter() - t0
-
-    nfe, seconds = pilot(min(args.steps, 4))
-    per_eval = seconds / max(nfe, 1) / rows
-    if args.steps > 4 and args.integrator != "rk45":
-        nfe = nfe + (nfe - pilot(3)[0]) * (args.steps - 4)
+    nfe, per_eval = pilot_cost(models["score"], (rows, 1, 28, 28), args.integrator, args.steps, SIGMA_MIN,
+                               SIGMA_MAX, device=dev, dtype=torch.float32, options=options)
     image = 28 * 28
     if sampler is None:
         evals, disk = args.n * nfe, 8.0 * args.n * image
         how = f"{args.n:,} images x {nfe:,.0f} NFE x {per_eval * 1e3:.2g} ms per evaluation (pilot of {rows} images)"
-    else:
-        cfg = sampler.config
-        made = cfg.n_chains * cfg.outputs_per_chain
-        burn = sum(int(phase[0] if isinstance(phase, (list, tuple)) else phase.steps) for phase in cfg.burn_in)
-        per_chain = max(2 * cfg.init_steps - 1, 0) + 2 * burn
-        evals = cfg.n_chains * per_chain + made * (2 * cfg.n_skip + nfe)
-        disk = 8.0 * (made + args.n) * image + 4.0 * args.n * image
-        how = (f"{cfg.n_chains:,} chains x {per_chain} evaluations to start + {made:,} outputs x "
-               f"{2 * cfg.n_skip + nfe:,.0f}, x {per_eval * 1e3:.2g} ms per evaluation (pilot of {rows} images)")
-    return evals * per_eval, disk, how
+        return evals * per_eval, disk, how
+    return dlg_estimate(sampler.config, nfe, per_eval, elements=image, kept=args.n, pilot=f"{rows} images",
+                        extra_disk=4.0 * args.n * image)
 
 
 def _stopped_by_budget(args, run, stop, seconds: float) -> int:
-    """Report a ``sample-mnist`` call that its ``--max-minutes`` stopped at a chunk or round boundary (exit 0).
+    """Report a ``sample-mnist`` call that its ``--max-minutes`` stopped (exit 0): vanilla within a denoiser
+    evaluation (the interrupted chunk is dropped), DLG at an output round.
 
-    The run record says so (``stopped_by: budget``, with how far it got); the run stays incomplete and the same
-    command continues it.
+    The run record says so (``stopped_by: budget``, with how far it got: the chunks or rounds done, and
+    ``samples_written``, the samples on disk, of ``n``); the run stays incomplete and the same command continues it.
     """
     from dmcmc_edu.runs import write_json
 
     info = {"stopped_by": "budget", "max_minutes": args.max_minutes, "stage": stop.stage, "done": stop.done,
-            "total": stop.total, "wall_seconds_this_call": round(seconds, 2)}
+            "total": stop.total, "samples_written": stop.samples, "n": args.n,
+            "wall_seconds_this_call": round(seconds, 2)}
     run.saved = {**(run.saved or {}), "last_call": info}
     write_json(run.record_path, run.saved)
     print(f"{run.path}: {stop}", file=sys.stderr)
@@ -485,8 +474,9 @@ def _common(p, budget_default=None) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--max-minutes", type=positive_float, default=budget_default,
-                   help="wall-clock budget of this call; stops cleanly (and saves) when spent (sample-mnist: at the "
-                        "next chunk or output round, checkpointed; the same command continues)")
+                   help="wall-clock budget of this call; stops cleanly (and saves) when spent (sample-mnist: vanilla "
+                        "within one denoiser evaluation, dropping the unfinished chunk; DLG at the next output round; "
+                        "checkpointed, the same command continues)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--data-root", default="data", help="folder holding MNIST/raw (the repository's data/)")
     p.add_argument("--threads", type=nonnegative_int, default=0,

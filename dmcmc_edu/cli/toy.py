@@ -24,9 +24,11 @@ from dmcmc_edu.cli.common import (
     check_sigma_order,
     check_torch_files,
     chunk_seed,
+    dlg_estimate,
     int_at_least,
     load_target,
     nonnegative_float,
+    pilot_cost,
     positive_float,
     positive_int,
     refuse_existing,
@@ -85,13 +87,15 @@ def _sample_vanilla(args, mix, smin, smax, out: Path) -> dict:
     import torch
 
     from dmcmc_edu.core.integrators import sample_from_noise
+    from dmcmc_edu.registry import get_integrator
     from dmcmc_edu.runs import run_chunks, save_once
 
+    integrator = get_integrator(args.integrator)  # the core's six and the solvers (dmcmc_edu.registry)
 
     def make_chunk(k: int, rows: int):
         """Chunk k: ``rows`` samples from noise and their NFE per sample."""
         g = torch.Generator().manual_seed(chunk_seed(args.seed, k))
-        x, info = sample_from_noise(mix, (rows, mix.d), integrator=args.integrator, steps=args.steps,
+        x, info = sample_from_noise(mix, (rows, mix.d), integrator=integrator, steps=args.steps,
                                     sigma_max=smax, sigma_min=smin, generator=g, tweedie_sigma=smin,
                                     final_tweedie=True if args.extra_tweedie else None)
         return x.numpy(), info.nfe
@@ -128,45 +132,22 @@ PILOT_ROWS = 256
 def estimate_sample(args, mix, smin: float, smax: float, sampler) -> tuple[float, float, str]:
     """``(seconds, bytes, how)``: the estimated time and disk use of a ``sample`` run, and how they were made.
 
-    A pilot of at most :data:`PILOT_ROWS` samples with the run's integrator and at most 4 of its steps measures
-    the NFE and the seconds per denoiser evaluation per sample (``s_eval``); the NFE per sample of the run is
-    extrapolated from pilots with 3 and 4 steps (it is affine in the steps, e.g. KAR's ``2 steps - 1``; rk45 chooses
-    its own).  Vanilla: ``n x NFE x s_eval``;
-    disk: the chunks and samples.npy, float64 (``16 n d`` bytes).  DLG: ``chains x rounds x (n_skip (2 for MALA) +
-    NFE) x s_eval``, a lower bound (the sigma-update and the burn-in add to it); disk: the rounds (``(d + 1) 8``
-    bytes per output made) and samples.npy.
+    A pilot of at most :data:`PILOT_ROWS` samples with the run's integrator measures the NFE and the seconds per
+    denoiser evaluation per sample (``s_eval``; :func:`~dmcmc_edu.cli.common.pilot_cost`).  Vanilla: ``n x NFE x
+    s_eval``; disk: the chunks and samples.npy, float64 (``16 n d`` bytes).  DLG:
+    :func:`~dmcmc_edu.cli.common.dlg_estimate` (the chains' start, ``n_skip`` Gibbs steps and the denoising run per
+    output); disk: the rounds and samples.npy.
     """
-    import torch
-
-    from dmcmc_edu.core.integrators import sample_from_noise
-
     rows = min(args.n, PILOT_ROWS)
-
-    def pilot(steps: int) -> tuple[float, float]:
-        """The NFE per sample and the seconds of a pilot run with ``steps`` steps."""
-        t0 = time.perf_counter()
-        _, info = sample_from_noise(mix, (rows, mix.d), integrator=args.integrator, steps=steps, sigma_max=smax,
-                                    sigma_min=smin, generator=torch.Generator().manual_seed(0),
-                                    final_tweedie=True if args.extra_tweedie else None)
-        return float(info.nfe), time.perf_counter() - t0
-
-    nfe, seconds = pilot(min(args.steps, 4))
-    per_eval = seconds / max(nfe, 1) / rows
-    if args.steps > 4 and args.integrator != "rk45":  # the NFE is affine in the steps: extrapolate from 3 and 4
-        nfe = nfe + (nfe - pilot(3)[0]) * (args.steps - 4)
+    nfe, per_eval = pilot_cost(mix, (rows, mix.d), args.integrator, args.steps, smin, smax,
+                               final_tweedie=True if args.extra_tweedie else None)
     d = mix.d
     if sampler is None:
         total, disk = args.n * nfe * per_eval, 16.0 * args.n * d
         how = (f"{args.n:,} samples x {nfe:,.0f} NFE x {per_eval * 1e6:.2g} us per evaluation, measured on "
                f"{rows} samples; disk: chunks + samples.npy, float64")
-    else:
-        cfg = sampler.config
-        made = cfg.n_chains * cfg.outputs_per_chain
-        per_output = cfg.n_skip * (2 if cfg.x_update == "mala" else 1) + nfe
-        total, disk = made * per_output * per_eval, 8.0 * made * (d + 1) + 8.0 * args.n * d
-        how = (f"at least {made:,} outputs x {per_output:,.0f} evaluations x {per_eval * 1e6:.2g} us, measured on "
-               f"{rows} samples; the sigma-update and the burn-in add to it")
-    return total, disk, how
+        return total, disk, how
+    return dlg_estimate(sampler.config, nfe, per_eval, elements=d, kept=args.n, pilot=f"{rows} samples")
 
 
 def _run_directory(args, mix, smin: float, smax: float, sampler):

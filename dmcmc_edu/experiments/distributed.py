@@ -68,6 +68,8 @@ __all__ = [
     "MANIFEST_FORMAT",
     "derive_seed",
     "DistEnv",
+    "local_env",
+    "join",
     "setup",
     "build_model",
     "build_config",
@@ -120,8 +122,11 @@ class DistEnv:
             self.owns_group = False
 
 
-def setup(device: str = "auto", backend: str = "auto") -> DistEnv:
-    """Read torchrun's environment, pick the device, join the process group (if WORLD_SIZE > 1)."""
+def local_env(device: str = "auto", backend: str = "auto") -> DistEnv:
+    """Read torchrun's environment and pick the device, without joining the process group (:func:`join`).
+
+    The command line checks a run here (rank 0 alone may measure its cost) before any process-group work.
+    """
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
@@ -134,15 +139,24 @@ def setup(device: str = "auto", backend: str = "auto") -> DistEnv:
         torch.cuda.set_device(dev)
     if backend == "auto":
         backend = "nccl" if dev.type == "cuda" else "gloo"
-    env = DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend if world > 1 else None)
-    if world > 1:
+    return DistEnv(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend if world > 1 else None)
+
+
+def join(env: DistEnv) -> DistEnv:
+    """Join the process group of ``env`` (if its world size is above 1 and this process is not in one yet)."""
+    if env.world_size > 1 and not env.owns_group:
         if dist.is_initialized():
             env.backend = dist.get_backend()
         else:
-            kw = {"device_id": dev} if backend == "nccl" else {}
-            dist.init_process_group(backend=backend, **kw)
+            kw = {"device_id": env.device} if env.backend == "nccl" else {}
+            dist.init_process_group(backend=env.backend, **kw)
             env.owns_group = True
     return env
+
+
+def setup(device: str = "auto", backend: str = "auto") -> DistEnv:
+    """Read torchrun's environment, pick the device, join the process group (if WORLD_SIZE > 1)."""
+    return join(local_env(device, backend))
 
 
 # ----------------------------------------------------------------------------- model and settings

@@ -14,7 +14,7 @@ data's own scale, or the run returns garbage without an error:
 
 :func:`sigma_scale_problems` returns the problems, :func:`check_sigma_scale` raises the first refusal as a
 ``ValueError`` (one line, with the suggested range: the target's ``default_sigma_min/max``) and issues the
-warnings as :class:`SigmaScaleWarning`.  The CLI (``sample``, ``train-classifier``) and
+warnings as :class:`SigmaScaleWarning`.  The CLI (``sample``, ``sample-distributed``, ``train-classifier``) and
 :func:`dmcmc_edu.targets.dlg_config` call it.
 """
 

@@ -19,18 +19,30 @@ from typing import TYPE_CHECKING
 
 from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
+    EXPECTED_ERRORS,
+    LARGE_RUN_GB,
+    LARGE_RUN_HOURS,
     CommandError,
     HelpFormatter,
     add_command,
+    check_run_size,
+    check_scale,
     check_sigma_order,
+    dlg_estimate,
     errors_as_exit,
     int_at_least,
+    load_target,
     nonnegative_int,
+    one_line,
     parse_args_once,
+    pilot_cost,
     positive_float,
     positive_int,
+    prog_name,
     run_handler,
     seed,
+    torchrun_prog,
+    under_torchrun,
 )
 from dmcmc_edu.paper import PRESETS  # plain data, no torch
 
@@ -39,7 +51,8 @@ if TYPE_CHECKING:
 
 # torch and the library are imported by the handlers, so that --help stays fast (dmcmc_edu.cli.common)
 
-__all__ = ["add_parsers", "add_arguments", "model_spec", "run_config", "cmd_sample_distributed", "main"]
+__all__ = ["add_parsers", "add_arguments", "model_spec", "run_config", "estimate_sample_distributed",
+           "cmd_sample_distributed", "main"]
 
 
 def _burn_in(text: str):
@@ -105,6 +118,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64"],
                    help="sampling dtype (auto: float64 for mixtures, float32 for networks)")
     r.add_argument("--checkpoint-every", type=positive_int, default=1, help="checkpoint every K output rounds")
+    r.add_argument("--yes", action="store_true",
+                   help=f"run even when the estimated time (per rank) exceeds {LARGE_RUN_HOURS:g} h or the disk use "
+                        f"(all ranks) {LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
     r.add_argument("--quiet", action="store_true")
     return p
 
@@ -172,23 +188,76 @@ def _check(args) -> None:
         raise CommandError("--config is read only with --score-sde; leave it out")
 
 
+PILOT_ROWS = {"mixture": 256}
+"""Samples of the pilot run of the size check, by model kind (networks: :data:`PILOT_IMAGES`)."""
+
+PILOT_IMAGES = 2
+"""Images of the pilot run of the size check for a network (score_sde, diffusers)."""
+
+
+def estimate_sample_distributed(spec: dict, cfg: DMCMCConfig, device, dtype=None, ranks: int = 1
+                                ) -> tuple[float, float, str]:
+    """``(seconds, bytes, how)``: the estimated time (one rank's; the ranks run side by side) and disk use (every
+    rank's) of a ``sample-distributed`` run, measured by a pilot on ``device``: the same estimate as ``sample
+    --dlg`` (:func:`~dmcmc_edu.cli.common.pilot_cost`, :func:`~dmcmc_edu.cli.common.dlg_estimate`)."""
+    import math
+
+    from dmcmc_edu.experiments.distributed import build_model
+
+    model, shape, info = build_model(spec, device)
+    dtype = dtype or info["dtype"]
+    rows = min(cfg.n_chains, PILOT_ROWS.get(spec["kind"], PILOT_IMAGES))
+    tweedie = {"auto": None, "always": True, "never": False}[cfg.final_tweedie]
+    nfe, per_eval = pilot_cost(model, (rows, *shape), cfg.integrator, cfg.steps, cfg.sigma_min, cfg.sigma_max,
+                               device=device, dtype=dtype, options=cfg.integrator_options, final_tweedie=tweedie)
+    made = cfg.n_chains * cfg.outputs_per_chain
+    return dlg_estimate(cfg, nfe, per_eval, elements=math.prod(shape), kept=made, round_bytes=dtype.itemsize,
+                        ranks=ranks, pilot=f"{rows} samples on {device}")
+
+
+def _size_refusal(args, spec: dict, cfg: DMCMCConfig, env, dtype):
+    """Rank 0's size check (:func:`~dmcmc_edu.cli.common.check_run_size`): the error that refuses the run, or
+    None (confirmed with --yes, within the thresholds, or a finished run that is only reported)."""
+    if args.yes or (Path(args.out) / "manifest.json").is_file():
+        return None
+    try:
+        check_run_size(*estimate_sample_distributed(spec, cfg, env.device, dtype, env.world_size), confirmed=False,
+                       lower="--chains or --outputs-per-chain")
+    except EXPECTED_ERRORS as err:  # a model that does not load fails here too: every rank must hear of it
+        return err
+    return None
+
+
 def cmd_sample_distributed(args) -> int:
     """DLG across processes (launch with torchrun)
 
-    Launch with: torchrun --nproc_per_node N -m dmcmc_edu sample-distributed ... Each rank runs its own chains
+    Launch with: torchrun --nproc-per-node N -m dmcmc_edu sample-distributed ... Each rank runs its own chains
     (--chains per rank) with seed derive_seed(seed, rank) into OUT/rank_{r} (resumable); rank 0 writes
-    OUT/manifest.json at the end.
+    OUT/manifest.json at the end. Like sample, a sigma range far from a mixture target's scale is refused (a
+    doubtful one warned about), and a run estimated above the size thresholds is refused with the estimate unless
+    --yes is given; rank 0 prints, every rank stops.
     """
     import torch
 
-    from dmcmc_edu.experiments.distributed import sample_distributed, setup
+    from dmcmc_edu.experiments.distributed import join, local_env, sample_distributed
 
+    # every rank checks the same options and files before any process-group work; only rank 0 prints
     _check(args)
     spec = model_spec(args)
-    env = setup(args.device, args.backend)
+    env = local_env(args.device, args.backend)
+    lead = env.rank == 0
+    cfg = run_config(args, spec)
+    if spec["kind"] == "mixture":
+        check_scale(cfg.sigma_min, cfg.sigma_max, load_target(args.target), quiet=not lead)
+    dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+    refusal = _size_refusal(args, spec, cfg, env, dtype) if lead else None  # rank 0 measures, alone
+    join(env)
     try:
-        cfg = run_config(args, spec)
-        dtype = None if args.dtype == "auto" else getattr(torch, args.dtype)
+        verdict = env.all_gather(None if refusal is None else one_line(refusal))[0]  # rank 0's, to every rank
+        if refusal is not None:
+            raise refusal
+        if verdict is not None:
+            raise CommandError(verdict, quiet=True)  # rank 0 printed it
         with errors_as_exit(ValueError, OSError, EOFError, RuntimeError, prefix=f"error (rank {env.rank})"):
             manifest = sample_distributed(spec, cfg, args.out, classifier_path=args.classifier, dtype=dtype,
                                           checkpoint_every=args.checkpoint_every, progress=not args.quiet, env=env)
@@ -201,9 +270,23 @@ def cmd_sample_distributed(args) -> int:
     return 0
 
 
+def _relaunch_example(program: str, command: str = "") -> str:
+    """The help's example: ``program command`` as started, and (when not under torchrun) the torchrun command
+    with N processes (:func:`~dmcmc_edu.cli.common.torchrun_prog`)."""
+    lines = [f"  {program}{command} {EXAMPLE}"]
+    if not under_torchrun():
+        lines.append(f"  {torchrun_prog(program)}{command} {EXAMPLE}   (N processes)")
+    return "example:\n" + "\n".join(lines)
+
+
 def add_parsers(sub) -> None:
     """Add ``sample-distributed`` to the sub-command parsers."""
     d = add_command(sub, "sample-distributed", cmd_sample_distributed, example=EXAMPLE)
+    program = d.prog[:-len(" sample-distributed")]  # the parent's prog: as started (common.prog_name)
+    if under_torchrun():  # usage and example say how to relaunch it: torchrun --nproc-per-node N -m dmcmc_edu ...
+        program = torchrun_prog(program)
+        d.prog = f"{program} sample-distributed"
+    d.epilog = _relaunch_example(program, " sample-distributed")
     add_arguments(d)
 
 
@@ -219,9 +302,10 @@ EXAMPLE = "--target ring --chains 256 --outputs-per-chain 4 --out runs/dist"
 
 def main(argv=None) -> int:
     """``torchrun ... -m dmcmc_edu.cli.distributed ...``: the same options as ``sample-distributed``."""
-    prog = "torchrun --nproc_per_node N -m dmcmc_edu.cli.distributed"
+    prog = prog_name()  # python -m dmcmc_edu.cli.distributed as started; under torchrun, the torchrun command
+    prog = torchrun_prog(prog) if under_torchrun() else prog
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=HelpFormatter,
-                                epilog=f"example:\n  {prog} {EXAMPLE}")
+                                epilog=_relaunch_example(prog))
     add_arguments(p)
     p.add_argument("--debug", action="store_true",
                    help="show the traceback of a failure instead of the one-line error message")
