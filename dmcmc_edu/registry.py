@@ -6,20 +6,22 @@ both, builds the full table on request:
 
 * :func:`integrator_table` -- a new dict, the core's entries first (the six, then anything registered), then
   the solvers;
-* :func:`get_integrator` -- a name (or a function, returned as it is) looked up in that table;
-* :func:`use_solvers` -- adds the solvers to the core's table, so that what resolves names inside the core
-  (``DMCMCConfig(integrator="dpmpp_2m")``, ``sample_from_noise(integrator="unipc")``) finds them; the commands,
-  experiments and explorers call it before they hand a user's name to the core.  Nothing calls it on import.
+* :func:`get_integrator` -- a name (or a function, returned as it is) looked up in that table.
+
+Nothing here changes the core's table: what hands a user's name to the core passes the function
+(``sample_from_noise(integrator=get_integrator("unipc"))``) or the table
+(``DMCMCSampler(..., integrators=integrator_table())``), so ``DMCMCConfig(integrator="dpmpp_2m")`` resolves in the
+commands, experiments and explorers, and the core's own table stays the paper's six.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from dmcmc_edu.core.integrators import INTEGRATORS, register_integrator
+from dmcmc_edu.core.integrators import INTEGRATORS
 from dmcmc_edu.solvers import SOLVERS
 
-__all__ = ["integrator_table", "get_integrator", "use_solvers"]
+__all__ = ["integrator_table", "get_integrator"]
 
 
 def integrator_table() -> dict[str, Callable]:
@@ -37,9 +39,3 @@ def get_integrator(name) -> Callable:
         raise ValueError(f"unknown integrator {name!r}; known: {', '.join(table)}")
     return table[name]
 
-
-def use_solvers() -> dict[str, Callable]:
-    """Register the solvers in the core's table (again is a no-op); returns that table."""
-    for name, fn in SOLVERS.items():
-        register_integrator(name, fn)
-    return INTEGRATORS

@@ -5,7 +5,8 @@
   interpreter that imported only those);
 * every ``import`` / ``from ... import`` in ``dmcmc_edu/core`` (at module level or inside a function) names a
   whitelisted module or the core itself, and no file calls ``importlib`` or ``__import__``;
-* registries are explicit: importing the solvers registers nothing; ``dmcmc_edu.registry`` joins the tables.
+* registries are explicit: importing the solvers registers nothing; ``dmcmc_edu.registry`` joins the tables and
+  registers nothing either (it has no ``use_solvers``).
 """
 
 import ast
@@ -100,20 +101,28 @@ def test_importing_the_core_loads_nothing_outside_it():
 
 
 def test_importing_the_solvers_registers_nothing_and_the_registry_joins_explicitly():
+    """No registration anywhere: the registry has no ``use_solvers``, and importing the solvers, the registry, the
+    package's lazy names and the command line leaves the core's table the paper's six."""
     probe = """
 import dmcmc_edu.solvers
 from dmcmc_edu.core.integrators import INTEGRATORS, PAPER_INTEGRATORS
 assert tuple(INTEGRATORS) == PAPER_INTEGRATORS, list(INTEGRATORS)
-from dmcmc_edu.registry import get_integrator, integrator_table, use_solvers
+import dmcmc_edu.registry
+from dmcmc_edu.registry import get_integrator, integrator_table
+assert not hasattr(dmcmc_edu.registry, "use_solvers") and "use_solvers" not in dmcmc_edu.registry.__all__
 assert tuple(INTEGRATORS) == PAPER_INTEGRATORS, list(INTEGRATORS)
 assert list(integrator_table()) == [*PAPER_INTEGRATORS, *dmcmc_edu.solvers.SOLVERS]
 assert get_integrator("unipc") is dmcmc_edu.solvers.unipc
-use_solvers()
-use_solvers()
 from dmcmc_edu.core.integrators import get_integrator as core_get
-assert core_get("restart") is dmcmc_edu.solvers.restart and list(INTEGRATORS) == list(integrator_table())
+try:
+    core_get("restart")
+    raise SystemExit("the core's table resolved a solver's name")
+except ValueError:
+    pass
 import dmcmc_edu
 assert dmcmc_edu.get_integrator is get_integrator and "dpmpp_2m" in dmcmc_edu.INTEGRATORS
+import dmcmc_edu.cli, dmcmc_edu.cli.toy, dmcmc_edu.cli.mnist, dmcmc_edu.cli.distributed, dmcmc_edu.explorers
+assert tuple(INTEGRATORS) == PAPER_INTEGRATORS, list(INTEGRATORS)
 print("ok")
 """
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -78,8 +78,4 @@ def main(argv=None) -> int:
     """
     # in-process calls (argv given: tests, notebooks) show the -m form; a command line names what was started
     args = parse_args_once(build_parser(None if argv is None else "python -m dmcmc_edu"), argv)
-    if getattr(args, "uses_integrators", True):
-        from dmcmc_edu.registry import use_solvers
-
-        use_solvers()  # every command resolves the solvers' names too (dmcmc_edu.registry)
     return run_handler(args)

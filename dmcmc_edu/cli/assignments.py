@@ -139,7 +139,6 @@ def add_parsers(sub) -> None:
                            help="the course's graded assignments with nbgrader: release | grade | feedback",
                            description=plain(__doc__.split("\n\n")[1]), formatter_class=HelpFormatter)
     group.epilog = f"example:\n  {group.prog} release --course notebooks/assignments"
-    group.set_defaults(uses_integrators=False)
     inner = group.add_subparsers(dest="assignments_command", required=True, metavar="{release,grade,feedback}")
     p = add_command(inner, "release", cmd_release, example="--course notebooks/assignments")
     _course_argument(p)

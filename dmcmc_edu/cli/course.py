@@ -88,4 +88,3 @@ def add_parsers(sub) -> None:
     inner = group.add_subparsers(dest="course_command", required=True, metavar="{init}")
     p = add_command(inner, "init", cmd_init, example="my_course")
     p.add_argument("dir", metavar="DIR", help="the folder to make (new, or empty)")
-    p.set_defaults(uses_integrators=False)

@@ -255,7 +255,7 @@ INTEGRATORS: dict[str, Callable] = {
     "euler_maruyama": euler_maruyama,
 }
 """Integrators by name: the paper's six, and only what a caller adds with :func:`register_integrator` (importing
-a module adds nothing; ``dmcmc_edu.registry.use_solvers()`` adds the solvers of :mod:`dmcmc_edu.solvers`)."""
+a module adds nothing; the solvers are reached by passing a function or ``dmcmc_edu.registry.integrator_table()``)."""
 
 PAPER_INTEGRATORS = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama")
 

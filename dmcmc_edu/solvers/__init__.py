@@ -11,7 +11,8 @@ The last four (:data:`MODERN_SOLVERS`) run by default on Karras et al.'s levels 
 ``sigma_start`` and end at sigma = 0 with the data prediction at ``sigma_min`` (no extra Tweedie step).
 
 Importing this package registers nothing: :data:`SOLVERS` is a plain table, and :mod:`dmcmc_edu.registry` joins
-it to the core's (``get_integrator("pc")`` there; ``use_solvers()`` lets the core's sampler find them by name).
+it to the core's without changing it (``get_integrator("pc")`` there; the core's sampler finds them by name in
+``integrator_table()``, passed as ``DMCMCSampler(..., integrators=...)``).
 """
 
 from dmcmc_edu.solvers.dpmpp import dpmpp_2m, dpmpp_2m_sde
