@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import matplotlib
@@ -38,7 +37,14 @@ import torch  # noqa: E402
 from dmcmc_edu.cli.common import run_handler, seed_list  # noqa: E402
 from dmcmc_edu.core.schedules import noise_level_grid  # noqa: E402
 from dmcmc_edu.evaluation import metrics  # noqa: E402
-from dmcmc_edu.experiments.ladder import LadderContext, _clean, run_ladder, run_point, target_stem  # noqa: E402
+from dmcmc_edu.experiments.ladder import (  # noqa: E402
+    LadderContext,
+    _clean,
+    run_ladder,
+    run_point,
+    sweep_floors,
+    target_stem,
+)
 from dmcmc_edu.experiments.ladder.run import _load_or_train_classifier  # noqa: E402
 from dmcmc_edu.experiments.ladder.seeds import (  # noqa: E402
     analyse_seeds,
@@ -47,23 +53,15 @@ from dmcmc_edu.experiments.ladder.seeds import (  # noqa: E402
     recheck_verdicts,
     seeds_markdown,
 )
-from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, target_sha256, write_json  # noqa: E402
+from dmcmc_edu.runs import RunRefused, atomic_write, refuse_other_settings, write_json  # noqa: E402
 from dmcmc_edu.targets import load_target  # noqa: E402
 from dmcmc_edu.training.denoiser import load_or_train_denoiser  # noqa: E402
 
 
 def _floors(out: Path, stem: str, mix, n: int, bandwidth: float, ref_values: dict, repeats: int) -> dict:
-    """The sweep's exact floors, computed once and kept in ``OUT/<stem>_floors_n<n>.json``."""
-    path = out / f"{stem}_floors_n{n}.json"
-    want = {"target_sha256": target_sha256(mix.to_dict()), "n": n, "repeats": repeats, "seed": 777,
-            "quantile": metrics.FLOOR_QUANTILE, "mmd_bandwidth": bandwidth}
-    saved = refuse_other_settings(path, want)
-    if saved is not None:
-        return saved["floors"]
-    t0 = time.perf_counter()
-    floors = metrics.exact_floors(mix, n, repeats=repeats, mmd_bandwidth=bandwidth, ref_values=ref_values)
-    write_json(path, _clean({"settings": want, "seconds": time.perf_counter() - t0, "floors": floors}), indent=1)
-    return floors
+    """The sweep's exact floors, computed once and kept in ``OUT/<stem>_floors_n<n>.json`` (the same file a sweep
+    of that folder reads, :func:`dmcmc_edu.experiments.ladder.sweep_floors`)."""
+    return sweep_floors(mix, n, bandwidth, ref_values, repeats=repeats, path=out / f"{stem}_floors_n{n}.json")
 
 
 def _replicates(args, out: Path) -> list[dict]:

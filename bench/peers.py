@@ -158,7 +158,12 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--report-only", action="store_true",
+                   help="sample nothing: read OUT/peers_<target>.json again against the ladder's floors (and its "
+                        "DLG rows) and rewrite its .md and .png")
     args = p.parse_args(argv)
+    if args.report_only:
+        return report_only(args)
     torch.set_num_threads(1)
     from dmcmc_edu import targets
     from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
@@ -218,6 +223,36 @@ def main(argv=None) -> int:
     return 0
 
 
+def report_only(args) -> int:
+    """Re-mark the stored rows against the ladder's current floors; replace the DLG rows by the ladder's."""
+    from dmcmc_edu.evaluation import metrics
+
+    out = Path(args.out)
+    stem = f"peers_{Path(args.target).stem}"
+    doc = json.loads((out / f"{stem}.json").read_text())
+    ladder_path = Path(args.ladder) if args.ladder else Path(doc["meta"]["ladder"])
+    ladder_doc = json.loads(ladder_path.read_text())
+    floors = ladder_doc["meta"]["floors"]
+    rows = [r for r in doc["rows"] if not r["family"].startswith("DLG")]
+    for r in rows:
+        if r.get("metrics"):
+            ok = metrics.within_floors(r["metrics"], floors)
+            r.update(within_floor=ok, failing=[k for k, v in ok.items() if not v and k != "all"])
+    doc["rows"] = rows + dlg_rows(ladder_doc, doc["meta"]["budgets"])
+    doc["meta"]["floors"] = floors
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
+    (out / f"{stem}.md").write_text(markdown(doc))
+    plot(doc, out / f"{stem}.png")
+    print((out / f"{stem}.md").read_text())
+    return 0
+
+
+def _floors_text(floors: dict) -> str:
+    if floors.get("kind") == "exact_pairs":
+        return f"Noise floors (the {floors['quantile']:g} quantile over {floors['repeats']} pairs of exact sets)"
+    return "Noise floors (mean + 3 sd over exact sets)"
+
+
 def _kd_version() -> str:
     try:
         from importlib.metadata import version
@@ -231,7 +266,7 @@ def markdown(doc) -> str:
     m = doc["meta"]
     lines = [f"# Peers on `{m['target']}` (d = {m['d']}, n = {m['n']})", "",
              f"{m['peers']}; Karras rho=7 schedule {m['sigma_max']:.3g} -> {m['sigma_min']:.3g}; NFE counted. "
-             "Noise floors (mean + 3 sd over exact sets): " + ", ".join(f"{k} {v['threshold']:.3g}" for k, v in
+             + _floors_text(m["floors"]) + ": " + ", ".join(f"{k} {v['threshold']:.3g}" for k, v in
                                                                    m["floors"].items() if isinstance(v, dict)) + ".",
              "DLG rows come from the ladder's results (full ledger).", "",
              "| budget | family | sampler | settings | NFE | NFE/indep. | W2 | MMD² | mode TV | spread | "

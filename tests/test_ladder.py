@@ -11,6 +11,7 @@ from dmcmc_edu.cli import main
 from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler
 from dmcmc_edu.core.schedules import noise_level_grid
 from dmcmc_edu.experiments import ladder
+from dmcmc_edu.runs import target_sha256
 from dmcmc_edu.targets import GaussianMixture, dlg_config, lowrank, ring
 
 
@@ -76,7 +77,7 @@ def test_steps_per_decade_gives_states_at_large_sigma_more_steps():
 
 
 def test_points_are_reproducible_from_their_recorded_seed():
-    ctx = ladder.LadderContext(ring(), n=200, floor_repeats=(3, 2))
+    ctx = ladder.LadderContext(ring(), n=200, floor_repeats=20)
     for s in (dict(kind="noise", integrator="kar2", steps=6, options={}),
               dict(kind="restart", integrator="euler_maruyama", coarse_steps=5, sigma_restart=1.0, steps=8,
                    options={}),
@@ -112,6 +113,9 @@ def test_fast_sweep_writes_a_complete_resumable_result_file(tmp_path):
             assert p["ledger"]["parts"]["init_amortised"] > 0
     assert doc["meta"]["command"] == f"python -m dmcmc_edu ladder --target ring --fast --out {out}"
     assert set(doc["meta"]["floors"]) >= {"w2", "mode_tv", "spread"}
+    # the floors are the exact ones of (target, n), kept beside the sweep for every later sweep of that size
+    assert doc["meta"]["floors"]["kind"] == "exact_pairs" and doc["meta"]["floors"]["repeats"] == 50
+    assert json.loads((out / "ring_fast_floors_n500.json").read_text())["floors"] == doc["meta"]["floors"]
     with open(out / "ring_fast.csv") as f:
         assert len(list(csv.DictReader(f))) == len(points)
     for name in ("ring_fast_fig3.png", "ring_fast_findings.md", "ring_fast_findings.json", "ring_fast_classifier.pt"):
@@ -147,3 +151,58 @@ def test_analysis_finds_the_first_point_that_reaches_the_reference():
     assert f["reach"]["noise"]["nfe"] == 50 and f["reach"]["control"]["nfe"] == 20
     assert f["reach"]["dlg"]["nfe_per_independent"] == 10  # 5 NFE per output, ESS ratio 0.5
     assert f["speedup_dlg_vs_noise"] == 5 and f["speedup_dlg_vs_best_control"] == 2
+
+
+def test_sweep_floors_are_the_exact_floors_kept_once_and_refused_for_other_settings(tmp_path):
+    from dmcmc_edu.evaluation import metrics
+    from dmcmc_edu.runs import RunRefused
+
+    mix, n, bw = ring(), 100, 1.5
+    ref = metrics.reference_values(mix, generator=torch.Generator().manual_seed(3))
+    path = tmp_path / "ring_floors_n100.json"
+    first = ladder.sweep_floors(mix, n, bw, ref, repeats=20, path=path)
+    direct = metrics.exact_floors(mix, n, repeats=20, mmd_bandwidth=bw, ref_values=ref)
+    for k in metrics.FLOOR_METRICS:  # the 0.995 quantile of 20 exact pairs, not a mean + k sd
+        assert first[k]["threshold"] == pytest.approx(direct[k]["threshold"], rel=1e-12)
+    again = ladder.sweep_floors(mix, n, bw, ref, repeats=20, path=path)  # read back, not recomputed
+    assert json.dumps(again, sort_keys=True) == json.dumps(json.loads(path.read_text())["floors"], sort_keys=True)
+    with pytest.raises(RunRefused, match="other settings"):
+        ladder.sweep_floors(mix, n, 2 * bw, ref, repeats=20, path=path)
+    with pytest.raises(ValueError, match="at least 20"):
+        ladder.sweep_floors(mix, n, bw, ref, repeats=5)
+
+
+def test_refloor_reads_a_finished_sweep_against_other_floors_without_sampling(tmp_path):
+    from dmcmc_edu.evaluation import metrics
+
+    out = tmp_path / "ladder"
+    main(["ladder", "--target", "ring", "--fast", "--integrators", "kar1", "--out", str(out), "--quiet", "--no-plot"])
+    doc = json.loads((out / "ring_fast.json").read_text())
+    meta = doc["meta"]
+    # floors of the same target, n and kernel but a stricter quantile: some points that were inside fall outside
+    strict = metrics.exact_floors(ring(), meta["sweep"]["n"], repeats=20, quantile=0.5,
+                                  mmd_bandwidth=meta["floors"]["mmd_bandwidth"], ref_values=meta["ref_values"])
+    settings = {"target_sha256": target_sha256(ring().to_dict()),
+                "n": meta["sweep"]["n"], "repeats": 20, "seed": 777, "quantile": 0.5,
+                "mmd_bandwidth": meta["floors"]["mmd_bandwidth"]}
+    f = tmp_path / "strict.json"
+    f.write_text(json.dumps({"settings": settings, "floors": ladder._clean(strict)}))
+    seconds = [p["seconds"] for p in doc["points"]]
+    new = ladder.refloor_sweep(out, "ring_fast", f)
+    assert [p["seconds"] for p in new["points"]] == seconds  # nothing sampled again
+    assert new["meta"]["floors_before"] == meta["floors"] and new["meta"]["floors_file"] == "strict.json"
+    for p in new["points"]:
+        assert p["within_floor"] == metrics.within_floors(p["metrics"], strict)
+    before = sum(p["within_floor"]["all"] for p in doc["points"])
+    assert sum(p["within_floor"]["all"] for p in new["points"]) < before
+    findings = json.loads((out / "ring_fast_findings.json").read_text())
+    assert findings["floors"]["w2"] == pytest.approx(strict["w2"]["threshold"])
+    # the record was finished with the new outputs: a re-run of the same sweep reads it back and writes nothing
+    stamp = (out / "ring_fast.json").stat().st_mtime_ns
+    main(["ladder", "--target", "ring", "--fast", "--integrators", "kar1", "--out", str(out), "--quiet", "--no-plot"])
+    assert (out / "ring_fast.json").stat().st_mtime_ns == stamp
+    # floors of another size are refused in one line
+    settings["n"] = 123
+    f.write_text(json.dumps({"settings": settings, "floors": ladder._clean(strict)}))
+    with pytest.raises(ValueError, match="n = 123"):
+        ladder.refloor_sweep(out, "ring_fast", f)

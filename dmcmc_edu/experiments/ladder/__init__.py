@@ -73,8 +73,10 @@ from dmcmc_edu.experiments.ladder.run import (
     RUNNERS,
     LadderContext,
     _clean,
+    refloor_sweep,
     run_ladder,
     run_point,
+    sweep_floors,
     target_stem,
     train_classifier,
 )
@@ -82,6 +84,7 @@ from dmcmc_edu.targets import SpectralMixture
 
 __all__ = ["KINDS", "BUDGETS", "LABEL_KEY", "RUNNERS", "LadderContext", "SpectralMixture", "analyse", "build_plan",
            "dlg_settings", "findings_markdown", "paper_eta", "plot_ladder", "plot_modes_vs_nfe", "plot_reach",
-           "plot_w2_vs_nfe", "point_id", "point_label", "point_seed", "reach_text", "run_ladder", "run_point",
+           "plot_w2_vs_nfe", "point_id", "point_label", "point_seed", "reach_text", "refloor_sweep", "run_ladder",
+           "run_point", "sweep_floors",
            "target_stem", "train_classifier", "write_csv",
            "_clean", "_failing"]  # the last two: used by bench/ scripts, notebooks 04/05 and the tests

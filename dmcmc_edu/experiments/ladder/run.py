@@ -30,12 +30,22 @@ from dmcmc_edu.experiments.ladder.plan import build_plan, paper_eta, point_id, p
 from dmcmc_edu.experiments.ladder.report import analyse, findings_markdown, plot_ladder, write_csv
 from dmcmc_edu.models.classifier import MLPClassifier, NoiseLevelClassifier
 from dmcmc_edu.registry import get_integrator, integrator_table
-from dmcmc_edu.runs import RunDirectory, RunRefused, atomic_write, fingerprint, target_sha256, versions, write_json
+from dmcmc_edu.runs import (
+    RunDirectory,
+    RunRefused,
+    atomic_write,
+    fingerprint,
+    refuse_other_settings,
+    target_sha256,
+    versions,
+    write_json,
+)
 from dmcmc_edu.targets import SpectralMixture, load_target
 from dmcmc_edu.training.classifier import train_noise_level_classifier
 from dmcmc_edu.training.denoiser import load_or_train_denoiser
 
-__all__ = ["LadderContext", "RUNNERS", "run_point", "run_ladder", "target_stem", "train_classifier"]
+__all__ = ["LadderContext", "RUNNERS", "run_point", "run_ladder", "refloor_sweep", "sweep_floors", "target_stem",
+           "train_classifier"]
 
 
 class _WithPosterior:
@@ -56,11 +66,35 @@ class _WithPosterior:
         return self.oracle.sigma_log_posterior(x, grid, log_prior=log_prior)
 
 
+def sweep_floors(mixture, n: int, mmd_bandwidth: float, ref_values: dict, *,
+                 repeats: int = metrics.EXACT_FLOOR_REPEATS, path=None) -> dict:
+    """The noise floors a sweep of size ``n`` reads its points against: :func:`metrics.exact_floors` (the 0.995
+    quantile of ``repeats`` pairs of fresh exact sets, scored with the sweep's MMD kernel and population values).
+
+    With ``path`` they are computed once and kept there (``{"settings", "seconds", "floors"}``); a file made for
+    another target, size, kernel or count is refused in one line (:class:`~dmcmc_edu.runs.RunRefused`), never
+    replaced.  Every sweep of a folder, and every replicate over seeds, therefore reads the same floors.
+    """
+    want = {"target_sha256": target_sha256(mixture.to_dict()), "n": int(n), "repeats": int(repeats), "seed": 777,
+            "quantile": metrics.FLOOR_QUANTILE, "mmd_bandwidth": float(mmd_bandwidth)}
+    if path is not None:
+        saved = refuse_other_settings(path, want)
+        if saved is not None:
+            return saved["floors"]
+    t0 = time.perf_counter()
+    floors = metrics.exact_floors(mixture, int(n), repeats=int(repeats), mmd_bandwidth=float(mmd_bandwidth),
+                                  ref_values=ref_values)
+    if path is not None:
+        write_json(path, _clean({"settings": want, "seconds": time.perf_counter() - t0, "floors": floors}), indent=1)
+    return floors
+
+
 class LadderContext:
     """Everything a sweep shares: the target, the model, the exact reference set and its noise floors."""
 
     def __init__(self, mixture, *, n: int, seed: int = 0, model=None, classifier=None, learned: bool = False,
-                 n_levels: int = 200, floors=None, ref_values=None, floor_repeats=(40, 10)):
+                 n_levels: int = 200, floors=None, ref_values=None, floor_repeats: int = metrics.EXACT_FLOOR_REPEATS,
+                 floors_file=None):
         self.mix = mixture
         self.oracle = SpectralMixture(mixture)
         self.model = self.oracle if model is None else model
@@ -86,9 +120,9 @@ class LadderContext:
             self.mmd_bandwidth = float(floors["mmd_bandwidth"])
         else:
             self.mmd_bandwidth = metrics.median_bandwidth(reference0, mixture.sample(self.n, g))
-        if floors is None:
-            floors = metrics.noise_floors(mixture, self.n, self.reference, self.ref_values, repeats=floor_repeats[0],
-                                          w2_repeats=floor_repeats[1], generator=g, mmd_bandwidth=self.mmd_bandwidth)
+        if floors is None:  # the exact floors of (target, n): the same numbers for every sweep of this size
+            floors = sweep_floors(mixture, self.n, self.mmd_bandwidth, self.ref_values, repeats=floor_repeats,
+                                  path=floors_file)
         self.floors = floors
 
 
@@ -288,8 +322,8 @@ _NOTES = [
     "evaluation each); nfe_paper = the paper's accounting (Gibbs steps + integrator + Tweedie).",
     "nfe_per_independent = nfe / ess_ratio, ess_ratio = the smaller effective-sample-size ratio of the output "
     "component labels and of the output positions (1 for independent outputs).",
-    "metrics against one exact reference set of n samples; floors: mean + 3 sd over exact sets of the same size "
-    "(an exact sampler passes all seven about 95 % of the time).",
+    "metrics against one exact reference set of n samples; floors: the 0.995 quantile of what pairs of fresh exact "
+    "sets of the same size score (metrics.exact_floors, 200 pairs; 50 for --fast): one floor per target and n.",
     "'exact' sigma-update: draws from the analytic mixture's p(sigma | x) (an oracle; no evaluation counted).",
 ]
 _LEARNED_NOTE = ("learned model: every score/denoiser evaluation uses the trained MLP; the 'exact' sigma-update "
@@ -349,6 +383,50 @@ def _write_reports(doc: dict, out: Path, stem: str, plot: bool) -> None:
         plt.close(fig)
 
 
+def refloor_sweep(out, stem: str, floors_file) -> dict:
+    """A finished sweep read again against the exact floors of its target and size, without sampling anything.
+
+    ``floors_file`` is a file of :func:`sweep_floors` (e.g. the one the sweeps over seeds use).  It must be for
+    this sweep's target (by content), its n and its MMD kernel, else :class:`ValueError` in one line.  Every
+    point's ``within_floor`` and the sweep's reports (CSV, findings, and the figure where there was one) are made
+    again; ``meta["floors_before"]`` keeps the floors the sweep was first read with and ``meta["floors_file"]``
+    names the new ones; the run record (where the sweep has one) is reopened and finished with the new outputs'
+    hashes.  Returns the doc.
+    """
+    out = Path(out)
+    path = out / f"{stem}.json"
+    doc = json.loads(path.read_text())
+    meta, saved = doc["meta"], json.loads(Path(floors_file).read_text())
+    want, floors = saved["settings"], saved["floors"]
+    mix = load_target(meta["sweep"]["target"])
+    why = []
+    if want["target_sha256"] != target_sha256(mix.to_dict()):
+        why.append("another target")
+    if int(want["n"]) != int(meta["sweep"]["n"]):
+        why.append(f"n = {want['n']}, the sweep's is {meta['sweep']['n']}")
+    if not math.isclose(float(want["mmd_bandwidth"]), float(meta["floors"]["mmd_bandwidth"]), rel_tol=1e-9):
+        why.append(f"MMD bandwidth {want['mmd_bandwidth']:.6g}, the sweep's is {meta['floors']['mmd_bandwidth']:.6g}")
+    if why:
+        raise ValueError(f"{floors_file}: floors for {', '.join(why)}; they cannot be read against {path}")
+    run = None  # a sweep made before run records (no <stem>.run.json) is read again without one
+    if (out / f"{stem}.run.json").exists():
+        run = _sweep_run(out, stem, meta["sweep"]["target"], mix, meta["sweep"], meta["classifier"]["steps"])
+        if run.check() != "finished":
+            raise RunRefused(f"{path}: the sweep is not finished; finish it before reading it against other floors")
+        run.reopen()
+    meta.setdefault("floors_before", meta["floors"])
+    meta["floors"], meta["floors_file"] = floors, Path(floors_file).name
+    meta["notes"] = [_NOTES[2] if n.startswith("metrics against one exact reference") else n for n in meta["notes"]]
+    for p in doc["points"]:
+        if p.get("metrics"):
+            p["within_floor"] = metrics.within_floors(p["metrics"], floors)
+    write_json(path, _clean(doc), indent=1)
+    _write_reports(doc, out, stem, plot=(out / f"{stem}_fig3.png").exists())
+    if run is not None:
+        run.finish({"points": len(doc["points"]), "floors_file": Path(floors_file).name})
+    return doc
+
+
 def _sweep_points(ctx, todo, points, save, workers: int, desc: str, progress: bool) -> None:
     """Run the points of ``todo``, appending each row to ``points`` and saving after every one."""
     bar = tqdm(total=len(todo), desc=desc, disable=not progress)
@@ -397,7 +475,8 @@ def run_ladder(target="ring", out="runs/ladder", *, fast: bool = False, learned:
     ctx = LadderContext(mix, n=n, seed=seed, model=model, classifier=clf, learned=learned, n_levels=n_levels,
                         floors=saved["meta"]["floors"] if saved else None,
                         ref_values=saved["meta"]["ref_values"] if saved else None,
-                        floor_repeats=(20, 5) if fast else (40, 10))
+                        floor_repeats=50 if fast else metrics.EXACT_FLOOR_REPEATS,
+                        floors_file=out / f"{base}_floors_n{n}.json")
     meta = _meta(ctx, mix, sweep, stem, command, target, workers,
                  {"arch": "mlp", "steps": csteps, "kl_to_exact": kl, "source": how}, learned_info)
     points = saved["points"] if saved else []
