@@ -41,8 +41,8 @@ __all__ = ["TARGET_HELP", "CommandError", "CommandFailed", "EXPECTED_ERRORS", "r
            "check_sigma_order", "refuse_existing", "check_torch_files", "read_npy", "load_target", "sigma_range",
            "device", "set_threads", "chunk_seed", "settings", "errors_as_exit", "add_command", "HelpFormatter",
            "prog_name", "is_rank_zero", "under_torchrun", "torchrun_prog", "parse_args_once", "plain",
-           "LARGE_RUN_HOURS", "LARGE_RUN_GB", "check_run_size", "human_duration", "check_scale", "pilot_cost",
-           "dlg_estimate"]
+           "LARGE_RUN_HOURS", "LARGE_RUN_GB", "add_yes", "check_run_size", "human_duration", "check_scale",
+           "pilot_cost", "dlg_estimate"]
 
 TARGET_HELP = "ring | grid | lowrank | PATH.json (a mixture file: weights, means, covariances or factors+diagonal)"
 
@@ -369,6 +369,14 @@ def human_duration(seconds: float) -> str:
         return f"{seconds / 60:.1f} min"
     hours = seconds / 3600
     return f"{hours:.1f} h" if hours < 100 else f"{hours:,.0f} h"
+
+
+def add_yes(parser, *, time: str = "the estimated time", disk: str = "the disk use") -> None:
+    """The ``--yes`` switch that confirms a run :func:`check_run_size` would refuse (``time`` / ``disk`` name what
+    the command estimates, e.g. "the estimated time (per rank)")."""
+    parser.add_argument("--yes", action="store_true",
+                        help=f"run even when {time} exceeds {LARGE_RUN_HOURS:g} h or {disk} {LARGE_RUN_GB:g} GB "
+                             "(otherwise such a run is refused with the estimate)")
 
 
 def check_run_size(seconds: float, disk_bytes: float, how: str, *, confirmed: bool, flag: str = "--yes",

@@ -28,10 +28,9 @@ from dmcmc_edu.cli.choices import (
 from dmcmc_edu.cli.choices import MNIST_SIGMA_MAX as SIGMA_MAX
 from dmcmc_edu.cli.choices import MNIST_SIGMA_MIN as SIGMA_MIN
 from dmcmc_edu.cli.common import (
-    LARGE_RUN_GB,
-    LARGE_RUN_HOURS,
     CommandError,
     add_command,
+    add_yes,
     check_run_size,
     check_sigma_order,
     check_torch_files,
@@ -554,9 +553,7 @@ def _add_sample(sub) -> None:
                    choices=[name for name in SIGMA_UPDATES if name.startswith("classifier")])
     m.add_argument("--checkpoint-every", type=positive_int, default=1, help="DLG: output rounds between checkpoints")
     m.add_argument("--fid", action="store_true", help="also compute the MNIST-FID of the images")
-    m.add_argument("--yes", action="store_true",
-                   help=f"run even when the estimated time exceeds {LARGE_RUN_HOURS:g} h (without --max-minutes) or "
-                        f"the disk use {LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
+    add_yes(m, time="the estimated time (without --max-minutes)")
 
 
 def add_parsers(sub) -> None:

@@ -15,11 +15,10 @@ from pathlib import Path
 
 from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
-    LARGE_RUN_GB,
-    LARGE_RUN_HOURS,
     TARGET_HELP,
     CommandError,
     add_command,
+    add_yes,
     check_run_size,
     check_sigma_order,
     check_torch_files,
@@ -390,9 +389,7 @@ def _add_sample(sub) -> None:
     s.add_argument("--extra-tweedie", action="store_true",
                    help="apply the final Tweedie step even after KAR1/KAR2 (the authors' code does)")
     s.add_argument("--quiet", action="store_true")
-    s.add_argument("--yes", action="store_true",
-                   help=f"run even when the estimated time exceeds {LARGE_RUN_HOURS:g} h or the disk use "
-                        f"{LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
+    add_yes(s)
     g = s.add_argument_group("DLG (with --dlg)")
     g.add_argument("--dlg", action="store_true", help="Denoising Langevin Gibbs chains instead of sampling from noise")
     g.add_argument("--sigma-update", default="exact", choices=SIGMA_UPDATES)

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 from dmcmc_edu.cli.choices import INTEGRATORS, SIGMA_UPDATES, X_UPDATES
 from dmcmc_edu.cli.common import (
     EXPECTED_ERRORS,
-    LARGE_RUN_GB,
-    LARGE_RUN_HOURS,
     CommandError,
     HelpFormatter,
     add_command,
+    add_yes,
     check_run_size,
     check_scale,
     check_sigma_order,
@@ -118,9 +117,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     r.add_argument("--dtype", default="auto", choices=["auto", "float32", "float64"],
                    help="sampling dtype (auto: float64 for mixtures, float32 for networks)")
     r.add_argument("--checkpoint-every", type=positive_int, default=1, help="checkpoint every K output rounds")
-    r.add_argument("--yes", action="store_true",
-                   help=f"run even when the estimated time (per rank) exceeds {LARGE_RUN_HOURS:g} h or the disk use "
-                        f"(all ranks) {LARGE_RUN_GB:g} GB (otherwise such a run is refused with the estimate)")
+    add_yes(r, time="the estimated time (per rank)", disk="the disk use (all ranks)")
     r.add_argument("--quiet", action="store_true")
     return p
 
