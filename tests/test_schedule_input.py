@@ -297,3 +297,22 @@ def test_unipc_conventions_differ_only_on_levels_that_end_at_zero():
     assert ie.extra["orders"] == [1, 2] + [3] * 7
     with pytest.raises(ValueError, match="unipc: lower_order_final must be"):
         unipc(mix, x0, 80.0, SIGMA_MIN, 10, lower_order_final="last")
+
+
+def test_sample_from_noise_takes_each_rows_own_last_level_for_the_tweedie_step():
+    """Rows whose last level above 0 differs (levels that end at 0; rows that stop above 0 share one sigma_min):
+    the final Tweedie step of row i is D(x_i, row i's last level above 0)."""
+    mix = ring()
+    lo = torch.tensor([0.05, 0.2, 1.0], dtype=torch.float64)  # three rows, three different last levels
+    sig = torch.cat([karras_sigmas(torch.tensor([10.0], dtype=torch.float64), float(v), 4) for v in lo])
+    x, info = sample_from_noise(mix, (3, 2), integrator="kar1", sigmas=sig, final_tweedie=True,
+                                generator=torch.Generator().manual_seed(4))
+    assert info.extra["final_tweedie"]
+    # the same run without the last step, then the step by hand at each row's level
+    before, _ = sample_from_noise(mix, (3, 2), integrator="kar1", sigmas=sig, final_tweedie=False,
+                                  generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(sig[:, -2], lo, rtol=1e-12)
+    want = mix(before, sig[:, -2])
+    torch.testing.assert_close(x, want, rtol=1e-12, atol=1e-12)
+    # row 0's level for every row (the old behaviour) is a different result for the rows that end higher
+    assert not torch.allclose(mix(before, torch.full((3,), 0.05, dtype=torch.float64))[1:], x[1:])

@@ -285,7 +285,8 @@ def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80
 
     ``integrator`` is a name of :data:`INTEGRATORS` or a function.  ``sigmas`` (``[B, N + 1]`` or ``[N + 1]``), if
     given, replaces ``steps``/``sigma_max``/``sigma_min``: x = sigmas[:, 0] z.  ``final_tweedie`` (None: only when
-    the integrator ends above 0) applies the Tweedie step at ``tweedie_sigma`` (default: the end level).  Returns
+    the integrator ends above 0) applies the Tweedie step at ``tweedie_sigma`` (default: the end level; with
+    ``sigmas``, each row's own last level above 0).  Returns
     ``(samples, info)``; ``info.nfe`` counts every evaluation.
     """
     fn = get_integrator(integrator)
@@ -297,9 +298,15 @@ def sample_from_noise(model, shape, *, integrator="kar1", steps=18, sigma_max=80
         sigmas = check_sigmas(torch.as_tensor(sigmas).to(device=device, dtype=dtype), shape[0], "sample_from_noise")
         x = normal(shape, generator, dtype, device) * sigmas[:, 0].reshape(-1, *[1] * (len(shape) - 1))
         x, info = fn(counter, x, sigmas=sigmas, generator=generator, callback=callback, **options)
-        sigma_min = info.sigma_end or float(sigmas[0, -2])
+        # each row's own last level above 0: where its levels end (or the one before a last step to 0)
+        sigma_min = torch.where(sigmas[:, -1] > 0, sigmas[:, -1], sigmas[:, -2])
     mode = {None: "auto", True: "always", False: "never"}[final_tweedie]
-    at = tweedie_sigma if tweedie_sigma is not None else max(info.sigma_end, sigma_min)
+    if tweedie_sigma is not None:
+        at = tweedie_sigma
+    elif sigmas is None:
+        at = max(info.sigma_end, sigma_min)
+    else:
+        at = sigma_min
     x, applied = finish_with_tweedie(counter, x, info.sigma_end, at, mode)
     info.nfe = counter.nfe
     info.extra["final_tweedie"] = applied
