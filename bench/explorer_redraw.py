@@ -57,7 +57,8 @@ from matplotlib.figure import Figure  # noqa: E402
 from dmcmc_edu import explorers as ex  # noqa: E402
 
 #: slider moves of the DLG explorer (each one update), ending where they began
-DLG_MOVES = [("steps", 16), ("eta", 0.02), ("outputs_per_chain", 8), ("n_skip", 3), ("eta_rel", 0.3),
+DLG_MOVES = [("steps", 16), ("eta", 0.02), ("outputs_per_chain", 8), ("n_skip", 10), ("eta_rel", 2.0),
+             ("n_skip", 3), ("eta_rel", 0.3),
              ("sigma_update", "classifier-sample"), ("x_update", "ula"), ("eta", 0.1), ("steps", 4),
              ("eta", 0.005), ("eta_rel", 1.0), ("n_skip", 1), ("outputs_per_chain", 4), ("sigma_update", "exact"),
              ("x_update", "mala"), ("steps", 8)]

@@ -39,7 +39,7 @@ from dmcmc_edu.core.tweedie import finish_with_tweedie
 from dmcmc_edu.evaluation.diagnostics import chain_report
 from dmcmc_edu.evaluation.metrics import mode_weight_tv, mode_weights, spread, w2, w2_noise_floor
 from dmcmc_edu.registry import get_integrator, integrator_table
-from dmcmc_edu.targets import ExactLevelClassifier, dlg_config, load_target
+from dmcmc_edu.targets import ExactLevelClassifier, GaussianMixture, SpectralMixture, dlg_config, load_target
 
 __all__ = ["ExplorerSettings", "DLGRun", "IntegratorRun", "compute_dlg", "draw_dlg", "dlg_report",
            "DLGFigure", "IntegratorFigure", "compute_integrator", "draw_integrator", "integrator_report", "figure_png",
@@ -136,8 +136,12 @@ def _dlg_sampler(mix, s: ExplorerSettings, c: dict) -> DMCMCSampler:
     cfg = dlg_config(mix, n_outputs=s.n_chains * c["outputs_per_chain"], outputs_per_chain=c["outputs_per_chain"],
                      eta=float(c["eta"]), eta_rel=float(c["eta_rel"]), n_skip=int(c["n_skip"]),
                      sigma_update=c["sigma_update"], x_update=c["x_update"], steps=int(c["steps"]), seed=s.seed)
-    classifier = ExactLevelClassifier(mix, cfg.grid()) if c["sigma_update"].startswith("classifier") else None
-    return DMCMCSampler(mix, cfg, data_shape=(mix.d,), classifier=classifier)
+    # a plain mixture is evaluated in its components' eigenbases: the same model to rounding, and the exact
+    # sigma-posterior over the whole grid (the heaviest part of a redraw) about 3x faster than the generic
+    # per-level evaluation; a subclass (methods of its own) is used as given
+    model = SpectralMixture(mix) if type(mix) is GaussianMixture else mix
+    classifier = ExactLevelClassifier(model, cfg.grid()) if c["sigma_update"].startswith("classifier") else None
+    return DMCMCSampler(model, cfg, data_shape=(mix.d,), classifier=classifier)
 
 
 def _record_chains(sampler: DMCMCSampler):
