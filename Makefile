@@ -87,4 +87,4 @@ clean-venv:
 # mutation run over the assignments' model answers: do single-line changes lose points? (bench/results/grading_mutants)
 .PHONY: mutants
 mutants: $(VENV)/.installed
-	$(PY) bench/grading_mutants.py
+	$(PY) bench/grading_mutants.py --out bench/results/grading_mutants

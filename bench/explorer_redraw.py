@@ -1,7 +1,10 @@
 """How long an explorer takes to redraw after a slider release, without a browser (issue 22, item 7).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/explorer_redraw.py [--out bench/results/explorers] [--repeats 3]
+    OMP_NUM_THREADS=1 .venv/bin/python bench/explorer_redraw.py --out bench/results/explorers [--repeats 3]
         [--baseline-commit 178f7c1]
+
+Without ``--out`` a run goes to a new folder ``runs/explorer_redraw-<UTC time>``, so the committed results
+(``bench/results/explorers``, written by the command above with ``--repeats 2``) are only rewritten when named.
 
 Builds notebook 08's explorers (:func:`dmcmc_edu.explorers.dlg_explorer`, :func:`~dmcmc_edu.explorers.
 integrator_explorer`, the default :class:`~dmcmc_edu.explorers.ExplorerSettings`) headless (ipywidgets without a
@@ -55,6 +58,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from dmcmc_edu import explorers as ex  # noqa: E402
+from dmcmc_edu.runs import fresh_folder  # noqa: E402
 
 #: slider moves of the DLG explorer (each one update), ending where they began
 DLG_MOVES = [("steps", 16), ("eta", 0.02), ("outputs_per_chain", 8), ("n_skip", 10), ("eta_rel", 2.0),
@@ -173,13 +177,24 @@ def plot(result: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "explorers")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the folder to write (default: a new folder runs/explorer_redraw-<UTC time>)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-commit", default="178f7c1",
                     help="commit whose explorers.py is timed beside today's ('' to skip)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/explorer_redraw-<UTC time>`` (committed results: only when named)."""
+    return Path(args.out) if args.out else fresh_folder("explorer_redraw")
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    args.out = out_folder(args)
     args.out.mkdir(parents=True, exist_ok=True)
     result = measure(args.repeats, args.baseline_commit or None)
     (args.out / "explorer_redraw.json").write_text(json.dumps(result, indent=1) + "\n")

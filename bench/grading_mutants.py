@@ -1,10 +1,12 @@
 """Mutation testing of the assignments' graders (issue 20, item 5): do small wrong changes to model answers lose points?
 
-    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/grading_mutants.py [--out bench/results/grading_mutants]
+    OMP_NUM_THREADS=1 nice -n 5 .venv/bin/python bench/grading_mutants.py --out bench/results/grading_mutants
         [--assignments a2_integrators,...] [--max-mutants N] [--seed S] [--time-limit SECONDS]
         [--hidden-secret TEXT] [--explanations FILE] [--nbgrader-check K] [--report-only]
 
-(``make mutants``; about 2 minutes on two loaded cores.)
+(``make mutants``; about 2 minutes on two loaded cores.)  Without ``--out`` a run goes to a new folder
+``runs/grading_mutants-<UTC time>``; the committed results (``bench/results/grading_mutants``) are rewritten only
+when named, as above.  ``--report-only`` needs ``--out``.
 
 For every assignment of ``notebooks/assignments/source`` this takes the model answer of each solution cell (the
 lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION``) and makes *mutants*: copies of the cell with one
@@ -94,8 +96,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE = ROOT / "notebooks" / "assignments"
-DEFAULT_OUT = ROOT / "bench" / "results" / "grading_mutants"
-EXPLANATIONS_FILE = DEFAULT_OUT / "explanations.json"
+#: the committed results (written only when ``--out`` names them; a run without ``--out`` makes a new folder)
+RESULTS = ROOT / "bench" / "results" / "grading_mutants"
+EXPLANATIONS_FILE = RESULTS / "explanations.json"
 MARKERS = ("### BEGIN SOLUTION", "### END SOLUTION")
 MANUAL_CELLS = {"written_answer"}  # graded by hand (A6): not autograded
 TARGET = 0.90  # issue 20: at least 90% of the non-equivalent mutants lose points
@@ -109,6 +112,7 @@ import torch  # noqa: E402
 from dmcmc_edu.grading import feedback  # noqa: E402
 from dmcmc_edu.grading.feedback import recording  # noqa: E402
 from dmcmc_edu.grading.judge import judge_cell, planned_checks  # noqa: E402
+from dmcmc_edu.runs import fresh_folder  # noqa: E402
 
 # hidden cases draw their seeds from a secret the grader holds (a fresh one per grading run); this run fixes one, so
 # that its result can be reproduced (--hidden-secret)
@@ -701,6 +705,18 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.1%}" + ("" if x >= TARGET else " (below 90%)")
 
 
+def _command_naming_out(command: str, out: Path) -> str:
+    """``command`` with ``--out`` (relative to the repository where it lies inside it) when it names none: a run
+    without ``--out`` writes a new folder, so the command that rewrites ``out`` must name it."""
+    if any(t == "--out" or t.startswith("--out=") for t in command.split()):
+        return command
+    try:
+        shown = Path(out).resolve().relative_to(ROOT)
+    except ValueError:
+        shown = Path(out)
+    return f"{command} --out {shown}"
+
+
 def write_markdown(report: dict, out: Path) -> None:
     """``OUT/README.md``: the command, the run time, one row per assignment, every mutant that keeps full marks."""
     lines = ["# Mutation run over the assignments' model answers (issue 20, item 5)", "",
@@ -708,7 +724,8 @@ def write_markdown(report: dict, out: Path) -> None:
              "each mutant is one small change to one line of a model answer, graded with the notebook's own "
              "graded test cells (visible and hidden checks, judged from the recorded answers as the grader does, "
              "each cell its metadata's points).", "",
-             f"Command: `{report['command']}`  ", f"Run time: {report['seconds']:.0f} s on {report['machine']}"
+             f"Command: `{_command_naming_out(report['command'], out)}`  ",
+             f"Run time: {report['seconds']:.0f} s on {report['machine']}"
              + (f" (with the check against nbgrader below: {report['seconds_with_nbgrader_check']:.0f} s)"
                 if report.get("seconds_with_nbgrader_check") else "") + "  ",
              f"Date (UTC): {report['date']}; checks and notebooks of commit {report['commit']}"
@@ -962,9 +979,11 @@ def write_report(report: dict, out: Path) -> None:
     print(f"wrote {out}/grading_mutants.json, README.md, grading_mutants.png (run: {report['seconds']:.0f} s)")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the JSON, the table and the plot go")
+    p.add_argument("--out", type=Path, default=None,
+                   help="where the JSON, the table and the plot go (default: a new folder "
+                        "runs/grading_mutants-<UTC time>)")
     p.add_argument("--assignments", default="", help="comma-separated names (default: every assignment)")
     p.add_argument("--max-mutants", type=int, default=None, help="grade a seeded sample of N mutants per assignment")
     p.add_argument("--seed", type=int, default=0, help="the sample's seed (with --max-mutants)")
@@ -976,8 +995,22 @@ def main(argv=None) -> int:
     p.add_argument("--nbgrader-check", type=int, default=0, metavar="K",
                    help="also grade K mutants with the course's own command (nbgrader) and compare cell by cell")
     p.add_argument("--report-only", action="store_true",
-                   help="grade nothing: rewrite the table and the plot from OUT/grading_mutants.json")
-    args = p.parse_args(argv)
+                   help="grade nothing: rewrite the table and the plot from OUT/grading_mutants.json (needs --out)")
+    return p
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/grading_mutants-<UTC time>`` (committed results are written only when
+    named)."""
+    return Path(args.out) if args.out else fresh_folder("grading_mutants")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.report_only and not args.out:
+        print("error: --report-only needs --out DIR, the folder that holds grading_mutants.json", file=sys.stderr)
+        return 2
+    args.out = out_folder(args)
     plt.switch_backend("Agg")  # files only; the notebooks' plots are closed unseen
     explanations = load_explanations(args.explanations)
     if args.report_only:

@@ -1,6 +1,9 @@
 """Measured prices for the cost-weighted NFE ledger (issue 18, item 4): what an oracle row and a classifier row cost.
 
-    nice -n 5 .venv/bin/python bench/ledger_costs.py [--out bench/results/ledger_costs] [--repeats 25] [--quick]
+    nice -n 5 .venv/bin/python bench/ledger_costs.py --out bench/results/ledger_costs [--repeats 25] [--quick]
+
+Without ``--out`` a run goes to a new folder ``runs/ledger_costs-<UTC time>``; the committed results
+(``bench/results/ledger_costs``) are rewritten only when named, as above.
 
 The ledger (:class:`dmcmc_edu.core.ledger.NFELedger`) counts rows; ``per_output(prices)`` weights them by a price,
 the cost of one row in units of one row of the score model the run uses.  This script measures those prices on
@@ -50,7 +53,7 @@ from dmcmc_edu.evaluation.uncertainty import interval
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.learned import FrozenDenoiser, load_denoiser
 from dmcmc_edu.models.unet import load_score_model
-from dmcmc_edu.runs import versions
+from dmcmc_edu.runs import fresh_folder, versions
 from dmcmc_edu.targets import SpectralMixture, load_target
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -308,8 +311,19 @@ def _device() -> str:
     return f"CPU ({model}, {os.cpu_count()} cores), 1 torch thread; no GPU at hand"
 
 
-def readme(res: dict) -> str:
-    """The README of the results folder, every number read from ``res`` (the JSON this script wrote)."""
+def _shown(path) -> str:
+    """``path`` relative to the repository when it lies inside it (as a command line names it)."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def readme(res: dict, out=None) -> str:
+    """The README of the results folder ``out``, every number read from ``res`` (the JSON this script wrote).
+
+    Its command names ``--out``: a run without it writes a new folder under ``runs/``, so a command recorded
+    before ``--out`` was recorded gets ``--out <out>`` added (the folder it wrote then, by the old default)."""
     ring, low = res["oracle"][0], res["oracle"][1]
     pr = res["prices"]
     L = ring["n_levels"]
@@ -317,7 +331,7 @@ def readme(res: dict) -> str:
         "# Measured prices for the cost-weighted NFE ledger (issue 18, item 4)",
         "",
         "```bash",
-        res["command"],
+        res["command"] + (f" --out {_shown(out)}" if out is not None and "--out" not in res["command"] else ""),
         "```",
         "",
         f"Run time {res['seconds']:.0f} s on the {res['device']} (load average "
@@ -495,35 +509,48 @@ def readme(res: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ledger_costs"))
+    ap.add_argument("--out", default=None,
+                    help="the folder to write (default: a new folder runs/ledger_costs-<UTC time>)")
     ap.add_argument("--repeats", type=int, default=40, help="interleaved timings per call (>= 5)")
     ap.add_argument("--batch", type=int, default=2000, help="batch of the oracle timings")
     ap.add_argument("--quick", action="store_true", help="5 repeats, small example runs (a smoke test)")
     ap.add_argument("--from-json", action="store_true",
-                    help="rewrite OUT/README.md and the figure from OUT/ledger_costs.json, measuring nothing")
-    args = ap.parse_args(argv)
+                    help="rewrite OUT/README.md and the figure from OUT/ledger_costs.json, measuring nothing "
+                         "(needs --out)")
+    return ap
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/ledger_costs-<UTC time>`` (committed results are written only when named)."""
+    return Path(args.out) if args.out else fresh_folder("ledger_costs")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.from_json:
+        if not args.out:
+            sys.exit("error: --from-json needs --out DIR, the folder that holds ledger_costs.json")
         path = Path(args.out) / "ledger_costs.json"
         if not path.exists():
             sys.exit(f"error: {path} does not exist; run the measurement first")
         res = json.loads(path.read_text())
         plot(res, path.with_suffix(".png"))
-        (path.parent / "README.md").write_text(readme(res))
+        (path.parent / "README.md").write_text(readme(res, path.parent))
         print(f"wrote {path.parent / 'README.md'} and {path.with_suffix('.png').name}")
         return 0
     if args.repeats < 5 or args.batch < 1:
         sys.exit("error: need --repeats >= 5 and --batch >= 1")
     repeats = 5 if args.quick else args.repeats
     torch.set_num_threads(1)
-    out = Path(args.out)
+    out = out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     res = {"device": _device(),
            "command": "nice -n 5 .venv/bin/python bench/ledger_costs.py" + (" --quick" if args.quick else "")
            + (f" --repeats {args.repeats}" if args.repeats != 40 and not args.quick else "")
-           + (f" --batch {args.batch}" if args.batch != 2000 else ""),
+           + (f" --batch {args.batch}" if args.batch != 2000 else "") + f" --out {_shown(out)}",
            "repeats": repeats, "versions": versions(), "load_average_start": list(os.getloadavg()),
            "oracle": [], "classifier": [], "examples": []}
     for target in ("ring", "lowrank"):
@@ -551,7 +578,7 @@ def main(argv=None) -> int:
     res["load_average_end"] = list(os.getloadavg())  # 1, 5, 15 min: the 2 cores were shared with other benchmarks
     (out / "ledger_costs.json").write_text(json.dumps(res, indent=1))
     plot(res, out / "ledger_costs.png")
-    (out / "README.md").write_text(readme(res))
+    (out / "README.md").write_text(readme(res, out))
     print(f"[{res['seconds']:.0f}s] wrote {out / 'ledger_costs.json'} and ledger_costs.png")
     for target, p in res["prices"].items():
         print(f"  {target}: " + ", ".join(f"{k} {v:.3g}" for k, v in p.items()))

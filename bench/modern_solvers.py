@@ -19,6 +19,11 @@ today's checks, so they are not reused.  Then:
   from sigma_max and DLG with them (``bench/results/toy/<stem>.json``) and k-diffusion's samplers
   (``bench/results/toy/peers_<stem>.json``).  "Best" = fewest metrics outside their noise floors, then the
   lowest W2 (the ladder's own rule).
+
+Without ``--out`` a run goes to a new folder ``runs/modern_solvers-<UTC time>``.  ``--out DIR`` starts or resumes
+that folder through the ladder's run records (a finished sweep is read back, a folder made with other settings
+is refused), so the committed results (``bench/results/modern_solvers``) are read or rewritten only when named,
+as in the commands above.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch  # noqa: E402
 from dmcmc_edu.cli.common import run_handler  # noqa: E402
 from dmcmc_edu.experiments.ladder import _clean, _failing, point_label, run_ladder, target_stem  # noqa: E402
 from dmcmc_edu.plotting import nfe_axes  # noqa: E402
-from dmcmc_edu.runs import atomic_write, write_json  # noqa: E402
+from dmcmc_edu.runs import atomic_write, fresh_folder, write_json  # noqa: E402
 from dmcmc_edu.solvers import MODERN_SOLVERS  # noqa: E402
 
 BUDGETS = (5, 10, 20, 50)
@@ -238,17 +243,28 @@ def table_markdown(table: dict, meta: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="lowrank")
     p.add_argument("--learned", action="store_true", help="the ring's learned MLP denoiser instead of the exact one")
-    p.add_argument("--out", default="bench/results/modern_solvers")
+    p.add_argument("--out", default=None,
+                   help="the folder to start or resume (default: a new folder runs/modern_solvers-<UTC time>)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--fast", action="store_true", help="the ladder's small sweep (500 outputs per point)")
     p.add_argument("--progress", action="store_true")
-    args = p.parse_args(argv)
+    return p
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/modern_solvers-<UTC time>`` (committed results are used only when named)."""
+    return Path(args.out) if args.out else fresh_folder("modern_solvers")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    args.out = str(out_folder(args))  # the recorded command names the folder either way
     args.func = _run
     return run_handler(args)  # a refused or bad run ends with one "error: ..." line and exit status 2
 

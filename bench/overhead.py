@@ -12,7 +12,8 @@ interleaved, after one warm-up; reported: median wall time of each, the ratio
 ours / k-diffusion (median of the per-pair ratios and its spread), the time
 spent inside the model (a timing wrapper) and so the sampler's share of the
 total, and the largest difference between the two outputs (they must agree to
-rounding).  Writes ``OUT/overhead_<target>_<device>.json`` and ``.png``.
+rounding).  Writes ``OUT/overhead_<target>_<device>.json`` and ``.png``.  Without ``--out`` a run goes to a new
+folder ``runs/overhead-<UTC time>``; the committed results (``bench/results/toy``) are rewritten only when named.
 """
 
 from __future__ import annotations
@@ -54,16 +55,28 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="lowrank")
-    p.add_argument("--out", default="bench/results/toy")
+    p.add_argument("--out", default=None,
+                   help="the folder to write (default: a new folder runs/overhead-<UTC time>)")
     p.add_argument("--batch", type=int, default=4096)
     p.add_argument("--steps", type=int, default=18, help="Heun levels (NFE = 2 steps - 1)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    args = p.parse_args(argv)
+    return p
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/overhead-<UTC time>`` (committed results are written only when named)."""
+    from dmcmc_edu.runs import fresh_folder
+
+    return Path(args.out) if args.out else fresh_folder("overhead")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     from peers import load_k_diffusion_sampling
 
@@ -73,7 +86,7 @@ def main(argv=None) -> int:
     from dmcmc_edu.experiments.ladder import _clean
     from dmcmc_edu.targets import SpectralMixture
 
-    out = Path(args.out)
+    out = out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device(args.device)
     mix = targets.load_target(args.target).to(device=dev)

@@ -18,7 +18,13 @@ sigma_min (then 0), from the same initial noise:
 
 Writes ``OUT/peers_<target>.json`` (every row: sampler, steps, counted NFE,
 all metrics, inside-the-floor flags), ``OUT/peers_<target>.md`` (one table)
-and ``OUT/peers_<target>.png`` (W2, mode-weight TV and |spread - 1| vs NFE).
+and ``OUT/peers_<target>.png`` (W2, mode-weight TV and |spread - 1| vs NFE), each written atomically.
+Without ``--out`` a run goes to a new folder ``runs/peers-<UTC time>`` (where no ladder result lies, so name one
+with ``--ladder`` for the DLG rows); the committed results (``bench/results/toy``) are rewritten only when named.
+``--report-only --out DIR`` re-reads ``DIR/peers_<target>.json`` against the ladder's floors and rewrites DIR's
+three files; it needs ``--out``:
+
+    python bench/peers.py --target lowrank --out bench/results/toy --report-only
 
 k-diffusion is an optional peer (the ``bench`` extra).  Its package
 ``__init__`` imports its training stack (wandb, CLIP, clean-fid, ...), so only
@@ -150,10 +156,12 @@ def dlg_rows(ladder_doc, budgets):
     return rows
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="lowrank")
-    p.add_argument("--out", default="bench/results/toy")
+    p.add_argument("--out", default=None,
+                   help="the folder to write (default: a new folder runs/peers-<UTC time>); --report-only: the "
+                        "folder that holds peers_<target>.json (required)")
     p.add_argument("--ladder", default=None, help="the ladder's result JSON (default OUT/<target>.json if present)")
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
@@ -161,8 +169,22 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true",
                    help="sample nothing: read OUT/peers_<target>.json again against the ladder's floors (and its "
                         "DLG rows) and rewrite its .md and .png")
+    return p
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/peers-<UTC time>`` (committed results are written only when named)."""
+    from dmcmc_edu.runs import fresh_folder
+
+    return Path(args.out) if args.out else fresh_folder("peers")
+
+
+def main(argv=None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     if args.report_only:
+        if not args.out:
+            p.error("--report-only needs --out DIR, the folder that holds peers_<target>.json")
         return report_only(args)
     torch.set_num_threads(1)
     from dmcmc_edu import targets
@@ -170,7 +192,7 @@ def main(argv=None) -> int:
     from dmcmc_edu.experiments.ladder import LadderContext, _clean
     from dmcmc_edu.targets import SpectralMixture
 
-    out = Path(args.out)
+    out = out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     budgets = [int(b) for b in args.budgets.split(",")]
     mix = targets.load_target(args.target)
@@ -216,11 +238,19 @@ def main(argv=None) -> int:
                            "command": "python bench/peers.py " + " ".join(sys.argv[1:] if argv is None else argv)},
                   "rows": rows})
     stem = f"peers_{Path(args.target).stem}"
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
-    (out / f"{stem}.md").write_text(markdown(doc))
-    plot(doc, out / f"{stem}.png")
-    print((out / f"{stem}.md").read_text())
+    write_outputs(doc, out, stem)
     return 0
+
+
+def write_outputs(doc: dict, out: Path, stem: str) -> None:
+    """``OUT/<stem>.json``, ``.md`` and ``.png``, each written atomically (a kill leaves the old file or the new)."""
+    from dmcmc_edu.runs import atomic_write, write_json
+
+    write_json(out / f"{stem}.json", doc, indent=1)
+    md = markdown(doc)
+    atomic_write(out / f"{stem}.md", lambda tmp: Path(tmp).write_text(md))
+    atomic_write(out / f"{stem}.png", lambda tmp: plot(doc, tmp))
+    print(md)
 
 
 def report_only(args) -> int:
@@ -240,10 +270,7 @@ def report_only(args) -> int:
             r.update(within_floor=ok, failing=[k for k, v in ok.items() if not v and k != "all"])
     doc["rows"] = rows + dlg_rows(ladder_doc, doc["meta"]["budgets"])
     doc["meta"]["floors"] = floors
-    (out / f"{stem}.json").write_text(json.dumps(doc, indent=1))
-    (out / f"{stem}.md").write_text(markdown(doc))
-    plot(doc, out / f"{stem}.png")
-    print((out / f"{stem}.md").read_text())
+    write_outputs(doc, out, stem)
     return 0
 
 
@@ -319,7 +346,7 @@ def plot(doc, path) -> None:
     m = doc["meta"]
     fig.suptitle(f"peers on {m['target']} (d = {m['d']}, n = {m['n']}); dotted: noise floor", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=120, bbox_inches="tight", format="png")  # format: ``path`` may be a temporary name
     plt.close(fig)
 
 

@@ -8,10 +8,12 @@ median chosen sigma, and the quality (ring: W2 to exact samples and mode-weight 
 MNIST: MNIST-FID).  The ring uses the paper's argmax sigma-update (an exact-posterior "classifier") and ULA; MNIST
 the shipped models with ``dmcmc_edu.experiments.mnist.DLG_DEFAULTS``.
 
-  python bench/pick_rule.py                 # ~10 minutes on 2 idle CPU threads; resumable (points/)
-  python bench/pick_rule.py --plot-only
+  python bench/pick_rule.py --out bench/results/pick_rule   # ~10 minutes on 2 idle CPU threads; resumable (points/)
+  python bench/pick_rule.py --out bench/results/pick_rule --plot-only
 
-Output (``--out``, default bench/results/pick_rule): ``points/*.json``, ``results.json`` and ``pick_rule.png``.
+Output (``--out``; default: a new folder ``runs/pick_rule-<UTC time>``): ``points/*.json``, ``results.json`` and
+``pick_rule.png``.  ``--out DIR`` resumes that folder (the points already there are kept), so the committed results
+(``bench/results/pick_rule``) are rewritten only when named; ``--plot-only`` needs ``--out``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from dmcmc_edu.core.sampler import DMCMCConfig, DMCMCSampler  # noqa: E402
 from dmcmc_edu.evaluation import metrics  # noqa: E402
 from dmcmc_edu.evaluation.mnist_fid import mnist_fid  # noqa: E402
 from dmcmc_edu.experiments.mnist import dlg_config, dlg_samples, load_shipped_models  # noqa: E402
-from dmcmc_edu.runs import versions, write_json  # noqa: E402
+from dmcmc_edu.runs import fresh_folder, versions, write_json  # noqa: E402
 from dmcmc_edu.targets import ExactLevelClassifier, ring  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,17 +106,30 @@ def plot(doc: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "pick_rule"))
+    p.add_argument("--out", default=None,
+                   help="the folder to start or resume (default: a new folder runs/pick_rule-<UTC time>)")
     p.add_argument("--n-ring", type=int, default=1000)
     p.add_argument("--n-mnist", type=int, default=256)
     p.add_argument("--n-skip", default="1,10")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--plot-only", action="store_true")
-    args = p.parse_args()
-    out = Path(args.out)
+    p.add_argument("--plot-only", action="store_true", help="only redraw --out's results.json (needs --out)")
+    return p
+
+
+def out_folder(args) -> Path:
+    """``--out``, or a new folder ``runs/pick_rule-<UTC time>`` (committed results are written only when named)."""
+    return Path(args.out) if args.out else fresh_folder("pick_rule")
+
+
+def main(argv=None) -> None:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.plot_only and not args.out:
+        p.error("--plot-only needs --out DIR, the folder whose results.json to draw")
+    out = out_folder(args)
     out.mkdir(parents=True, exist_ok=True)
     if not args.plot_only:
         torch.set_num_threads(args.threads)

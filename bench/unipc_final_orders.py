@@ -6,7 +6,9 @@ From sigma = 80 to 0.01 on Karras levels (then 0), 256 samples (seed 0), the err
 ``lower_order_final="authors"`` and ``"diffusers"`` against an accurate reference: on a Gaussian N(mu, 0.5 I) the
 closed-form probability-flow map then the Tweedie step; on the ring mixture KAR1 with 800 steps.  Orders 2-4, both
 B(h) variants, 4-20 steps: 84 configurations.  Prints and stores the mean absolute error of each and how often each
-convention is the more accurate.
+convention is the more accurate.  Without ``--out`` the JSON goes to a new folder
+(``runs/unipc_final_orders-<UTC time>/unipc_final_orders.json``); the committed file
+(``bench/results/unipc_final_orders.json``) is rewritten only when named, as above.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 
 from dmcmc_edu.core.integrators import kar1
+from dmcmc_edu.runs import fresh_folder
 from dmcmc_edu.solvers import unipc
 from dmcmc_edu.targets import ring
 
@@ -29,10 +32,22 @@ def gaussian(x, sigma):
     return MU + TAU / (TAU + sigma[:, None] ** 2) * (x - MU)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="bench/results/unipc_final_orders.json")
-    args = p.parse_args()
+    p.add_argument("--out", default=None,
+                   help="the JSON file to write (default: unipc_final_orders.json in a new folder "
+                        "runs/unipc_final_orders-<UTC time>)")
+    return p
+
+
+def out_folder(args) -> Path:
+    """The file ``--out``, or ``unipc_final_orders.json`` in a new folder ``runs/unipc_final_orders-<UTC time>``."""
+    return Path(args.out) if args.out else fresh_folder("unipc_final_orders") / "unipc_final_orders.json"
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    out = out_folder(args)
     torch.set_num_threads(1)
     x = torch.randn(256, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * SIGMA_MAX
     end = MU + ((TAU + SIGMA_MIN**2) / (TAU + SIGMA_MAX**2)) ** 0.5 * (x - MU)
@@ -51,8 +66,8 @@ def main() -> None:
     ratio = statistics.median(r["authors"] / r["diffusers"] for r in rows)
     print(f"the authors' convention has the smaller mean absolute error in {wins} of {len(rows)} configurations; "
           f"median error ratio authors / diffusers {ratio:.2f}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"authors_better": wins, "configurations": len(rows),
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"authors_better": wins, "configurations": len(rows),
                                           "median_ratio": ratio, "rows": rows}, indent=1) + "\n")
 
 
