@@ -10,10 +10,11 @@ functions only need a few numbers of the sweep's context (``tau_min``, ``d``,
 
 from __future__ import annotations
 
+import inspect
 import json
 import zlib
 
-from dmcmc_edu.core.integrators import PAPER_INTEGRATORS
+from dmcmc_edu.core.integrators import PAPER_INTEGRATORS, rk45
 from dmcmc_edu.solvers import MODERN_SOLVERS
 
 __all__ = ["KINDS", "point_id", "point_seed", "point_label", "paper_eta", "dlg_settings", "build_plan"]
@@ -28,6 +29,7 @@ _KAR = ("kar1", "kar2")
 _MODERN = tuple(MODERN_SOLVERS)
 _RESTART_SMALL = {"restarts": [[2, 1, 0.06, 0.3]]}  # 2 extra evaluations
 _RESTART_PAPER = {"restarts": [[3, 2, 0.06, 0.3]]}  # 8 extra evaluations (the paper's CIFAR-10 setting)
+_RK45_RTOL = inspect.signature(rk45).parameters["rtol"].default  # RK45's tolerance when a point sets none
 
 
 def _modern_steps(integrator: str, which: str, fast: bool):
@@ -63,7 +65,9 @@ def _steps_text(s: dict) -> str:
     opt = s.get("options") or s.get("integrator_options") or {}
     if "restarts" in opt:  # the Restart sampler: main steps + [N_restart x K] per interval
         return f"{s.get('steps')} st + " + "+".join(f"{r[0]}x{r[1]}" for r in opt["restarts"])
-    return f"rtol={opt['rtol']:g}" if "rtol" in opt else f"{s.get('steps')} st"
+    if "rtol" in opt or s.get("integrator") == "rk45":  # adaptive RK45: its tolerance, never a step count
+        return f"rtol={opt.get('rtol', _RK45_RTOL):g}"
+    return f"{s.get('steps')} st"
 
 
 def _dlg_label(s: dict, st: str) -> str:
