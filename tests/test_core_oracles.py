@@ -13,6 +13,7 @@ Each test here was written against a single-line mutation of the core that the o
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -659,3 +660,33 @@ def test_categorical_of_float32_logits_equals_that_of_float64():
     a = categorical(log_p, torch.Generator().manual_seed(1))
     b = categorical(log_p.float(), torch.Generator().manual_seed(1))
     assert (a == b).double().mean() > 0.99  # equal but where float32 round-off moves a CDF boundary
+
+
+def test_mala_accepts_with_the_metropolis_hastings_probability_of_its_proposal():
+    """mala_move against the MH ratio written independently (scipy's Gaussian log-densities for the proposal,
+    the mixture's exact log-density for the target), from the same draws: z first, then u."""
+    from scipy.stats import multivariate_normal
+
+    from dmcmc_edu.core.langevin import mala_move
+
+    mix = ring()
+    x = mix.sample(64, torch.Generator().manual_seed(1)) + 0.3
+    sigma, eta = torch.full((64,), 0.4, dtype=torch.float64), 0.4
+    move = mala_move(mix, x, sigma, torch.full((64,), eta, dtype=torch.float64), torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    z = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    u = torch.rand(64, generator=g, dtype=torch.float64)
+    score = lambda y: (mix(y, sigma) - y) / 0.16  # noqa: E731
+    prop = x + 0.5 * eta * score(x) + math.sqrt(eta) * z
+    mean_fwd, mean_bwd = x + 0.5 * eta * score(x), prop + 0.5 * eta * score(prop)
+    log_alpha = []
+    for b in range(64):
+        q_fwd = multivariate_normal.logpdf(prop[b].numpy(), mean_fwd[b].numpy(), eta * np.eye(2))
+        q_bwd = multivariate_normal.logpdf(x[b].numpy(), mean_bwd[b].numpy(), eta * np.eye(2))
+        log_alpha.append(float(mix.log_prob(prop[b:b + 1], sigma[b:b + 1]) - mix.log_prob(x[b:b + 1], sigma[b:b + 1]))
+                         + q_bwd - q_fwd)
+    log_alpha = torch.tensor(log_alpha, dtype=torch.float64)
+    torch.testing.assert_close(move.acceptance, log_alpha.clamp(max=0).exp(), rtol=1e-9, atol=1e-12)
+    assert torch.equal(move.accepted, torch.log(u) < log_alpha)
+    assert 0 < int(move.accepted.sum()) < 64  # both outcomes occur, so the test sees the rule
+    torch.testing.assert_close(move.x, torch.where(move.accepted[:, None], prop, x), rtol=1e-12, atol=1e-12)

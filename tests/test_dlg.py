@@ -259,3 +259,44 @@ def test_prior_over_the_grid_is_overridable():
     assert (((counts - expected) ** 2) / expected).sum().item() < 24.3  # chi2_7 99.9%
     with pytest.raises(ValueError, match="grid's shape"):
         make_sigma_update("exact", model=MIX1D, log_prior=torch.zeros(3))(x, GRID)
+
+
+class _NanAfter:
+    """The ring's denoiser, returning NaN for chain 1 from the ``after``-th call on (a chain that diverges)."""
+
+    def __init__(self, after: int):
+        self.mix, self.after, self.calls = ring(), after, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        out = self.mix(x, sigma)
+        if self.calls > self.after:
+            out = out.clone()
+            out[1] = float("nan")
+        return out
+
+
+def test_a_chain_that_diverges_during_an_output_round_stops_the_sampler_naming_it():
+    """The divergence monitor of an output round is checked (not only collected): next_round raises."""
+    mix = ring()
+    cfg = dlg_config(mix, n_outputs=8, outputs_per_chain=2, n_skip=3, x_update="ula",
+                     sigma_update="classifier-argmax", init_steps=2, burn_in=[], seed=0)
+    model = _NanAfter(after=10**9)
+    sampler = DMCMCSampler(model, cfg, data_shape=(2,), classifier=ExactLevelClassifier(mix, cfg.grid()))
+    sampler.init_chains()
+    model.after = model.calls  # from now on chain 1's denoiser is NaN
+    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[1\]"):
+        sampler.next_round()
+
+
+def test_one_kar2_init_step_is_run_and_counted():
+    """init_steps = 1: a one-step KAR2 run (1 NFE per chain) moves the chains and enters the ledger."""
+    mix = ring()
+    base = dict(n_outputs=4, outputs_per_chain=1, burn_in=[], seed=0, init_kick=0.0)
+    one = DMCMCSampler(mix, dlg_config(mix, init_steps=1, **base), data_shape=(2,))
+    none = DMCMCSampler(mix, dlg_config(mix, init_steps=0, **base), data_shape=(2,))
+    one.init_chains()
+    none.init_chains()
+    # without the run the chains start at sigma_max z, far out; one KAR2 step to 0 lands them on the data
+    assert float(one.state.x.norm(dim=1).max()) < 0.2 * float(none.state.x.norm(dim=1).min())
+    assert one.ledger.init - none.ledger.init == one.config.n_chains

@@ -316,3 +316,22 @@ def test_sample_from_noise_takes_each_rows_own_last_level_for_the_tweedie_step()
     torch.testing.assert_close(x, want, rtol=1e-12, atol=1e-12)
     # row 0's level for every row (the old behaviour) is a different result for the rows that end higher
     assert not torch.allclose(mix(before, torch.full((3,), 0.05, dtype=torch.float64))[1:], x[1:])
+
+
+@pytest.mark.parametrize("name", [n for n in SCHEDULES if n != "karras"])
+def test_make_sigmas_to_zero_needs_two_steps_and_says_so(name):
+    """Levels that end at 0 need a level above sigma_min first: one step to 0 is refused by make_sigmas itself."""
+    with pytest.raises(ValueError, match=r"steps must be an integer >= 2, got 1"):
+        make_sigmas(name, torch.tensor([5.0], dtype=torch.float64), 0.01, 1, to_zero=True)
+    assert make_sigmas(name, torch.tensor([5.0], dtype=torch.float64), 0.01, 2, to_zero=True).shape == (1, 3)
+
+
+def test_an_integrator_that_needs_two_steps_refuses_levels_of_one():
+    """em_score_sde needs at least 2 steps (min_steps): levels of one step are refused with the count."""
+    em = get_integrator("em_score_sde")
+    x = torch.zeros(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="needs at least 2 steps, got sigmas of 2 levels"):
+        em(ring(), x, sigmas=torch.tensor([1.0, 0.0], dtype=torch.float64))
+    _, info = em(ring(), x, sigmas=torch.tensor([1.0, 0.1, 0.0], dtype=torch.float64),
+                 generator=torch.Generator().manual_seed(0))
+    assert info.nfe == 2
