@@ -128,6 +128,11 @@ def test_the_schedule_builders_space_their_levels_as_named():
         assert (lv == v).any()
     with pytest.raises(ValueError, match="grid_sigmas: fewer than 40 grid levels"):
         grid_sigmas(torch.tensor([0.0102], dtype=torch.float64), SIGMA_MIN, 40)
+    # a repeated level in the middle of the ramp (not next to the start) is refused too: from level 10 of 20,
+    # 12 steps round to indices 10, 11, 12, 12, ...
+    small = noise_level_grid(SIGMA_MIN, 50.0, 20)
+    with pytest.raises(ValueError, match="grid_sigmas: fewer than 12 grid levels"):
+        grid_sigmas(small[[10]].double(), SIGMA_MIN, 12, n_levels=20)
 
 
 @pytest.mark.parametrize("sigmas,match", [
