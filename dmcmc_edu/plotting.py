@@ -11,11 +11,14 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.collections import PathCollection
+from matplotlib.lines import Line2D
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 __all__ = ["density_grid", "plot_density", "plot_score_field", "plot_samples", "plot_trajectories",
            "plot_sigma_traces", "plot_metric_vs_nfe", "nfe_axes", "save_figure", "label_plane",
-           "plot_density_with_colorbar", "plot_score_field_with_colorbar", "count_outside", "annotate_outside"]
+           "plot_density_with_colorbar", "plot_score_field_with_colorbar", "count_outside", "annotate_outside",
+           "dodge_markers", "note_outside"]
 
 
 def _ax(ax):
@@ -207,3 +210,120 @@ def annotate_outside(ax, x, what: str = "samples") -> int:
         ax.text(0.02, 0.02, f"{k} of {len(x)} {what}\noutside the frame", transform=ax.transAxes, fontsize=7,
                 va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.6", alpha=0.85))
     return k
+
+
+def _marker_points(artist):
+    """``(data xy [n, 2], transform, radii [n] in points)`` of the markers ``artist`` draws (a Line2D with markers
+    or a scatter); ``transform`` is None when it draws none."""
+    if isinstance(artist, Line2D):
+        if artist.get_marker() in (None, "None", "", " ") or not artist.get_visible():
+            return np.zeros((0, 2)), None, np.zeros(0)
+        xy = np.column_stack([np.asarray(artist.get_xdata(), float), np.asarray(artist.get_ydata(), float)])
+        return xy, artist.get_transform(), np.full(len(xy), artist.get_markersize() / 2.0)
+    if isinstance(artist, PathCollection):
+        xy = np.asarray(artist.get_offsets(), float).reshape(-1, 2)
+        sizes = np.asarray(artist.get_sizes(), float)
+        sizes = np.resize(sizes if sizes.size else np.array([36.0]), len(xy))  # area in points^2, cycled
+        return xy, artist.get_offset_transform(), np.sqrt(sizes) / 2.0
+    return np.zeros((0, 2)), None, np.zeros(0)
+
+
+def _set_marker_x(artist, x):
+    if isinstance(artist, Line2D):
+        artist.set_xdata(x)
+    else:
+        xy = np.asarray(artist.get_offsets(), float).reshape(-1, 2).copy()
+        xy[:, 0] = x
+        artist.set_offsets(xy)
+
+
+def dodge_markers(ax, artists=None, min_pt: float = 0.0, pad_pt: float = 0.5) -> int:
+    """Spread markers that would overlap on the page side by side, horizontally; returns how many moved.
+
+    ``artists``: the Line2D (with markers) and scatter collections of ``ax`` to consider (default: all of them).
+    Two markers overlap when their centres are closer than the sum of their radii plus ``pad_pt`` (at least
+    ``min_pt``), in points on the page -- on a log x axis a shift is a shift in log NFE.  Overlapping markers
+    form a group, spread about its mean position so that neighbours are just clear of each other, in the order
+    of their x, then of the artists, then of y.  Only where a marker is drawn moves: the data (and anything
+    printed from them) are unchanged; lines through a moved marker bend to it.  Call after the axes' limits
+    and the figure's layout are final.
+    """
+    if artists is None:
+        artists = list(ax.lines) + list(ax.collections)
+    ax.get_xlim(), ax.get_ylim()  # settle autoscaling so the transforms are final
+    px = ax.figure.dpi / 72.0  # pixels per point
+    pts, xys = [], []  # pts: (display x, display y, radius in pixels, artist index, point index)
+    for a_i, art in enumerate(artists):
+        xy, tr, radii = _marker_points(art)
+        xys.append((xy, tr))
+        if tr is None or not len(xy):
+            continue
+        ok = np.isfinite(xy).all(axis=1)
+        if ax.get_xscale() == "log":
+            ok &= xy[:, 0] > 0
+        if ax.get_yscale() == "log" and tr.contains_branch_seperately(ax.transData)[1]:
+            ok &= xy[:, 1] > 0
+        with np.errstate(all="ignore"):
+            disp = tr.transform(np.where(ok[:, None], xy, 1.0))
+        for j in np.flatnonzero(ok & np.isfinite(disp).all(axis=1)):
+            pts.append((disp[j, 0], disp[j, 1], radii[j] * px, a_i, j))
+    if len(pts) < 2:
+        return 0
+
+    def gap(i, k):
+        return max(min_pt * px, pts[i][2] + pts[k][2] + pad_pt * px)
+
+    parent = list(range(len(pts)))
+
+    def find(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    widest = 2 * max(p[2] for p in pts) + max(min_pt, pad_pt) * px
+    order = sorted(range(len(pts)), key=lambda i: pts[i][0])
+    for u, i in enumerate(order):  # join markers that overlap (a sweep over x)
+        for k in order[u + 1:]:
+            if pts[k][0] - pts[i][0] >= widest:
+                break
+            if (pts[k][0] - pts[i][0]) ** 2 + (pts[k][1] - pts[i][1]) ** 2 < gap(i, k) ** 2:
+                parent[find(k)] = find(i)
+    groups: dict = {}
+    for i in range(len(pts)):
+        groups.setdefault(find(i), []).append(i)
+    new_x: dict = {}
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda i: (round(pts[i][0], 1), pts[i][3], pts[i][1]))
+        offsets = [0.0]
+        for prev, cur in zip(members, members[1:]):
+            offsets.append(offsets[-1] + gap(prev, cur))
+        shift = float(np.mean([pts[i][0] for i in members])) - (offsets[0] + offsets[-1]) / 2
+        for i, off in zip(members, offsets):
+            _, dy, _, a_i, j = pts[i]
+            new_x.setdefault(a_i, {})[j] = xys[a_i][1].inverted().transform([(shift + off, dy)])[0, 0]
+    for a_i, changes in new_x.items():
+        x = np.array(xys[a_i][0][:, 0], float)
+        for j, v in changes.items():
+            x[j] = v
+        _set_marker_x(artists[a_i], x)
+    return sum(len(c) for c in new_x.values())
+
+
+def note_outside(ax, values, top=None, zeros: bool = False) -> str:
+    """Write in the panel how many ``values`` it cannot show: above ``top`` (and the largest of them), and, with
+    ``zeros``, how many are 0 or below (a log axis has no place for them; the caller draws them on the bottom
+    edge).  Returns the note ("" when every value is shown, and then nothing is written)."""
+    lines = []
+    above = [v for v in values if top is not None and v > top]
+    if above:
+        lines.append(f"{len(above)} above the axes\n(up to {max(above):.3g})")
+    low = [v for v in values if zeros and v <= 0]
+    if low:
+        lines.append(f"{len(low)} point{'s' if len(low) > 1 else ''} at 0,\ndrawn on the axis (\u25bd)")
+    note = "\n".join(lines)
+    if note:
+        ax.text(0.97, 0.97, note, transform=ax.transAxes, ha="right", va="top", fontsize=7, color="0.3")
+    return note

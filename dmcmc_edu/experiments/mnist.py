@@ -49,7 +49,7 @@ from dmcmc_edu.datasets import WEIGHT_FILES, default_weights_dir
 from dmcmc_edu.evaluation.mnist_fid import REFERENCE_NAME, load_feature_net, load_reference
 from dmcmc_edu.models.classifier import NoiseLevelClassifier
 from dmcmc_edu.models.unet import load_score_model
-from dmcmc_edu.plotting import nfe_axes
+from dmcmc_edu.plotting import dodge_markers, nfe_axes
 from dmcmc_edu.registry import get_integrator, integrator_table
 
 __all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models", "vanilla_samples",
@@ -184,8 +184,10 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
     ``integrator``, ``nfe`` (full ledger), optionally ``nfe_paper``, and
     ``fid`` (as written by bench/mnist_ladder.py).  DLG is placed by the full
     ledger (filled markers, lines: every score and classifier evaluation, the
-    amortised initialisation and burn-in included); hollow markers show the
-    same points by the paper's accounting.  ``floor``: FID of real images at the same n (dotted).
+    amortised initialisation and burn-in included); small hollow markers, drawn
+    behind and joined to their point by a dotted line, show the same points by
+    the paper's accounting.  Markers that would hide each other are spread
+    sideways (values unchanged).  ``floor``: FID of real images at the same n (dotted).
     Returns the figure.
     """
     names = list(integrators or [i for i in PAPER_INTEGRATORS if any(p["integrator"] == i for p in points)])
@@ -200,24 +202,32 @@ def plot_ladder(points: list, floor: float | None = None, title: str | None = No
                          key=lambda p: p["nfe"])
             if not pts:
                 continue
-            ax.plot([p["nfe"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5, label=label)
-            if variant != "vanilla":
-                ax.plot([p["nfe_paper"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5,
-                        ls="none", mfc="none", alpha=0.6)
+            ax.plot([p["nfe"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=5, label=label,
+                    zorder=3)
+            if variant != "vanilla":  # the same points by the paper's count: smaller, behind, tied to their own
+                for p in pts:
+                    ax.plot([p["nfe_paper"], p["nfe"]], [p["fid"]] * 2, color=color, ls=":", lw=0.8, alpha=0.6,
+                            zorder=1)
+                ax.plot([p["nfe_paper"] for p in pts], [p["fid"] for p in pts], color=color, marker=marker, ms=3.5,
+                        ls="none", mfc="white", mew=1.0, zorder=2)
         _fid_nfe_axes(ax, floor)
         ax.set_title(name)
-        ax.set_xlabel("NFE per sample")
+        ax.set_xlabel("NFE per sample (full ledger)")
         ax.set_ylabel("MNIST-FID")
         ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     handles, _ = axes.flat[0].get_legend_handles_labels()
-    handles.append(Line2D([], [], color="gray", marker="s", mfc="none", ls="none",
-                          label="DLG by the paper's count (hollow)"))
-    axes.flat[0].legend(handles=handles, fontsize=7)
+    handles.append(Line2D([], [], color="gray", marker="s", ms=3.5, mfc="white", ls=":", lw=0.8,
+                          label="DLG by the paper's count (dotted: same point)"))
+    axes.flat[0].legend(handles=handles, fontsize=7, loc="upper right")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if sum(dodge_markers(ax) for ax in list(axes.flat)[:len(names)]):  # no marker hidden under another
+        right = max(ax.get_position().x1 for ax in axes.flat)  # level with the title, within the panels' width
+        fig.text(right, 0.98, "markers at one spot are drawn side by side", ha="right", va="top", fontsize=7,
+                 color="0.35")
     return fig
 
 
@@ -247,21 +257,34 @@ def nfe_to_reach(points: list, fid: float) -> dict:
 
 
 def _tuning_fid_panel(a, van, dlg, colors, markers, sizes, floor) -> None:
-    """MNIST-FID against the full NFE per output: vanilla KAR1 as a line, each DLG setting as a marker."""
+    """MNIST-FID against the full NFE per output: vanilla KAR1 as a line, each DLG setting as a marker.
+
+    Colour: eta; shape: n_skip; size: the denoising steps; filled: many outputs per chain, hollow: fewer (one).
+    The legend, outside the axes, names each of these.
+    """
     if van:
         a.plot([p["nfe"] for p in van], [p["fid"] for p in van], "k-o", ms=4, label="KAR1 from noise")
+    per = sorted({p["perchain"] for p in dlg})
     for p in dlg:
-        a.scatter(p["nfe"], p["fid"], color=colors[p["eta"]], marker=markers[p["nskip"]], s=sizes[p["perchain"]],
-                  edgecolor="k", linewidth=0.4)
-    for e in colors:
-        a.scatter([], [], color=colors[e], marker="s", label=f"DLG eta={e:g}")
-    for k in markers:
-        a.scatter([], [], color="w", edgecolor="k", marker=markers[k], label=f"n_skip={k}")
+        filled = p["perchain"] == per[-1]
+        a.scatter(p["nfe"], p["fid"], marker=markers[p["nskip"]], s=sizes[p.get("steps")],
+                  color=colors[p["eta"]] if filled else "none", edgecolor="k" if filled else colors[p["eta"]],
+                  linewidth=0.4 if filled else 1.6, zorder=3)
     _fid_nfe_axes(a, floor)
+    handles, _ = a.get_legend_handles_labels()
+    blank = dict(color="w", markeredgecolor="k", ls="none")
+    handles += [Line2D([], [], color=colors[e], marker="s", ls="none", label=f"DLG eta={e:g}") for e in colors]
+    handles += [Line2D([], [], marker=markers[k], label=f"n_skip={k}", **blank) for k in markers]
+    handles += [Line2D([], [], marker="o", markersize=sizes[n] ** 0.5, label=f"{n} denoising steps", **blank)
+                for n in sizes if n is not None]
+    handles += [Line2D([], [], marker="o", color="0.55", markeredgecolor="k", ls="none",
+                       label=f"{per[-1]} output{'s' if per[-1] > 1 else ''} per chain (filled)")]
+    handles += [Line2D([], [], marker="o", color="none", markeredgecolor="0.3", markeredgewidth=1.6, ls="none",
+                       label=f"{c} output{'s' if c > 1 else ''} per chain (hollow)") for c in per[:-1]]
     a.set_xlabel("NFE per output (full ledger)")
     a.set_ylabel("MNIST-FID")
     a.grid(alpha=0.3, which="both")
-    a.legend(fontsize=7)
+    a.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _tuning_switch_panel(b, dlg, colors, per) -> None:
@@ -289,9 +312,11 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     """Two panels for a DLG settings sweep (as written by bench/mnist_dlg_tuning.py).
 
     Left: MNIST-FID against the **full** NFE per output, one colour per
-    ``eta``, one marker per ``nskip``, marker size growing with the outputs per
-    chain; vanilla KAR1 from noise as the black line, real images (same n)
-    dotted.  Right: how different consecutive outputs of one chain are -- the
+    ``eta``, one marker per ``nskip``, marker size growing with the denoising
+    ``steps``, filled for the most outputs per chain and hollow for fewer;
+    vanilla KAR1 from noise as the black line, real images (same n) dotted;
+    the legend (outside the axes) names each; settings drawn within a marker's
+    width of each other are spread sideways (values unchanged).  Right: how different consecutive outputs of one chain are -- the
     class-switch rate (fraction whose predicted digit changes) against
     ``nskip``, one line per ``eta`` (and outputs per chain), averaged over
     points that differ only in the denoising steps.  Returns the figure.
@@ -303,13 +328,18 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     per = sorted({p["perchain"] for p in dlg})
     colors = {e: plt.cm.viridis(i / max(1, len(etas) - 1)) for i, e in enumerate(etas)}
     markers = dict(zip(skips, "osD^vP*X"))
-    sizes = {c: 25 + 25 * i for i, c in enumerate(per)}
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    steps = sorted({p.get("steps") for p in dlg}, key=lambda n: (n is None, n))
+    sizes = {n: 18 + 22 * i for i, n in enumerate(steps)}  # marker area (points^2) grows with the denoising steps
+    fig, (a, b) = plt.subplots(1, 2, figsize=(14, 4.6), gridspec_kw=dict(width_ratios=(1.6, 1)))
     _tuning_fid_panel(a, van, dlg, colors, markers, sizes, floor)
     _tuning_switch_panel(b, dlg, colors, per)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    # settings that land on one spot (the same NFE, FIDs within a marker's width) are drawn side by side
+    if dodge_markers(a):
+        a.text(0.99, 0.01, "markers at the same spot are drawn side by side", transform=a.transAxes, ha="right",
+               va="bottom", fontsize=7, color="0.35")
     return fig
 
 

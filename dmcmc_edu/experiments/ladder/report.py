@@ -15,11 +15,11 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 from dmcmc_edu.experiments.ladder.plan import KINDS, point_label
-from dmcmc_edu.plotting import save_figure
+from dmcmc_edu.plotting import dodge_markers, note_outside, save_figure
 from dmcmc_edu.runs import atomic_write
 
 __all__ = ["write_csv", "analyse", "findings_markdown", "plot_ladder", "plot_w2_vs_nfe", "plot_modes_vs_nfe",
-           "plot_reach", "reach_text", "BUDGETS", "LABEL_KEY"]
+           "plot_metrics_from_noise", "plot_reach", "reach_text", "BUDGETS", "LABEL_KEY"]
 
 #: the six integrators of the paper, in the order of its tables
 _ORDER = ("kar1", "kar2", "pf_euler", "rk45", "reverse_diffusion", "euler_maruyama")
@@ -332,14 +332,6 @@ def _x_limits(pts):
     return 0.7 * min(xs), 1.4 * max(xs)
 
 
-def _note_above(ax, values, top):
-    """Write in the panel how many values lie above the axes, and the largest."""
-    above = [v for v in values if v > top]
-    if above:
-        ax.text(0.97, 0.97, f"{len(above)} above the axes\n(up to {max(above):.3g})", transform=ax.transAxes,
-                ha="right", va="top", fontsize=7, color="0.3")
-
-
 def _w2_panel(ax, mine, name, floors, top):
     """W2 against NFE per independent sample of one integrator: from noise, the controls, DLG, the paper's DLG."""
     shown = []
@@ -368,7 +360,7 @@ def _w2_panel(ax, mine, name, floors, top):
     ax.scatter([], [], s=6, color="0.5", alpha=0.5, label="faint dots: every setting of a control or DLG")
     ax.axhline(floors["w2"]["threshold"], color="0.4", ls=":", lw=1.0, label="noise floor (what exact samples score)")
     ax.set(xscale="log", yscale="log", title=name, ylim=(None, top))
-    _note_above(ax, shown, top)
+    note_outside(ax, shown, top)
 
 
 def _summary_panel(ax, pts, metric, floors):
@@ -458,6 +450,54 @@ def plot_w2_vs_nfe(doc: dict):
     _one_legend(fig, list(axes.flat))
     fig.suptitle(_title(doc, "W2 against NFE"), fontsize=11)
     fig.tight_layout(rect=(0, 0.09 * 2 / rows, 1, 1))
+    return fig
+
+
+#: the four metric panels of :func:`plot_metrics_from_noise`: (metric, what its axis shows)
+NOISE_PANELS = (("w2", "W2"), ("mode_tv", "mode-weight TV"), ("spread", "|spread - 1|"),
+                ("on_manifold", "|on-manifold fraction - 0.99|"))
+
+
+def _shown_value(p: dict, metric: str) -> float:
+    """The value a panel draws: the metric itself, or its distance from the population value."""
+    return p["metrics"][metric] if FLOOR_METRICS[metric] == "value" else p["metrics"][metric + "_dev"]
+
+
+def plot_metrics_from_noise(doc: dict, floors: dict, integrators=None, panels=NOISE_PANELS):
+    """Each metric against the counted NFE, one line per integrator from sigma_max (no extra Tweedie step).
+
+    ``doc``: a ladder sweep (bench/results/toy/<target>.json); ``floors``: its ``{"metric": {"threshold": ...}}``
+    (dotted).  Both axes are logarithmic, so a value of 0 (exactly the population value) has no place on
+    them: such points are drawn as hollow triangles on the bottom edge, and each panel says how many there are.
+    Markers that would hide each other (within a few points on the page) are spread sideways; the values
+    are unchanged.  Returns the figure.
+    """
+    noise = [p for p in doc["points"]
+             if p["kind"] == "noise" and "extra_tweedie" not in p.get("tags", []) and p.get("metrics")]
+    names = list(integrators or [n for n in _ORDER if any(p["integrator"] == n for p in noise)])
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.25 * len(panels), 4.2), squeeze=False)
+    axes = list(axes[0])
+    for ax, (metric, title) in zip(axes, panels):
+        values = []
+        for i, name in enumerate(names):
+            pts = sorted((p["nfe"], _shown_value(p, metric)) for p in noise if p["integrator"] == name)
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.plot(xs, [v if v > 0 else float("nan") for v in ys], "o-", ms=3, color=f"C{i}", label=name)
+            zero_x = [x for x, v in pts if v <= 0]
+            if zero_x:  # on the bottom edge: x in data, y in axes coordinates
+                ax.plot(zero_x, [0.0] * len(zero_x), "v", ms=6, mfc="none", mew=1.3, color=f"C{i}",
+                        transform=ax.get_xaxis_transform(), clip_on=False, zorder=4)
+            values += list(ys)
+        ax.axhline(floors[metric]["threshold"], color="k", ls=":", lw=1, label="noise-floor threshold")
+        ax.set(xscale="log", yscale="log", xlabel="NFE per sample (counted)", ylabel=title, title=title)
+        note_outside(ax, values, zeros=True)
+    axes[0].plot([], [], "v", ms=6, mfc="none", mew=1.3, color="0.3", label="value 0, drawn on the bottom edge")
+    _one_legend(fig, axes, ncol=len(names) + 2)  # below the panels: it hides no marker
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    for ax in axes:
+        dodge_markers(ax)
     return fig
 
 
