@@ -340,3 +340,14 @@ def test_an_integrator_that_needs_two_steps_refuses_levels_of_one():
     _, info = em(ring(), x, sigmas=torch.tensor([1.0, 0.1, 0.0], dtype=torch.float64),
                  generator=torch.Generator().manual_seed(0))
     assert info.nfe == 2
+
+
+def test_check_grid_takes_a_list_of_levels_as_a_tensor():
+    """A grid given as a Python list is validated and returned as a tensor (it is not required to be one)."""
+    from dmcmc_edu.core.schedules import check_grid
+
+    grid = check_grid([3.0, 1.0, 0.1])
+    assert isinstance(grid, torch.Tensor)
+    torch.testing.assert_close(grid.double(), torch.tensor([3.0, 1.0, 0.1], dtype=torch.float64), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match="strictly decreasing|finite levels > 0"):
+        check_grid([0.1, 1.0, 3.0])
