@@ -690,3 +690,52 @@ def test_mala_accepts_with_the_metropolis_hastings_probability_of_its_proposal()
     assert torch.equal(move.accepted, torch.log(u) < log_alpha)
     assert 0 < int(move.accepted.sum()) < 64  # both outcomes occur, so the test sees the rule
     torch.testing.assert_close(move.x, torch.where(move.accepted[:, None], prop, x), rtol=1e-12, atol=1e-12)
+
+
+def test_config_lower_bounds_are_accepted_exactly_and_refused_below():
+    """Each integer setting's documented lower bound is allowed and one below it is refused, naming the setting."""
+    base = dict(sigma_min=0.01, sigma_max=10.0, n_levels=50, eta=0.01, n_skip=1, n_chains=1, outputs_per_chain=1,
+                steps=1, init_steps=0, burn_in=[], seed=0)
+    DMCMCConfig(**base).validate()
+    for name, lo in (("n_skip", 1), ("n_chains", 1), ("outputs_per_chain", 1), ("steps", 1), ("init_steps", 0),
+                     ("n_levels", 2), ("seed", 0)):
+        DMCMCConfig(**(base | {name: lo})).validate()
+        with pytest.raises(ValueError, match=name):
+            DMCMCConfig(**(base | {name: lo - 1})).validate()
+
+
+def test_grid_sigmas_puts_its_inner_levels_at_the_evenly_spaced_grid_indices():
+    """From grid level 99 of 1000 in 9 steps the ramp's indices are 99, 199, ..., 999: the inner levels are exactly
+    those grid levels (not their neighbours)."""
+    from dmcmc_edu.core.schedules import grid_sigmas
+
+    grid = noise_level_grid(0.01, 50.0, 1000)
+    sig = grid_sigmas(grid[[99]], 0.01, 9)
+    assert torch.equal(sig[0, 1:-1], grid[torch.arange(199, 999, 100)])
+
+
+def test_the_default_grid_is_the_papers_1000_levels():
+    grid = noise_level_grid()
+    assert grid.numel() == 1000 and float(grid[0]) == pytest.approx(50.0) and float(grid[-1]) == pytest.approx(
+        0.01 * (50.0 / 0.01) ** 1e-3, rel=1e-12)
+
+
+def test_a_classifier_whose_grid_is_float32_serves_a_float64_chain():
+    mix = ring()
+    grid = noise_level_grid(0.01, 9.5, 50)
+    upd = ClassifierArgmaxUpdate(ExactLevelClassifier(mix, grid.float()))
+    levels = upd(mix.sample(8, torch.Generator().manual_seed(0)), grid)
+    assert levels.shape == (8,) and int(levels.min()) >= 0 and int(levels.max()) < 50
+
+
+def test_chain_seeds_use_63_bits():
+    """A chain's seed is a 63-bit number: over 64 chains some lie above 2**62 (half of them should)."""
+    from dmcmc_edu.core.sampler import chain_seed
+
+    seeds = [chain_seed(0, c) for c in range(64)]
+    assert all(0 <= s < 2**63 for s in seeds) and 16 < sum(s >= 2**62 for s in seeds) < 48
+
+
+def test_an_integrator_refuses_zero_steps():
+    with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
+        kar1(ring(), torch.zeros(2, 2, dtype=F64), 1.0, 0.01, 0)
