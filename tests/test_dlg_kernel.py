@@ -106,8 +106,11 @@ def test_an_absurd_step_is_flagged_per_chain_without_raising():
     fine.update(state, dataclasses.replace(info, diverged=torch.zeros(4, dtype=torch.bool)))
     fine.check()  # nothing flagged: no error
     strict = dlg_kernel(MIX, UPDATE, GRID, eta=eta, on_divergence="raise")
-    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[1, 3\] at Gibbs step 0"):
-        strict.step(strict.init(x, index), torch.Generator().manual_seed(0))
+    start = strict.init(x, index)
+    assert len(set(start.sigma.tolist())) == 4  # distinct levels, so the message must show the diverged chains' own
+    with pytest.raises(FloatingPointError, match=r"chain\(s\) \[1, 3\] at Gibbs step 0") as err:
+        strict.step(start, torch.Generator().manual_seed(0))
+    assert f"(sigma {sigma0}, eta [1000000000000.0, 1000000000000.0])" in str(err.value)
 
 
 def _count_host_reads(fn):

@@ -200,3 +200,10 @@ def test_every_integrator_recovers_the_ring(name, ring_floor):
     w_x = sum(metrics.w2(x, r) for r in refs) / 2
     assert w_x <= w2_floor, (w_x, w2_floor)
     assert metrics.mode_weight_tv(mix, x) <= tv_floor
+
+
+def test_kar2_defaults_are_the_papers_churn_settings():
+    """KAR2's churn settings as the DMCMC code (and Karras et al.'s Alg. 2 runs for it) uses them."""
+    from dmcmc_edu.core.integrators import KAR2_DEFAULTS
+
+    assert KAR2_DEFAULTS == {"s_churn": 80.0, "s_tmin": 0.05, "s_tmax": 1.0, "s_noise": 1.007}
