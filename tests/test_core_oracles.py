@@ -739,3 +739,18 @@ def test_chain_seeds_use_63_bits():
 def test_an_integrator_refuses_zero_steps():
     with pytest.raises(ValueError, match="steps must be an integer >= 1, got 0"):
         kar1(ring(), torch.zeros(2, 2, dtype=F64), 1.0, 0.01, 0)
+
+
+def test_a_float_start_is_one_row_and_round_off_below_sigma_min_is_raised_to_it():
+    from dmcmc_edu.core.schedules import check_start, karras_sigmas
+
+    assert karras_sigmas(5.0, 0.01, 3).shape == (1, 4)  # a Python float / 0-d start is one sample's
+    start = check_start(torch.tensor([0.01 * (1 - 1e-12), 2.0], dtype=F64), 0.01, 3)
+    assert start.tolist() == [0.01, 2.0]  # within round-off of sigma_min: raised to it exactly
+
+
+def test_a_float32_chain_reads_its_sigma_in_float32():
+    grid = noise_level_grid(0.01, 9.5, 50)
+    state = dlg_init(torch.zeros(3, 2, dtype=torch.float32), torch.tensor([0, 10, 49]), grid)
+    assert state.sigma.dtype == torch.float32
+    torch.testing.assert_close(state.sigma, grid[[0, 10, 49]].float())
