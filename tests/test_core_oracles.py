@@ -754,3 +754,22 @@ def test_a_float32_chain_reads_its_sigma_in_float32():
     state = dlg_init(torch.zeros(3, 2, dtype=torch.float32), torch.tensor([0, 10, 49]), grid)
     assert state.sigma.dtype == torch.float32
     torch.testing.assert_close(state.sigma, grid[[0, 10, 49]].float())
+
+
+def test_categorical_draws_one_index_per_row():
+    """[B, K] log-probabilities give [B] indices, each from its own row (a row that puts all mass on k gives k)."""
+    from dmcmc_edu.core.random import categorical
+
+    log_p = torch.full((5, 10), -math.inf, dtype=F64)
+    log_p[torch.arange(5), torch.tensor([0, 3, 9, 3, 7])] = 0.0
+    idx = categorical(log_p, torch.Generator().manual_seed(0))
+    assert idx.shape == (5,) and idx.tolist() == [0, 3, 9, 3, 7]
+
+
+def test_a_classifier_for_a_grid_off_by_a_factor_is_refused():
+    mix = ring()
+    grid = noise_level_grid(0.01, 9.5, 50)
+    for factor in (1.01, 1.5):
+        upd = ClassifierArgmaxUpdate(ExactLevelClassifier(mix, grid * factor))
+        with pytest.raises(ValueError, match="different noise-level grid"):
+            upd(mix.sample(4, torch.Generator().manual_seed(0)), grid)
