@@ -773,3 +773,21 @@ def test_a_classifier_for_a_grid_off_by_a_factor_is_refused():
         upd = ClassifierArgmaxUpdate(ExactLevelClassifier(mix, grid * factor))
         with pytest.raises(ValueError, match="different noise-level grid"):
             upd(mix.sample(4, torch.Generator().manual_seed(0)), grid)
+
+
+def test_mala_reports_its_acceptance_probability_in_float64_for_float32_chains():
+    from dmcmc_edu.core.langevin import mala_move
+
+    mix = ring()
+
+    class Float32Ring:  # the ring evaluated in float64, answering in the chain's float32
+        def __call__(self, x, sigma):
+            return mix(x.double(), sigma.double()).float()
+
+        def log_prob(self, x, sigma):
+            return mix.log_prob(x.double(), sigma.double()).float()
+
+    x = mix.sample(16, torch.Generator().manual_seed(2)).float()
+    move = mala_move(Float32Ring(), x, torch.full((16,), 0.5), torch.full((16,), 0.2),
+                     torch.Generator().manual_seed(3))
+    assert move.x.dtype == torch.float32 and move.acceptance.dtype == torch.float64
