@@ -258,6 +258,7 @@ def cmd_sample_distributed(args) -> int:
         with errors_as_exit(ValueError, OSError, EOFError, RuntimeError, prefix=f"error (rank {env.rank})"):
             manifest = sample_distributed(spec, cfg, args.out, classifier_path=args.classifier, dtype=dtype,
                                           checkpoint_every=args.checkpoint_every, progress=not args.quiet, env=env)
+        env.barrier()  # every rank done before any leaves the group (gloo can abort a rank whose peer left first)
         if manifest is not None and not args.quiet:
             print(json.dumps({"manifest": str(Path(args.out) / "manifest.json"), "world_size": manifest["world_size"],
                               "n_outputs": manifest["n_outputs"], "nfe_per_output": manifest["nfe_per_output"]},
