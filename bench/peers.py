@@ -128,7 +128,8 @@ def _row(ctx, sampler, family, budget, nfe, x, label, seconds):
     if not torch.isfinite(x).all():
         return {"sampler": sampler, "family": family, "budget": budget, "nfe": nfe, "label": label,
                 "error": "non-finite outputs"}
-    m = metrics.evaluate(ctx.mix, x, ctx.reference, ctx.ref_values)
+    # the MMD kernel of the floors and of the ladder's points (not the median heuristic of this one pair)
+    m = metrics.evaluate(ctx.mix, x, ctx.reference, ctx.ref_values, mmd_bandwidth=ctx.mmd_bandwidth)
     ok = metrics.within_floors(m, ctx.floors)
     return {"sampler": sampler, "family": family, "budget": budget, "nfe": nfe, "nfe_per_independent": nfe,
             "label": label, "metrics": m, "within_floor": ok, "failing": [k for k, v in ok.items() if not v and
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=2000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)))
+    p.add_argument("--floors", default=None,
+                   help="a floors file (<target>_floors_n<n>.json of ladder.sweep_floors) to read every row against "
+                        "instead of the ladder's own floors; bench/peers_seeds.py gives every seed the same one")
     p.add_argument("--report-only", action="store_true",
                    help="sample nothing: read OUT/peers_<target>.json again against the ladder's floors (and its "
                         "DLG rows) and rewrite its .md and .png")
@@ -201,7 +205,11 @@ def main(argv=None) -> int:
     if ladder_doc and (ladder_doc["meta"]["sweep"]["n"], ladder_doc["meta"]["sweep"]["seed"]) != (args.n, args.seed):
         print(f"note: {ladder_path} has another n/seed; its DLG rows are left out", file=sys.stderr)
         ladder_doc = None
-    meta = ladder_doc["meta"] if ladder_doc else {}
+    meta = dict(ladder_doc["meta"]) if ladder_doc else {}
+    if args.floors:
+        meta["floors"] = read_floors(args.floors)
+        if ladder_doc:
+            ladder_doc = dict(ladder_doc, meta=meta)
     ctx = LadderContext(mix, n=args.n, seed=args.seed, floors=meta.get("floors"), ref_values=meta.get("ref_values"))
     model = SpectralMixture(mix)
     try:
@@ -234,12 +242,25 @@ def main(argv=None) -> int:
         rows += dlg_rows(ladder_doc, budgets)
     doc = _clean({"meta": {"target": args.target, "n": args.n, "seed": args.seed, "budgets": budgets, "peers": kd_note,
                            "d": mix.d, "sigma_min": ctx.sigma_min, "sigma_max": ctx.sigma_max, "floors": ctx.floors,
-                           "ladder": str(ladder_path) if ladder_doc else None,
+                           "ladder": str(ladder_path) if ladder_doc else None, "floors_file": args.floors,
                            "command": "python bench/peers.py " + " ".join(sys.argv[1:] if argv is None else argv)},
                   "rows": rows})
-    stem = f"peers_{Path(args.target).stem}"
-    write_outputs(doc, out, stem)
+    write_outputs(doc, out, peers_stem(args.target, args.seed))
     return 0
+
+
+def peers_stem(target: str, seed: int = 0) -> str:
+    """``peers_<target>`` for seed 0, ``peers_<target>_seed<S>`` for another seed (as the ladder's replicates)."""
+    return f"peers_{Path(target).stem}" + (f"_seed{seed}" if seed else "")
+
+
+def read_floors(path) -> dict:
+    """The floors of a ``<target>_floors_n<n>.json`` file, with the MMD kernel they were measured with."""
+    doc = json.loads(Path(path).read_text())
+    try:
+        return dict(doc["floors"], mmd_bandwidth=doc["settings"]["mmd_bandwidth"])
+    except (KeyError, TypeError):
+        raise SystemExit(f"{path}: not a floors file (ladder.sweep_floors writes one: settings, floors)") from None
 
 
 def write_outputs(doc: dict, out: Path, stem: str) -> None:
@@ -258,11 +279,13 @@ def report_only(args) -> int:
     from dmcmc_edu.evaluation import metrics
 
     out = Path(args.out)
-    stem = f"peers_{Path(args.target).stem}"
+    stem = peers_stem(args.target, args.seed)
     doc = json.loads((out / f"{stem}.json").read_text())
     ladder_path = Path(args.ladder) if args.ladder else Path(doc["meta"]["ladder"])
     ladder_doc = json.loads(ladder_path.read_text())
-    floors = ladder_doc["meta"]["floors"]
+    floors_file = args.floors or doc["meta"].get("floors_file")
+    floors = read_floors(floors_file) if floors_file else ladder_doc["meta"]["floors"]
+    ladder_doc = dict(ladder_doc, meta=dict(ladder_doc["meta"], floors=floors))
     rows = [r for r in doc["rows"] if not r["family"].startswith("DLG")]
     for r in rows:
         if r.get("metrics"):

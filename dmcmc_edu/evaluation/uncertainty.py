@@ -231,7 +231,7 @@ def _as_reach(arm, seeds, what: str) -> Reach:
 
 
 def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", paired: bool = True, seeds=None,
-            confidence: float = CONFIDENCE, seed: int = 0, kind: str = "cost") -> Verdict:
+            confidence: float = CONFIDENCE, seed: int = 0, kind: str = "cost", fmt: str = ".0f") -> Verdict:
     """Compare the costs of two arms measured over seeds and say what the data carry, in one sentence.
 
     ``a`` and ``b``: per-seed costs (lower is better; ``nan`` where a seed did not reach) or :class:`Reach`
@@ -240,7 +240,8 @@ def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", pa
     (paired) or over each arm's reaching seeds (unpaired): "A needs 0.70x (95% CI 0.62-0.81) of B's NFE (8
     seeds)", or "no measurable difference between A and B (NFE ratio 0.97, 95% CI 0.85-1.12 includes 1; 8
     seeds)".  ``kind="value"`` words a quality in which lower is better (W2, FID) instead of a cost: "A's W2
-    is 1.15x B's (95% CI ...)".
+    is 1.15x B's (95% CI ...)".  ``fmt`` formats the median cost quoted when only one arm reaches (``".2f"`` for
+    a W2).
     """
     if kind not in ("cost", "value"):
         raise ValueError(f"verdict: kind must be 'cost' or 'value', got {kind!r}")
@@ -254,7 +255,7 @@ def verdict(a, b, name_a: str = "A", name_b: str = "B", *, what: str = "NFE", pa
     if ra.counts != rb.counts:
         (yes, ryes), (no, rno), out = ((name_a, ra), (name_b, rb), "only_a") if ra.counts else \
             ((name_b, rb), (name_a, ra), "only_b")
-        return Verdict(f"only {yes} reaches ({ryes.cost.text('.0f')} {what}, {ryes.n_reached}/{ryes.n} seeds); "
+        return Verdict(f"only {yes} reaches ({ryes.cost.text(fmt)} {what}, {ryes.n_reached}/{ryes.n} seeds); "
                        f"{no} reaches in {rno.n_reached}/{rno.n} seeds at best (needs {need})", out, None, n, **info)
     va, vb = np.array(ra.values), np.array(rb.values)
     if paired:
