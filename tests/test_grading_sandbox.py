@@ -389,6 +389,11 @@ def test_the_sandbox_command(tmp_path):
         assert str(COURSE) not in binds and str(COURSE.parents[1]) not in binds
         assert str(sandbox.package_dir()) in binds and [cmd[i + 1] for i, a in enumerate(cmd) if a == "--bind"] == \
             [str(tmp_path)]
+        # the environment and the package are bound after the private /tmp and home, so that an environment
+        # installed under /tmp is not hidden by them (a clone under /tmp graded nothing before)
+        mounts = [cmd[i + 1] for i, a in enumerate(cmd) if a in ("--tmpfs", "--ro-bind")]
+        assert mounts.index("/tmp") < mounts.index(str(sandbox.package_dir()))
+        assert mounts.index("/home/student") < mounts.index(str(Path(sys.prefix).resolve()))
     release = tmp_path / "release" / NAME
     (release / "data").mkdir(parents=True)
     for name in (f"{NAME}.ipynb", "data/points.csv", ".secret"):

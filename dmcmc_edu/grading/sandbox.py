@@ -174,12 +174,15 @@ def kernel_command(argv: list[str], runtime_dir: Path, limits: Limits, *, as_roo
         cmd += ["--unshare-user"]
     for key, value in env.items():
         cmd += ["--setenv", key, value]
-    cmd += _system_binds() + _python_binds()
+    cmd += _system_binds()
     cmd += ["--proc", "/proc", "--dev", "/dev",
             "--perms", "01777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
             "--perms", "0755", "--dir", "/home",
             "--perms", "0777", "--size", str(limits.tmp_bytes), "--tmpfs", "/home/student",
             "--perms", "0777", "--dir", WORKDIR]
+    # after the private /tmp and home: an environment installed under /tmp (or /home/student) is bound on top of
+    # them rather than hidden by them
+    cmd += _python_binds()
     cmd += _release_binds(release)
     for parent in reversed(Path(runtime_dir).parents[:-1]):  # its mount point's folders, traversable by the kernel
         if str(parent) not in ("/tmp", "/home", "/home/student"):
