@@ -59,8 +59,13 @@ def _run(args) -> int:
                          f"{ladder_dir} writes it)")
     settings = {"target": args.target, "seeds": args.seeds, "n": args.n, "budgets": args.budgets,
                 "floors_file": floors_file.name}
-    refuse_other_settings(out / f"peers_{stem}_seeds.json", settings, extendable=("seeds",))
-    peer_docs, ladder_docs, commands, seconds = [], [], [], {}
+    report = out / f"peers_{stem}_seeds.json"
+    refuse_other_settings(report, settings, extendable=("seeds",))
+    # the sampling time of each seed, kept from an earlier report when that seed is read back rather than run
+    earlier = json.loads(report.read_text())["findings"] if report.exists() else {}
+    seconds = {int(k): v for k, v in (earlier.get("run_seconds_per_seed")
+                                      or earlier.get("run_seconds_this_call") or {}).items()}
+    peer_docs, ladder_docs, commands = [], [], []
     for s in args.seeds:
         ladder = ladder_dir / f"{target_stem(args.target, seed=s)}.json"
         if not ladder.exists():
@@ -90,9 +95,9 @@ def _run(args) -> int:
     floors = peers.read_floors(floors_file)
     found = analyse_peers(peer_docs, ladder_docs, floors, args.budgets)
     found["commands"] = commands
-    found["run_seconds_this_call"] = seconds
+    found["run_seconds_per_seed"] = {s: seconds[s] for s in args.seeds if s in seconds}
     write_json(out / f"peers_{stem}_seeds.json", _clean({"settings": settings, "findings": found}), indent=1)
-    cmd = "python bench/peers_seeds.py " + " ".join(args.argv)
+    cmd = "python bench/peers_seeds.py " + " ".join(a for a in args.argv if a != "--report-only")  # what makes it
     text = peers_seeds_markdown(found, [cmd], title=f"Peers on `{args.target}` over {len(args.seeds)} seeds")
     atomic_write(out / f"peers_{stem}_seeds.md", lambda tmp: Path(tmp).write_text(text))
     fig = plot_peers_seeds(found, title=f"{args.target}: the best setting of each family per NFE budget, "

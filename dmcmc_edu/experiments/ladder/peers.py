@@ -253,6 +253,7 @@ def peers_seeds_markdown(f: dict, commands: list[str] | None = None, title: str 
 def plot_peers_seeds(f: dict, title: str = ""):
     """Two panels over the budgets: seeds inside every floor, and median W2 with its interval, per family."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     fams = sorted({fam for pb in f["per_budget"] for fam in pb["best"]})
     n = len(f["seeds"])
@@ -271,20 +272,28 @@ def plot_peers_seeds(f: dict, title: str = ""):
             lo.append(m["estimate"] - m["low"] if m else 0)
             hi.append(m["high"] - m["estimate"] if m else 0)
         a1.bar(xs, ins, width=width, label=fam, color=f"C{j}")
+        for x, k in zip(xs, ins):  # the count on every bar, so that 0 seeds differs from "no setting fits"
+            a1.text(x, k + 0.1, str(k), ha="center", va="bottom", fontsize=7, color=f"C{j}")
         a2.errorbar(xs, w2, yerr=[lo, hi], fmt="o", ms=4, capsize=3, color=f"C{j}", label=fam)
     labels = [str(pb["budget"]) for pb in f["per_budget"]]
     need = math.ceil(f["min_reach_fraction"] * n - 1e-9)
     a1.axhline(need, color="0.3", ls=":", lw=1)
-    a1.text(len(labels) - 0.5, need, f" counts from {need}/{n}", va="bottom", ha="right", fontsize=8)
+    a1.text(-0.45, need + 0.1, f"counts from {need} of {n}", va="bottom", ha="left", fontsize=8, color="0.3")
+    a1.set_ylim(0, n + 1)
     a1.set_ylabel(f"seeds inside every floor (of {n})")
-    a2.axhline(f["floors"]["w2"], color="0.3", ls=":", lw=1)
+    a2.axhline(f["floors"]["w2"], color="0.3", ls=":", lw=1, label="W2 noise floor")
     a2.set_yscale("log")
+    a2.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    a2.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    a2.yaxis.set_minor_formatter(NullFormatter())
     a2.set_ylabel("W2, median over seeds (95% CI)")
     for ax in (a1, a2):
         ax.set_xticks(range(len(labels)), labels)
-        ax.set_xlabel("NFE budget")
-    a2.legend(fontsize=7, loc="upper right")
+        ax.set_xlabel("NFE budget (a family without a bar or point: no setting fits)")
+    handles, names = a2.get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, bbox_to_anchor=(0.5, -0.02),
+               frameon=False)
     fig.suptitle(title or f"best setting of each family per budget, {n} seeds; dotted: W2 floor / counting line",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig
