@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from dmcmc_edu.core.dlg import DLGState, DivergenceMonitor, dlg_kernel
+from dmcmc_edu.core.dlg import DivergenceMonitor, DLGState, dlg_kernel
 from dmcmc_edu.registry import get_integrator
 
 __all__ = ["integrate_with_path", "run_chain"]

@@ -52,8 +52,8 @@ from dmcmc_edu.models.unet import load_score_model
 from dmcmc_edu.plotting import dodge_markers, nfe_axes
 from dmcmc_edu.registry import get_integrator, integrator_table
 
-__all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models", "vanilla_samples",
-           "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
+__all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models",
+           "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
 
 SIGMA_MIN = 0.01
 """Smallest noise level (the paper's CIFAR10 value; invisible on [0, 1] images)."""
@@ -316,8 +316,8 @@ def plot_dlg_tuning(points: list, floor: float | None = None, title: str | None 
     ``steps``, filled for the most outputs per chain and hollow for fewer;
     vanilla KAR1 from noise as the black line, real images (same n) dotted;
     the legend (outside the axes) names each; settings drawn within a marker's
-    width of each other are spread sideways (values unchanged).  Right: how different consecutive outputs of one chain are -- the
-    class-switch rate (fraction whose predicted digit changes) against
+    width of each other are spread sideways (values unchanged).  Right: how different consecutive outputs of one
+    chain are -- the class-switch rate (fraction whose predicted digit changes) against
     ``nskip``, one line per ``eta`` (and outputs per chain), averaged over
     points that differ only in the denoising steps.  Returns the figure.
     """
