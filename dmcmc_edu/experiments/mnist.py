@@ -53,7 +53,8 @@ from dmcmc_edu.plotting import dodge_markers, nfe_axes
 from dmcmc_edu.registry import get_integrator, integrator_table
 
 __all__ = ["SIGMA_MIN", "SIGMA_MAX", "MAX_TRAIN_DISTANCE", "DLG_DEFAULTS", "LADDER_STYLE", "load_shipped_models",
-           "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach", "image_grid"]
+           "vanilla_samples", "dlg_config", "dlg_samples", "plot_ladder", "plot_dlg_tuning", "nfe_to_reach",
+           "image_grid"]
 
 SIGMA_MIN = 0.01
 """Smallest noise level (the paper's CIFAR10 value; invisible on [0, 1] images)."""
