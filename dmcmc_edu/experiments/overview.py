@@ -535,7 +535,8 @@ def modern_seeds_block(results_dir: str | Path) -> str:
     """The modern-solver sweeps repeated over seeds (``bench/results/seeds_modern``): each solver's verdicts."""
     root = Path(results_dir)
     lines = []
-    for stem, title in _TOY_TARGETS.items():
+    learned = {k: v for k, v in _LEARNED.items() if (root / "seeds_modern" / f"{k}_seeds.json").is_file()}
+    for stem, title in {**_TOY_TARGETS, **learned}.items():
         path = root / "seeds_modern" / f"{stem}_seeds.json"
         if not path.is_file():
             lines.append(f"* {title[:1].upper() + title[1:]}: one seed per point (not yet repeated over seeds).")
