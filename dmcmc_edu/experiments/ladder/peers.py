@@ -201,8 +201,9 @@ def peers_seeds_text(f: dict, budgets=None) -> str:
         if budgets is not None and pb["budget"] not in budgets:
             continue
         lines.append(f"--- at most {pb['budget']} NFE ({len(f['seeds'])} seeds)")
-        for fam, e in pb["best"].items():
-            lines.append(f"  {fam:<30}{(e['sampler'] + ' ' + e['label'])[:44]:<46}{_row_text(e)}")
+        for fam, e in pb["best"].items():  # a DLG label starts with its integrator; a peer's is its step count
+            setting = e["label"] if fam.startswith("DLG") else f"{e['sampler']} {e['label']}"
+            lines += [f"  {fam}: {setting}", f"      {_row_text(e)}"]
         lines += [f"  -> {line}" for line in _verdict_lines(pb)]
     return "\n".join(lines)
 
