@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 from dmcmc_edu.evaluation.uncertainty import MIN_REACH_FRACTION, interval, verdict
@@ -253,9 +255,6 @@ def peers_seeds_markdown(f: dict, commands: list[str] | None = None, title: str 
 
 def plot_peers_seeds(f: dict, title: str = ""):
     """Two panels over the budgets: seeds inside every floor, and median W2 with its interval, per family."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     fams = sorted({fam for pb in f["per_budget"] for fam in pb["best"]})
     n = len(f["seeds"])
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
