@@ -278,7 +278,7 @@ def plot_peers_seeds(f: dict, title: str = ""):
     labels = [str(pb["budget"]) for pb in f["per_budget"]]
     need = math.ceil(f["min_reach_fraction"] * n - 1e-9)
     a1.axhline(need, color="0.3", ls=":", lw=1)
-    a1.text(-0.45, need + 0.1, f"counts from {need} of {n}", va="bottom", ha="left", fontsize=8, color="0.3")
+    a1.text(0.5, need + 0.1, f"counts from {need} of {n}", va="bottom", ha="center", fontsize=8, color="0.3")
     a1.set_ylim(0, n + 1)
     a1.set_ylabel(f"seeds inside every floor (of {n})")
     a2.axhline(f["floors"]["w2"], color="0.3", ls=":", lw=1, label="W2 noise floor")
