@@ -96,7 +96,7 @@ def _run(args) -> int:
     found = analyse_peers(peer_docs, ladder_docs, floors, args.budgets)
     found["commands"] = commands
     found["run_seconds_per_seed"] = {s: seconds[s] for s in args.seeds if s in seconds}
-    write_json(out / f"peers_{stem}_seeds.json", _clean({"settings": settings, "findings": found}), indent=1)
+    write_json(report, _clean({"settings": settings, "findings": found}), indent=1)
     cmd = "python bench/peers_seeds.py " + " ".join(a for a in args.argv if a != "--report-only")  # what makes it
     text = peers_seeds_markdown(found, [cmd], title=f"Peers on `{args.target}` over {len(args.seeds)} seeds")
     atomic_write(out / f"peers_{stem}_seeds.md", lambda tmp: Path(tmp).write_text(text))

@@ -34,7 +34,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from dmcmc_edu.evaluation.metrics import FLOOR_METRICS
 from dmcmc_edu.evaluation.uncertainty import MIN_REACH_FRACTION, interval, verdict
 from dmcmc_edu.experiments.ladder.plan import point_label
-from dmcmc_edu.experiments.ladder.report import _value
+from dmcmc_edu.experiments.ladder.report import _failing
 
 __all__ = ["DLG_FAMILIES", "analyse_peers", "peers_seeds_markdown", "peers_seeds_text", "plot_peers_seeds"]
 
@@ -48,7 +48,7 @@ _MISSING = {"inside": False, "failing": len(FLOOR_METRICS), "w2": float("nan"), 
 def _score(metrics: dict | None, floors: dict) -> tuple[bool, int, float]:
     if not metrics:
         return False, len(FLOOR_METRICS), float("nan")
-    failing = [k for k in FLOOR_METRICS if not (_value({"metrics": metrics}, k) <= floors[k]["threshold"])]
+    failing = _failing({"metrics": metrics}, floors)
     w2 = metrics.get("w2")
     return not failing, len(failing), float("nan") if w2 is None else float(w2)
 
@@ -158,9 +158,9 @@ def analyse_peers(peer_docs: list[dict], ladder_docs: list[dict], floors: dict, 
         best: dict[str, dict] = {}
         for (fam, name), e in settings[b].items():
             labels = sorted({lab for lab in e["labels"] if lab})
-            cand = _summary(fam, name, " / ".join(labels), e["per_seed"], seeds)
-            if fam not in best or _rank(e["per_seed"]) < best[fam]["_rank"]:
-                best[fam] = dict(cand, _rank=_rank(e["per_seed"]))
+            rank = _rank(e["per_seed"])
+            if fam not in best or rank < best[fam]["_rank"]:
+                best[fam] = dict(_summary(fam, name, " / ".join(labels), e["per_seed"], seeds), _rank=rank)
         for fam, key in DLG_FAMILIES.items():
             for pid, e in dlg.items():
                 costs = [r[key] for r in e["per_seed"] if math.isfinite(r[key])]
