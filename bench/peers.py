@@ -197,8 +197,13 @@ def main(argv=None) -> int:
     from dmcmc_edu.targets import SpectralMixture
 
     out = out_folder(args)
-    out.mkdir(parents=True, exist_ok=True)
     budgets = [int(b) for b in args.budgets.split(",")]
+    refused = _other_settings(out / f"{peers_stem(args.target, args.seed)}.json", {
+        "target": args.target, "n": args.n, "seed": args.seed, "budgets": budgets, "floors_file": args.floors})
+    if refused:
+        print(f"error: {refused}; nothing was written -- choose another --out", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
     mix = targets.load_target(args.target)
     ladder_path = Path(args.ladder) if args.ladder else out / f"{Path(args.target).stem}.json"
     ladder_doc = json.loads(ladder_path.read_text()) if ladder_path.exists() else None
@@ -247,6 +252,22 @@ def main(argv=None) -> int:
                   "rows": rows})
     write_outputs(doc, out, peers_stem(args.target, args.seed))
     return 0
+
+
+def _other_settings(path: Path, want: dict) -> str | None:
+    """Why the peers file ``path`` may not be rewritten with the settings ``want`` (None: it may, or it is absent).
+
+    A re-run with the same settings recomputes the same rows; one with other settings would replace them, so it is
+    refused instead.
+    """
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())["meta"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{path}: not a peers result file"
+    differ = [f"{k} {meta.get(k)!r} (asked {v!r})" for k, v in want.items() if meta.get(k) != v]
+    return f"{path}: made with other settings: {', '.join(differ)}" if differ else None
 
 
 def peers_stem(target: str, seed: int = 0) -> str:

@@ -80,6 +80,20 @@ def test_helpers_that_only_read_or_rewrite_a_folder_need_out(tmp_path, capsys):
     assert stop.value.code == 2 and "--plot-only needs --out" in capsys.readouterr().err
 
 
+def test_peers_into_a_folder_made_with_other_settings_is_refused(tmp_path, capsys):
+    """A peers file made with other settings (budgets, n, seed, floors) is refused in one line, never replaced."""
+    import shutil
+
+    peers = _load("peers")
+    shutil.copy(ROOT / "bench" / "results" / "toy" / "peers_ring.json", tmp_path / "peers_ring.json")
+    before = (tmp_path / "peers_ring.json").read_bytes()
+    assert peers.main(["--target", "ring", "--out", str(tmp_path), "--budgets", "10,20"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "peers_ring.json: made with other settings: budgets" in err, err
+    assert (tmp_path / "peers_ring.json").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["peers_ring.json"]
+
+
 def test_peers_report_only_rewrites_the_named_folder_atomically(tmp_path):
     """--report-only --out DIR re-reads DIR/peers_<target>.json and rewrites its three files (no temporary left)."""
     import json
